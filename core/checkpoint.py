@@ -1,0 +1,128 @@
+"""Self-describing checkpoints, loaded safely with ``weights_only=True``.
+
+A checkpoint carries everything needed to use it: architecture, class names,
+preprocessing, decision threshold, calibration temperature, how it was trained
+and how it scored on validation. Nothing in it is unpickled as code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.labels import CLASS_NAMES
+from core.models import get_model
+
+FORMAT = "pneumonia-xray-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable checkpoint; the message is one line."""
+
+
+@dataclass
+class CheckpointMeta:
+    """Everything a checkpoint says about itself besides its weights."""
+
+    arch: str
+    image_size: int
+    mean: list[float]
+    std: list[float]
+    class_names: list[str] = field(default_factory=lambda: list(CLASS_NAMES))
+    threshold: float = 0.5
+    """Decision threshold on the calibrated P(PNEUMONIA)."""
+    threshold_goal: str = "default"
+    temperature: float = 1.0
+    """Temperature that calibrates the logits (fitted on validation)."""
+    train_args: dict[str, Any] = field(default_factory=dict)
+    val_metrics: dict[str, Any] = field(default_factory=dict)
+    split: dict[str, Any] = field(default_factory=dict)
+    """How the data was split and which part the metrics come from."""
+    epoch: int = 0
+    created_at: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-Python form, safe for ``weights_only`` loading and JSON."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CheckpointMeta:
+        """Rebuild from :meth:`to_dict` output, ignoring unknown keys."""
+        known = {f.name for f in fields(cls)}
+        missing = {"arch", "image_size", "mean", "std"} - set(data)
+        if missing:
+            raise CheckpointError(f"checkpoint metadata lacks {', '.join(sorted(missing))}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta) -> Path:
+    """Write ``model``'s weights and ``meta`` to ``path`` atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    module = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "meta": meta.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load and validate the raw checkpoint dictionary.
+
+    Raises:
+        CheckpointError: missing file, not a torch file, or not our format.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # garbage input makes torch.load raise almost any type
+        reason = str(error).strip().splitlines()[0][:120] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"{path} is not a loadable checkpoint ({reason})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not a {FORMAT} file (no format marker)")
+    if payload.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer version of this project")
+    if not isinstance(payload.get("meta"), dict) or not isinstance(payload.get("state_dict"), dict):
+        raise CheckpointError(f"{path} lacks metadata or weights")
+    return payload
+
+
+def load_checkpoint(path: str | Path) -> tuple[nn.Module, CheckpointMeta]:
+    """Build the model a checkpoint describes and load its weights.
+
+    Returns:
+        ``(model, meta)`` with the model in eval mode on the CPU.
+    """
+    payload = read_checkpoint(path)
+    meta = CheckpointMeta.from_dict(payload["meta"])
+    try:
+        model = get_model(meta.arch, pretrained=None, num_classes=len(meta.class_names))
+        model.load_state_dict(payload["state_dict"])
+    except (ValueError, RuntimeError) as error:
+        first = str(error).strip().splitlines()[0][:160]
+        raise CheckpointError(f"{path}: weights do not match {meta.arch} ({first})") from None
+    model.eval()
+    return model, meta
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file, read in chunks (identifies a model version)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

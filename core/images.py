@@ -1,0 +1,96 @@
+"""Safe image decoding: every failure becomes one clear ``ImageLoadError``.
+
+Uploads and command-line paths both come through here, so corrupt files,
+text renamed ``.png``, truncated JPEGs, decompression bombs and odd pixel
+formats (16-bit grayscale, RGBA, palette) are handled in one place.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+MAX_PIXELS = 40_000_000
+"""Largest image accepted (about 6,300 x 6,300); bigger files are refused."""
+
+MAX_BYTES = 100 * 1024 * 1024
+"""Largest file accepted, before decoding."""
+
+
+class ImageLoadError(ValueError):
+    """An input that cannot be used as an X-ray image; the message is one line."""
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """Convert any PIL mode to 8-bit RGB, rescaling high bit depths."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        # PIL's convert("L") clips values above 255; rescale the real range instead.
+        array = np.asarray(image, dtype=np.float64)
+        low, high = float(array.min()), float(array.max())
+        scaled = (array - low) / (high - low) * 255.0 if high > low else np.zeros_like(array)
+        image = Image.fromarray(scaled.round().astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, image)
+    return image.convert("RGB")
+
+
+def load_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
+    """Decode a file path or raw bytes into an RGB PIL image.
+
+    Args:
+        source: a filesystem path, or the bytes of an uploaded file.
+        name: how to call the input in error messages (defaults to the path).
+
+    Returns:
+        A fully decoded RGB image (EXIF orientation applied).
+
+    Raises:
+        ImageLoadError: with a one-line reason for any unusable input.
+    """
+    label = name or (str(source) if not isinstance(source, bytes) else "upload")
+    if isinstance(source, bytes):
+        data = source
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise ImageLoadError(f"{label}: file not found")
+        if not path.is_file():
+            raise ImageLoadError(f"{label}: not a file")
+        if path.stat().st_size > MAX_BYTES:
+            raise ImageLoadError(f"{label}: file larger than {MAX_BYTES // 2**20} MiB")
+        data = path.read_bytes()
+    if not data:
+        raise ImageLoadError(f"{label}: empty file")
+    if len(data) > MAX_BYTES:
+        raise ImageLoadError(f"{label}: file larger than {MAX_BYTES // 2**20} MiB")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageLoadError(
+                    f"{label}: image too large ({width}x{height} pixels, limit {MAX_PIXELS:,})"
+                )
+            if getattr(image, "n_frames", 1) > 1 and image.format not in ("PNG",):
+                image.seek(0)
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except ImageLoadError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageLoadError(f"{label}: image too large (decompression bomb refused)") from None
+    except UnidentifiedImageError:
+        raise ImageLoadError(f"{label}: not a recognised image format") from None
+    except (OSError, SyntaxError, ValueError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ImageLoadError(f"{label}: corrupt or truncated image ({reason})") from None
+    if min(image.size) < 1:
+        raise ImageLoadError(f"{label}: image has no pixels")
+    return _to_rgb(image)

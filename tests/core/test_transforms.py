@@ -1,0 +1,36 @@
+import torch
+from PIL import Image
+
+from core.transforms import eval_transform, to_batch, train_transform
+
+
+def test_eval_transform_is_deterministic_and_square():
+    image = Image.new("RGB", (300, 200), (128, 128, 128))
+    t = eval_transform(64, (0.5,) * 3, (0.5,) * 3)
+    a, b = t(image), t(image)
+    assert a.shape == (3, 64, 64) and torch.equal(a, b)
+    assert torch.allclose(a, torch.full_like(a, (128 / 255 - 0.5) / 0.5), atol=1e-2)
+
+
+def test_train_transform_randomises_and_keeps_shape():
+    image = Image.effect_noise((96, 96), 60).convert("RGB")
+    t = train_transform(64, (0.5,) * 3, (0.5,) * 3, hflip=True)
+    torch.manual_seed(0)
+    outputs = [t(image) for _ in range(4)]
+    assert all(o.shape == (3, 64, 64) for o in outputs)
+    assert not torch.equal(outputs[0], outputs[1])
+
+
+def test_no_flip_by_default_keeps_left_right():
+    # Left half bright, right half dark; without flips the left stays brighter.
+    image = Image.new("RGB", (64, 64))
+    image.paste((255, 255, 255), (0, 0, 32, 64))
+    t = train_transform(64, (0.0,) * 3, (1.0,) * 3, rotation=0, scale=(0.9, 1.0), color_jitter=0)
+    for _ in range(20):
+        x = t(image)
+        assert x[:, :, :16].mean() > x[:, :, 48:].mean()
+
+
+def test_to_batch_stacks():
+    batch = to_batch([Image.new("RGB", (10, 10))] * 3, eval_transform(16, (0,) * 3, (1,) * 3))
+    assert batch.shape == (3, 3, 16, 16)

@@ -1,0 +1,1 @@
+"""Command-line training and evaluation built on ``core``."""

@@ -1,0 +1,61 @@
+"""One training epoch and batched scoring, shared by train and evaluate."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: DataLoader,
+    criterion: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    device: torch.device,
+    epoch: int,
+    show_progress: bool = True,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> dict[str, float]:
+    """Train for one pass over ``loader``.
+
+    Returns:
+        ``{"train_loss": mean loss, "train_accuracy": accuracy on the seen batches}``.
+    """
+    model.train()
+    total_loss, correct, seen = 0.0, 0, 0
+    bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, disable=not show_progress, unit="batch")
+    for images, labels in bar:
+        images = images.to(device, non_blocking=True, memory_format=memory_format)
+        labels = labels.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(images)
+        loss = criterion(logits, labels)
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item() * len(labels)
+        correct += int((logits.argmax(1) == labels).sum())
+        seen += len(labels)
+        bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
+    return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
+
+
+@torch.inference_mode()
+def collect_logits(
+    model: nn.Module,
+    loader: DataLoader,
+    device: torch.device,
+    desc: str = "score",
+    show_progress: bool = True,
+    memory_format: torch.memory_format = torch.contiguous_format,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``model`` over ``loader`` and return ``(logits, labels)`` on the CPU."""
+    model.eval()
+    all_logits, all_labels = [], []
+    for images, labels in tqdm(loader, desc=desc, leave=False, disable=not show_progress, unit="batch"):
+        all_logits.append(model(images.to(device, memory_format=memory_format)).float().cpu())
+        all_labels.append(labels)
+    if not all_logits:
+        return torch.empty(0, 2), torch.empty(0, dtype=torch.long)
+    return torch.cat(all_logits), torch.cat(all_labels)

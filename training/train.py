@@ -1,0 +1,310 @@
+"""Train a pneumonia classifier.
+
+    python -m training.train --data-dir ../shared/data/chest_xray/train --model efficientnet_lite0 \
+        --pretrained imagenet --epochs 8 --output-dir runs/lite0
+
+Runs the same under ``torchrun --nproc_per_node N -m training.train ...`` with
+DistributedDataParallel. The best epoch (by a validation metric) is written as a
+self-describing checkpoint, then calibrated (temperature scaling) and given a
+decision threshold chosen on validation for ``--threshold-goal``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
+from tqdm import tqdm
+
+from core.calibration import fit_temperature
+from core.checkpoint import CheckpointMeta, save_checkpoint
+from core.data import (
+    XrayDataset,
+    apply_label_overrides,
+    grouped_split,
+    load_split,
+    materialize_hf_dataset,
+    read_label_overrides,
+    save_split,
+    scan_image_folder,
+    split_summary,
+)
+from core.inference import resolve_device
+from core.metrics import choose_threshold, classification_report
+from core.models import WeightsUnavailableError, available_models, freeze_stages, get_model, get_spec
+from core.transforms import eval_transform, train_transform
+from training import distributed
+from training.engine import collect_logits, train_one_epoch
+
+STATE_FORMAT = "pneumonia-train-state"
+RUN_LOCAL_ARGS = ("epochs", "max_minutes", "resume", "output_dir", "device", "workers", "no_progress")
+"""Arguments a resumed run may change; the rest are restored from the saved state."""
+
+
+def get_args_parser() -> argparse.ArgumentParser:
+    """Arguments of the training command."""
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--data-dir", help="ImageFolder root with NORMAL/ and PNEUMONIA/")
+    src.add_argument("--hf-dataset", help="Hugging Face data set id or local data-set folder")
+    p.add_argument("--hf-cache-dir", default="data/hf_images", help="where HF images are written")
+    p.add_argument("--split-file", default=None, help="reuse a split JSON (default: make one, seeded)")
+    p.add_argument("--val-fraction", type=float, default=0.15)
+    p.add_argument("--test-fraction", type=float, default=0.15)
+    p.add_argument("--relabel", default=None, help="relabel CSV from 'python -m db export'")
+    p.add_argument("--model", default="efficientnet_lite0", choices=available_models())
+    p.add_argument("--pretrained", default=None, help="'imagenet' or a weights file; none = scratch")
+    p.add_argument("--freeze-stages", type=int, default=0, help="freeze this many early backbone stages")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
+                   help="channels-last memory layout (much faster convolutions on CPU)")
+    p.add_argument("--image-size", type=int, default=None, help="input side (default: the model's)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch that passes this")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--hflip", action="store_true", help="random horizontal flips (mirror anatomy)")
+    p.add_argument("--rotation", type=float, default=10.0)
+    p.add_argument("--color-jitter", type=float, default=0.2)
+    p.add_argument("--balance", choices=["weights", "sampler", "none"], default="weights",
+                   help="class weights 1/count in the loss, a balanced sampler, or nothing")
+    p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument("--select-metric", choices=["roc_auc", "balanced_accuracy", "val_loss"], default="roc_auc")
+    p.add_argument("--patience", type=int, default=4, help="early stop after this many epochs without gain")
+    p.add_argument("--lr-patience", type=int, default=1, help="ReduceLROnPlateau patience")
+    p.add_argument("--threshold-goal", default="youden", help="'youden' or 'sensitivity>=0.95'")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--output-dir", default="runs/latest")
+    p.add_argument("--resume", default=None, help="a last.pth from an earlier run of the same settings")
+    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return p
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_train_state(path: str) -> dict[str, Any]:
+    """Load a ``last.pth`` training state safely, or raise ``ValueError``."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:  # torch raises many types for a bad file
+        raise ValueError(f"{path} is not a loadable training state ({type(error).__name__})") from None
+    if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
+        raise ValueError(f"{path} is not a training state file (last.pth)")
+    return state
+
+
+def _records(args: argparse.Namespace, rank: int):
+    if args.data_dir:
+        return scan_image_folder(args.data_dir), Path(args.data_dir)
+    cache = Path(args.hf_cache_dir)
+    if rank == 0 and not cache.exists():
+        materialize_hf_dataset(args.hf_dataset, cache)
+    distributed.barrier()
+    return scan_image_folder(cache), cache
+
+
+def _split(args: argparse.Namespace, records, root: Path, out: Path, rank: int):
+    if args.split_file:
+        return load_split(args.split_file, root)
+    parts = grouped_split(records, args.val_fraction, args.test_fraction, args.seed)
+    if rank == 0:
+        save_split(parts, out / "split.json", root)
+    return parts
+
+
+def _train_loader(args, dataset: XrayDataset, world_size: int) -> DataLoader:
+    generator = torch.Generator().manual_seed(args.seed)
+    sampler = None
+    if world_size > 1:
+        sampler = DistributedSampler(dataset, shuffle=True, seed=args.seed)
+    elif args.balance == "sampler":
+        counts = np.bincount(dataset.labels, minlength=2)
+        weights = [1.0 / counts[y] for y in dataset.labels]
+        sampler = WeightedRandomSampler(weights, len(weights), generator=generator)
+    return DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
+                      num_workers=args.workers, generator=generator, drop_last=len(dataset) > args.batch_size,
+                      persistent_workers=args.workers > 0)
+
+
+def _criterion(args, labels: list[int], device: torch.device) -> nn.Module:
+    weight = None
+    if args.balance == "weights":
+        counts = np.bincount(labels, minlength=2).astype(np.float64)
+        w = 1.0 / np.maximum(counts, 1)
+        weight = torch.tensor(w / w.sum() * len(w), dtype=torch.float32, device=device)
+    return nn.CrossEntropyLoss(weight=weight, label_smoothing=args.label_smoothing)
+
+
+def _validation_scores(model, loader, device, show: bool, layout) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+    logits, labels = collect_logits(model, loader, device, "validate", show, layout)
+    p = torch.softmax(logits, 1)[:, 1].numpy()
+    report = classification_report(labels.numpy(), p, 0.5)
+    loss = float(nn.functional.cross_entropy(logits, labels)) if len(labels) else float("nan")
+    scores = {
+        "val_loss": loss,
+        "roc_auc": report["roc_auc"] if report["roc_auc"] is not None else float("nan"),
+        "balanced_accuracy": (report["sensitivity"] + report["specificity"]) / 2,
+        "val_accuracy": report["accuracy"],
+    }
+    return scores, logits, labels
+
+
+def _score_for_selection(metric: str, scores: dict[str, float]) -> float:
+    return -scores["val_loss"] if metric == "val_loss" else scores[metric]
+
+
+def main(args: argparse.Namespace) -> int:
+    """Train; returns the exit status."""
+    state = None
+    if args.resume:
+        state = load_train_state(args.resume)
+        # Continue the same run: settings that shape the model and data come from the state.
+        keep = {k: getattr(args, k) for k in RUN_LOCAL_ARGS}
+        vars(args).update({**state["args"], **keep})
+    device = resolve_device(args.device)
+    rank, world_size = distributed.init_distributed(device)
+    if world_size > 1 and args.balance == "sampler":
+        print("error: --balance sampler is not supported with torchrun; use weights", file=sys.stderr)
+        return 2
+    show = rank == 0 and not args.no_progress
+    seed_everything(args.seed)
+    out = Path(args.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+
+    records, root = _records(args, rank)
+    parts = _split(args, records, root, out, rank)
+    if args.relabel:
+        overrides = read_label_overrides(args.relabel)
+        parts = {k: apply_label_overrides(v, overrides) for k, v in parts.items()}
+    spec = get_spec(args.model)
+    size = args.image_size or spec.image_size
+    train_ds = XrayDataset(parts["train"], train_transform(size, spec.mean, spec.std, args.hflip,
+                                                           args.rotation, color_jitter=args.color_jitter))
+    val_ds = XrayDataset(parts["val"], eval_transform(size, spec.mean, spec.std))
+    train_loader = _train_loader(args, train_ds, world_size)
+    val_loader = DataLoader(val_ds, batch_size=args.batch_size * 2, num_workers=args.workers)
+
+    model = get_model(args.model, pretrained=args.pretrained)
+    freeze_stages(model, args.model, args.freeze_stages)
+    layout = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=layout)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=args.weight_decay)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.3,
+                                                           patience=args.lr_patience)
+    criterion = _criterion(args, train_ds.labels, device)
+    start_epoch, best_score, bad_epochs, history = 1, -float("inf"), 0, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best_score = state["epoch"] + 1, state["best_score"]
+        bad_epochs, history = state["bad_epochs"], state["history"]
+    if world_size > 1:
+        model = DistributedDataParallel(model)
+    plain_model = getattr(model, "module", model)
+
+    split_info = {"summary": split_summary(parts), "seed": args.seed, "scored_on": "val",
+                  "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
+                  "grouped_by": "patient id from file name, exact duplicates merged"}
+    meta_base = dict(arch=args.model, image_size=size, mean=list(spec.mean), std=list(spec.std),
+                     train_args=vars(args).copy(), split=split_info)
+    started = time.monotonic()
+    epochs = tqdm(range(start_epoch, args.epochs + 1), desc="epochs", disable=not show, unit="epoch")
+    for epoch in epochs:
+        if isinstance(train_loader.sampler, DistributedSampler):
+            train_loader.sampler.set_epoch(epoch)
+        train_stats = train_one_epoch(model, train_loader, criterion, optimizer, device, epoch, show, layout)
+        stop = False
+        if rank == 0:
+            scores, _, _ = _validation_scores(plain_model, val_loader, device, show, layout)
+            score = _score_for_selection(args.select_metric, scores)
+            improved = score > best_score
+            if improved:
+                best_score, bad_epochs = score, 0
+                save_checkpoint(out / "best_model.pth", plain_model,
+                                CheckpointMeta(**meta_base, val_metrics=scores, epoch=epoch))
+            else:
+                bad_epochs += 1
+            row = {"epoch": epoch, **train_stats, **scores, "lr": optimizer.param_groups[0]["lr"],
+                   "best": improved, "seconds": round(time.monotonic() - started, 1)}
+            history.append(row)
+            with open(out / "train_log.jsonl", "a") as log:
+                log.write(json.dumps(row) + "\n")
+            epochs.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+            torch.save({"format": STATE_FORMAT, "args": vars(args), "model": plain_model.state_dict(),
+                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                        "epoch": epoch, "best_score": best_score, "bad_epochs": bad_epochs,
+                        "history": history}, out / "last.pth")
+            over_time = args.max_minutes is not None and time.monotonic() - started > args.max_minutes * 60
+            stop = bad_epochs >= args.patience or over_time
+            scheduler.step(score)
+        stop, lr = distributed.broadcast((stop, optimizer.param_groups[0]["lr"]))
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        if stop:
+            break
+
+    if rank == 0:
+        finalize(out / "best_model.pth", val_loader, device, args.threshold_goal, show)
+    distributed.barrier()
+    distributed.cleanup()
+    return 0
+
+
+def finalize(path: Path, val_loader: DataLoader, device: torch.device, goal: str, show: bool) -> dict[str, Any]:
+    """Calibrate the best checkpoint and set its threshold, both on validation.
+
+    Returns:
+        The validation report at the chosen threshold with calibrated scores.
+    """
+    from core.checkpoint import load_checkpoint
+
+    model, meta = load_checkpoint(path)
+    logits, labels = collect_logits(model.to(device), val_loader, device, "calibrate", show)
+    meta.temperature = fit_temperature(logits, labels)
+    p = torch.softmax(logits / meta.temperature, 1)[:, 1].numpy()
+    meta.threshold = choose_threshold(labels.numpy(), p, goal) if len(set(labels.tolist())) == 2 else 0.5
+    meta.threshold_goal = goal
+    report = classification_report(labels.numpy(), p, meta.threshold)
+    meta.val_metrics = {**meta.val_metrics, **{k: report[k] for k in
+                        ("accuracy", "roc_auc", "sensitivity", "specificity", "ece", "brier")}}
+    meta.created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    save_checkpoint(path, model, meta)
+    tqdm.write(f"calibrated: temperature={meta.temperature:.3f} threshold={meta.threshold:.4f} "
+               f"val_acc={report['accuracy']:.4f} val_auc={report['roc_auc']} ece={report['ece']:.4f}")
+    return report
+
+
+def cli() -> int:
+    """Parse arguments, run, and turn expected failures into one-line errors."""
+    args = get_args_parser().parse_args()
+    try:
+        return main(args)
+    except (FileNotFoundError, ValueError, WeightsUnavailableError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(cli())
