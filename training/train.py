@@ -239,7 +239,9 @@ def main(args: argparse.Namespace) -> int:
         if rank == 0:
             scores, _, _ = _validation_scores(plain_model, val_loader, device, show, layout)
             score = _score_for_selection(args.select_metric, scores)
-            improved = score > best_score
+            if score != score:  # NaN, e.g. ROC-AUC on a one-class validation set
+                score = -float("inf")
+            improved = score > best_score or not (out / "best_model.pth").exists()
             if improved:
                 best_score, bad_epochs = score, 0
                 save_checkpoint(out / "best_model.pth", plain_model,

@@ -1,0 +1,78 @@
+"""The prediction command as users run it: a real subprocess, real files."""
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+from PIL import Image
+
+from tests.conftest import REPO_ROOT, xray_like
+
+
+def run_predict(*args):
+    return subprocess.run([sys.executable, "-m", "core.predict", *map(str, args)], cwd=REPO_ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _inputs(tmp_path):
+    good = tmp_path / "good.png"
+    xray_like(1, True).save(good)
+    rgba = tmp_path / "rgba.png"
+    xray_like(2, False).convert("RGBA").save(rgba)
+    sixteen = tmp_path / "sixteen.png"
+    Image.fromarray((np.asarray(xray_like(3, False), dtype=np.uint16) * 200)).save(sixteen)
+    jpeg = tmp_path / "rgb.jpg"
+    xray_like(4, True).convert("RGB").save(jpeg)
+    return [good, rgba, sixteen, jpeg]
+
+
+def test_text_output_format(tiny_checkpoint, tmp_path):
+    good = _inputs(tmp_path)[0]
+    result = run_predict(good, "--checkpoint", tiny_checkpoint)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].split(": ")[1] in ("NORMAL", "PNEUMONIA")
+    assert [line.split(":")[0] for line in lines] == ["Prediction", "Confidence", "NORMAL", "PNEUMONIA"]
+    normal, pneumonia = float(lines[2].split(": ")[1]), float(lines[3].split(": ")[1])
+    assert abs(normal + pneumonia - 1) < 2e-4
+
+
+def test_json_many_formats(tiny_checkpoint, tmp_path):
+    paths = _inputs(tmp_path)
+    result = run_predict(*paths, "--json", "--checkpoint", tiny_checkpoint)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["source"] for r in rows] == [str(p) for p in paths]
+    assert all(r["prediction"] in ("NORMAL", "PNEUMONIA") and r["model"].startswith("resnet18@") for r in rows)
+
+
+def test_bad_inputs_do_not_stop_good_ones(tiny_checkpoint, tmp_path):
+    good = _inputs(tmp_path)[0]
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    text = tmp_path / "text.png"
+    text.write_text("hello")
+    truncated = tmp_path / "cut.jpg"
+    buffer = io.BytesIO()
+    xray_like(5, True, 128).save(buffer, "JPEG")
+    truncated.write_bytes(buffer.getvalue()[:300])
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (20000, 20000)).save(bomb)
+    missing = tmp_path / "missing.png"
+    result = run_predict(empty, text, good, truncated, bomb, missing, "--json", "--checkpoint", tiny_checkpoint)
+    assert result.returncode == 1
+    assert [json.loads(line)["source"] for line in result.stdout.splitlines()] == [str(good)]
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 5 and all(line.startswith("error: ") for line in errors)
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_checkpoint_is_one_line(tmp_path):
+    good = _inputs(tmp_path)[0]
+    bogus = tmp_path / "bogus.pth"
+    bogus.write_text("nope")
+    result = run_predict(good, "--checkpoint", bogus)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1
