@@ -131,6 +131,12 @@ class Predictor:
     def _label(self, p_pneumonia: float) -> str:
         return self.class_names[1] if p_pneumonia >= self.threshold else self.class_names[0]
 
+    def relabel(self, prediction: Prediction, threshold: float) -> Prediction:
+        """The same probabilities classified at another threshold (an operating point saved later)."""
+        label = self.class_names[1] if prediction.p_pneumonia >= threshold else self.class_names[0]
+        return Prediction(label, prediction.probabilities[label], dict(prediction.probabilities),
+                          float(threshold), prediction.source)
+
     def predict_one(self, image: Image.Image, source: str = "") -> Prediction:
         """A :class:`Prediction` for one PIL image."""
         return self.predictions([image], [source])[0]

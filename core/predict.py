@@ -25,6 +25,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", default=None, help=f"checkpoint (default {default_checkpoint()})")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--log", action="store_true",
+                        help="store images and predictions in the review database ($DATABASE_URL)")
     return parser
 
 
@@ -44,17 +46,29 @@ def main(args: argparse.Namespace) -> int:
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    engine = None
+    if args.log:  # imported lazily: plain prediction needs no database
+        from db.actions import predict_and_log
+        from db.engine import init_db, make_engine
+
+        engine = init_db(make_engine())
     failures = 0
     for path in args.images:
+        extra = {}
         try:
-            image = load_image(Path(path), name=path)
+            if engine is not None:
+                if not Path(path).is_file():
+                    raise ImageLoadError(f"{path}: file not found")
+                logged = predict_and_log(engine, predictor, Path(path).read_bytes(), path, source="cli")
+                prediction, extra = logged.result, {"prediction_id": logged.prediction_id}
+            else:
+                prediction = predictor.predict_one(load_image(Path(path), name=path), source=path)
         except ImageLoadError as error:
             print(f"error: {error}", file=sys.stderr)
             failures += 1
             continue
-        prediction = predictor.predict_one(image, source=path)
         if args.json:
-            print(json.dumps({**prediction.to_dict(), "model": predictor.version}))
+            print(json.dumps({**prediction.to_dict(), "model": predictor.version, **extra}))
         else:
             _print_text(prediction, many=len(args.images) > 1)
         sys.stdout.flush()

@@ -76,3 +76,27 @@ def test_bad_checkpoint_is_one_line(tmp_path):
     result = run_predict(good, "--checkpoint", bogus)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.count("\n") == 1
+
+
+def test_log_stores_predictions_in_the_database(tiny_checkpoint, tmp_path, monkeypatch):
+    import os
+
+    from sqlalchemy import text
+
+    from db.engine import make_engine
+
+    good = _inputs(tmp_path)[0]
+    bad = tmp_path / "bad.png"
+    bad.write_text("nope")
+    env = {**os.environ, "PNEUMONIA_DATA_DIR": str(tmp_path / "data")}
+    env.pop("DATABASE_URL", None)
+    result = subprocess.run([sys.executable, "-m", "core.predict", str(good), str(bad), str(good), "--json", "--log",
+                             "--checkpoint", str(tiny_checkpoint)], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    ids = [json.loads(line)["prediction_id"] for line in result.stdout.splitlines()]
+    engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'reviews.db'}")
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT id, source FROM predictions ORDER BY id")).all()
+        images = connection.execute(text("SELECT count(*) FROM images")).scalar()
+    assert [tuple(r) for r in rows] == [(ids[0], "cli"), (ids[1], "cli")] and images == 1

@@ -1,0 +1,101 @@
+"""Typed SQLAlchemy 2.0 models.
+
+An ``Image`` is stored once per content hash; each ``Prediction`` ties an image to
+a ``ModelVersion``; ``Review`` rows are append-only (a reviewer's later review
+supersedes their earlier one, which stays as history); ``ThresholdChange`` records
+who moved the operating point, when, and the metrics there.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> datetime:
+    """Timezone-aware current time."""
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table."""
+
+
+class Image(Base):
+    __tablename__ = "images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    file_name: Mapped[str] = mapped_column(String(255))
+    """Name the file was uploaded under (display only; never used as a path)."""
+    storage_path: Mapped[str] = mapped_column(String(512))
+    """Path relative to the image store, derived from the hash."""
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    original_label: Mapped[str | None] = mapped_column(String(16), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    predictions: Mapped[list[Prediction]] = relationship(back_populates="image")
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    arch: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class Prediction(Base):
+    __tablename__ = "predictions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="RESTRICT"), index=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"), index=True)
+    p_normal: Mapped[float] = mapped_column(Float)
+    p_pneumonia: Mapped[float] = mapped_column(Float)
+    threshold: Mapped[float] = mapped_column(Float)
+    predicted_label: Mapped[str] = mapped_column(String(16), index=True)
+    source: Mapped[str] = mapped_column(String(32), default="dashboard")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+    image: Mapped[Image] = relationship(back_populates="predictions")
+    model: Mapped[ModelVersion] = relationship()
+    reviews: Mapped[list[Review]] = relationship(back_populates="prediction", order_by="Review.id")
+
+
+class Review(Base):
+    __tablename__ = "reviews"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prediction_id: Mapped[int] = mapped_column(ForeignKey("predictions.id", ondelete="RESTRICT"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(100), index=True)
+    agrees: Mapped[bool] = mapped_column(Boolean)
+    corrected_label: Mapped[str | None] = mapped_column(String(16), default=None)
+    confidence: Mapped[str] = mapped_column(String(16))
+    notes: Mapped[str] = mapped_column(Text, default="")
+    supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("reviews.id"), default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+
+    prediction: Mapped[Prediction] = relationship(back_populates="reviews")
+
+    @property
+    def call(self) -> str:
+        """The label this reviewer says is right."""
+        return self.prediction.predicted_label if self.agrees else str(self.corrected_label)
+
+
+class ThresholdChange(Base):
+    __tablename__ = "threshold_changes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"), index=True)
+    threshold: Mapped[float] = mapped_column(Float)
+    changed_by: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -1,0 +1,394 @@
+"""Repository functions: each takes a session and does one piece of one user action.
+
+Callers wrap a whole action in :func:`db.engine.session_scope`, so a failure
+anywhere leaves nothing half-written. Validation happens before any write.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from PIL import Image as PILImage
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, selectinload
+
+from core.labels import CLASS_NAMES
+from db.models import Image, ModelVersion, Prediction, Review, ThresholdChange
+from db.settings import image_store_dir
+
+MAX_NOTES = 5000
+MAX_REVIEWER = 100
+MAX_FILE_NAME = 255
+CONFIDENCE_LEVELS = ("high", "medium", "low", "unsure")
+
+
+class ValidationError(ValueError):
+    """Input the database refuses; nothing was written. The message is one line."""
+
+
+def _label(value: str | None, what: str) -> str:
+    text = (value or "").strip().upper()
+    if text not in CLASS_NAMES:
+        raise ValidationError(f"{what} must be NORMAL or PNEUMONIA, got {str(value)[:40]!r}")
+    return text
+
+
+def _clean_text(value: str, limit: int, what: str, required: bool = False) -> str:
+    text = (value or "").replace("\x00", "").strip()
+    if required and not text:
+        raise ValidationError(f"{what} must not be empty")
+    if len(text) > limit:
+        raise ValidationError(f"{what} is {len(text):,} characters; the limit is {limit:,}")
+    return text
+
+
+# ---------------------------------------------------------------- images and models
+
+
+def store_image(
+    session: Session,
+    data: bytes,
+    file_name: str,
+    original_label: str | None = None,
+    store_dir: Path | None = None,
+) -> Image:
+    """Keep an image's bytes once per content hash and return its row.
+
+    The file goes to ``<store>/<aa>/<sha256><ext>``: the path comes from the hash
+    and the detected format, never from ``file_name``.
+    """
+    if not data:
+        raise ValidationError("image is empty")
+    digest = hashlib.sha256(data).hexdigest()
+    existing = session.scalar(select(Image).where(Image.sha256 == digest))
+    if existing is not None:
+        if original_label and not existing.original_label:
+            existing.original_label = _label(original_label, "original label")
+        return existing
+    try:
+        with PILImage.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+            extension = {"JPEG": ".jpg", "PNG": ".png"}.get(probe.format or "", ".bin")
+    except Exception:
+        width, height, extension = 0, 0, ".bin"  # e.g. DICOM: stored as-is
+    relative = f"{digest[:2]}/{digest}{extension}"
+    target = Path(store_dir or image_store_dir()) / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not target.exists():
+        tmp = target.with_suffix(target.suffix + ".tmp")
+        tmp.write_bytes(data)
+        tmp.replace(target)
+    image = Image(
+        sha256=digest,
+        file_name=_clean_text(Path(file_name or "upload").name, MAX_FILE_NAME, "file name") or "upload",
+        storage_path=relative,
+        width=width,
+        height=height,
+        original_label=_label(original_label, "original label") if original_label else None,
+    )
+    session.add(image)
+    session.flush()
+    return image
+
+
+def image_path(image: Image, store_dir: Path | None = None) -> Path:
+    """Where an image's bytes are on disk."""
+    return Path(store_dir or image_store_dir()) / image.storage_path
+
+
+def get_or_create_model(session: Session, sha256: str, name: str, arch: str) -> ModelVersion:
+    """The model-version row for a checkpoint hash."""
+    model = session.scalar(select(ModelVersion).where(ModelVersion.sha256 == sha256))
+    if model is None:
+        model = ModelVersion(sha256=sha256, name=name[:255], arch=arch[:64])
+        session.add(model)
+        session.flush()
+    return model
+
+
+# ---------------------------------------------------------------- predictions
+
+
+def log_prediction(
+    session: Session,
+    *,
+    image: Image,
+    model: ModelVersion,
+    p_pneumonia: float,
+    threshold: float,
+    source: str = "dashboard",
+) -> Prediction:
+    """Store one prediction; the label is derived from ``p_pneumonia >= threshold``."""
+    if not 0.0 <= p_pneumonia <= 1.0 or not 0.0 <= threshold <= 1.0:
+        raise ValidationError("probability and threshold must lie in [0, 1]")
+    prediction = Prediction(
+        image_id=image.id,
+        model_id=model.id,
+        p_normal=1.0 - p_pneumonia,
+        p_pneumonia=p_pneumonia,
+        threshold=threshold,
+        predicted_label=CLASS_NAMES[1] if p_pneumonia >= threshold else CLASS_NAMES[0],
+        source=source[:32],
+    )
+    session.add(prediction)
+    session.flush()
+    return prediction
+
+
+def get_prediction(session: Session, prediction_id: int) -> Prediction:
+    """A prediction with its image, model and reviews, or :class:`ValidationError`."""
+    prediction = session.scalar(
+        select(Prediction)
+        .where(Prediction.id == prediction_id)
+        .options(selectinload(Prediction.image), selectinload(Prediction.model), selectinload(Prediction.reviews))
+    )
+    if prediction is None:
+        raise ValidationError(f"no prediction with id {prediction_id}")
+    return prediction
+
+
+# ---------------------------------------------------------------- reviews
+
+
+def add_review(
+    session: Session,
+    prediction_id: int,
+    reviewer: str,
+    agrees: bool,
+    corrected_label: str | None = None,
+    confidence: str = "high",
+    notes: str = "",
+) -> Review:
+    """Record a reviewer's verdict; their earlier review of the same prediction is superseded, not changed.
+
+    Raises:
+        ValidationError: unknown prediction, empty reviewer, bad label or
+            confidence, notes too long. Nothing is written then.
+    """
+    reviewer = _clean_text(reviewer, MAX_REVIEWER, "reviewer name", required=True)
+    notes = _clean_text(notes, MAX_NOTES, "notes")
+    confidence = (confidence or "").strip().lower()
+    if confidence not in CONFIDENCE_LEVELS:
+        raise ValidationError(f"confidence must be one of {', '.join(CONFIDENCE_LEVELS)}")
+    prediction = session.get(Prediction, prediction_id)
+    if prediction is None:
+        raise ValidationError(f"no prediction with id {prediction_id}")
+    if agrees:
+        corrected = None
+    else:
+        corrected = _label(corrected_label, "corrected label")
+        if corrected == prediction.predicted_label:
+            raise ValidationError("a disagreeing review needs a label different from the model's")
+    previous = session.scalar(
+        select(Review)
+        .where(Review.prediction_id == prediction_id, Review.reviewer == reviewer)
+        .order_by(Review.id.desc())
+        .limit(1)
+    )
+    review = Review(
+        prediction_id=prediction_id,
+        reviewer=reviewer,
+        agrees=bool(agrees),
+        corrected_label=corrected,
+        confidence=confidence,
+        notes=notes,
+        supersedes_id=previous.id if previous else None,
+    )
+    session.add(review)
+    session.flush()
+    return review
+
+
+def review_history(session: Session, prediction_id: int) -> list[Review]:
+    """Every review of a prediction, oldest first (superseded ones included)."""
+    return list(session.scalars(select(Review).where(Review.prediction_id == prediction_id).order_by(Review.id)))
+
+
+def _current_reviews_query() -> Select:
+    """Each reviewer's latest review per prediction."""
+    latest = (
+        select(func.max(Review.id).label("id")).group_by(Review.prediction_id, Review.reviewer).subquery()
+    )
+    return select(Review).join(latest, Review.id == latest.c.id)
+
+
+def current_reviews(session: Session) -> list[Review]:
+    """Reviews not superseded by the same reviewer, with their predictions loaded."""
+    return list(session.scalars(_current_reviews_query().options(selectinload(Review.prediction))))
+
+
+# ---------------------------------------------------------------- dashboard queries
+
+
+@dataclass
+class QueueFilters:
+    """Filters of the review queue; ``None`` means any."""
+
+    model_id: int | None = None
+    predicted_label: str | None = None
+    reviewer: str | None = None
+    """Only predictions this reviewer has not reviewed yet."""
+    since: datetime | None = None
+    until: datetime | None = None
+    include_reviewed: bool = True
+
+
+def review_queue(session: Session, filters: QueueFilters | None = None, limit: int = 50) -> list[Prediction]:
+    """Predictions to review: unreviewed first, then most uncertain (``|p - threshold|`` smallest)."""
+    filters = filters or QueueFilters()
+    review_count = (
+        select(Review.prediction_id, func.count(Review.id).label("n")).group_by(Review.prediction_id).subquery()
+    )
+    n_reviews = func.coalesce(review_count.c.n, 0)
+    query = (
+        select(Prediction)
+        .outerjoin(review_count, review_count.c.prediction_id == Prediction.id)
+        .options(selectinload(Prediction.image), selectinload(Prediction.model), selectinload(Prediction.reviews))
+    )
+    if filters.model_id is not None:
+        query = query.where(Prediction.model_id == filters.model_id)
+    if filters.predicted_label:
+        query = query.where(Prediction.predicted_label == _label(filters.predicted_label, "label filter"))
+    if filters.since is not None:
+        query = query.where(Prediction.created_at >= filters.since)
+    if filters.until is not None:
+        query = query.where(Prediction.created_at <= filters.until)
+    if filters.reviewer:
+        mine = select(Review.prediction_id).where(Review.reviewer == filters.reviewer.strip())
+        query = query.where(Prediction.id.not_in(mine))
+    if not filters.include_reviewed:
+        query = query.where(n_reviews == 0)
+    query = query.order_by(
+        (n_reviews > 0).asc(), func.abs(Prediction.p_pneumonia - Prediction.threshold).asc(), Prediction.id.asc()
+    )
+    return list(session.scalars(query.limit(limit)))
+
+
+def feedback_summary(session: Session) -> dict[str, Any]:
+    """Counts for the feedback page, over current (non-superseded) reviews.
+
+    Returns:
+        ``predictions``, ``reviewed_predictions``, ``reviews`` (current),
+        ``disagreements``, ``per_reviewer`` ``{name: {"reviews", "disagreements"}}``
+        and ``kappa`` (Cohen's kappa between the model's and reviewers' calls;
+        ``None`` when undefined).
+    """
+    from sklearn.metrics import cohen_kappa_score
+
+    reviews = current_reviews(session)
+    per_reviewer: dict[str, dict[str, int]] = {}
+    for review in reviews:
+        entry = per_reviewer.setdefault(review.reviewer, {"reviews": 0, "disagreements": 0})
+        entry["reviews"] += 1
+        entry["disagreements"] += int(not review.agrees)
+    model_calls = [r.prediction.predicted_label for r in reviews]
+    reviewer_calls = [r.call for r in reviews]
+    kappa = None
+    if reviews and len(set(model_calls) | set(reviewer_calls)) > 1:
+        value = cohen_kappa_score(model_calls, reviewer_calls, labels=list(CLASS_NAMES))
+        kappa = None if value != value else float(value)
+    return {
+        "predictions": session.scalar(select(func.count(Prediction.id))) or 0,
+        "reviewed_predictions": len({r.prediction_id for r in reviews}),
+        "reviews": len(reviews),
+        "all_reviews": session.scalar(select(func.count(Review.id))) or 0,
+        "disagreements": sum(not r.agrees for r in reviews),
+        "per_reviewer": per_reviewer,
+        "kappa": kappa,
+    }
+
+
+def disagreements(session: Session) -> list[Review]:
+    """Current reviews that disagree with the model, newest first."""
+    return sorted((r for r in current_reviews(session) if not r.agrees), key=lambda r: r.id, reverse=True)
+
+
+# ---------------------------------------------------------------- relabel export
+
+
+def relabel_rows(session: Session, only_disagreements: bool = False) -> list[dict[str, Any]]:
+    """One row per reviewed image: original label, the model's call, each reviewer's call, resolved label.
+
+    The resolved label is the majority of reviewers' current calls on the
+    image's latest reviewed prediction; a tie leaves it empty (training ignores it).
+    """
+    by_image: dict[int, list[Review]] = {}
+    for review in current_reviews(session):
+        by_image.setdefault(review.prediction.image_id, []).append(review)
+    rows = []
+    for image_id, reviews in sorted(by_image.items()):
+        image = session.get(Image, image_id)
+        latest_prediction = max((r.prediction for r in reviews), key=lambda p: p.id)
+        # One call per reviewer: their newest review of any prediction of this image.
+        calls: dict[str, Review] = {}
+        for review in sorted(reviews, key=lambda r: r.id):
+            calls[review.reviewer] = review
+        votes = Counter(r.call for r in calls.values())
+        ranked = votes.most_common()
+        resolved = ranked[0][0] if len(ranked) == 1 or ranked[0][1] > ranked[1][1] else ""
+        disagreement = any(not r.agrees for r in calls.values())
+        if only_disagreements and not disagreement:
+            continue
+        rows.append(
+            {
+                "image_sha256": image.sha256,
+                "file_name": image.file_name,
+                "stored_path": image.storage_path,
+                "original_label": image.original_label or "",
+                "model_label": latest_prediction.predicted_label,
+                "p_pneumonia": round(latest_prediction.p_pneumonia, 6),
+                "model_version": f"{latest_prediction.model.arch}@{latest_prediction.model.sha256[:12]}",
+                "reviewer_calls": "; ".join(f"{name}:{r.call}" for name, r in sorted(calls.items())),
+                "n_reviewers": len(calls),
+                "disagreement": disagreement,
+                "resolved_label": resolved,
+            }
+        )
+    return rows
+
+
+# ---------------------------------------------------------------- thresholds
+
+
+def record_threshold_change(
+    session: Session, model: ModelVersion, threshold: float, changed_by: str, metrics: dict[str, Any],
+    reason: str = "",
+) -> ThresholdChange:
+    """Log a new operating point: who, when, and the metrics at that threshold."""
+    if not 0.0 <= threshold <= 1.0:
+        raise ValidationError("threshold must lie in [0, 1]")
+    change = ThresholdChange(
+        model_id=model.id,
+        threshold=float(threshold),
+        changed_by=_clean_text(changed_by, MAX_REVIEWER, "name", required=True),
+        reason=_clean_text(reason, MAX_NOTES, "reason"),
+        metrics=metrics,
+    )
+    session.add(change)
+    session.flush()
+    return change
+
+
+def active_threshold(session: Session, model: ModelVersion) -> float | None:
+    """The most recently saved threshold for a model, if any."""
+    return session.scalar(
+        select(ThresholdChange.threshold)
+        .where(ThresholdChange.model_id == model.id)
+        .order_by(ThresholdChange.id.desc())
+        .limit(1)
+    )
+
+
+def threshold_history(session: Session, model: ModelVersion) -> list[ThresholdChange]:
+    """Every saved threshold for a model, newest first."""
+    return list(
+        session.scalars(
+            select(ThresholdChange).where(ThresholdChange.model_id == model.id).order_by(ThresholdChange.id.desc())
+        )
+    )

@@ -1,0 +1,23 @@
+"""Where the database and stored images live: one setting each, from the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_dir() -> Path:
+    """``$PNEUMONIA_DATA_DIR`` or ``data/`` at the repository root."""
+    return Path(os.environ.get("PNEUMONIA_DATA_DIR", REPO_ROOT / "data"))
+
+
+def database_url() -> str:
+    """``$DATABASE_URL`` or a SQLite file ``reviews.db`` in :func:`data_dir`."""
+    return os.environ.get("DATABASE_URL") or f"sqlite:///{data_dir() / 'reviews.db'}"
+
+
+def image_store_dir() -> Path:
+    """``$IMAGE_STORE_DIR`` or ``images/`` in :func:`data_dir`: where uploaded image bytes are kept."""
+    return Path(os.environ.get("IMAGE_STORE_DIR", data_dir() / "images"))
