@@ -103,7 +103,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
     ),
     # EfficientNet-Lite was trained on inputs scaled to [-1, 1].
     "efficientnet_lite0": ModelSpec(
-        _build_efficientnet_lite0, 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "_conv_head",
+        _build_efficientnet_lite0, 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "_bn1",
         ("_conv_stem.", "_bn0.", *(f"_blocks.{i}." for i in range(16))),
     ),
 }

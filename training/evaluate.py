@@ -13,39 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
-
-import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset
-from tqdm import tqdm
 
 from core.checkpoint import CheckpointError
-from core.data import ImageRecord, load_split, scan_image_folder
-from core.images import ImageLoadError, load_image
+from core.data import load_split, scan_image_folder
+from core.evaluation import build_report, score_records
 from core.inference import Predictor
-from core.metrics import bootstrap_intervals, classification_report
-from core.transforms import eval_transform
-
-
-class _TolerantDataset(Dataset):
-    """Yields ``(tensor, label, index, error)``; unreadable images carry an error string."""
-
-    def __init__(self, records: Sequence[ImageRecord], transform: Callable[[Any], torch.Tensor], size: int):
-        self.records, self.transform, self.size = list(records), transform, size
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int):
-        record = self.records[index]
-        try:
-            return self.transform(load_image(record.path)), record.label, index, ""
-        except ImageLoadError as error:
-            return torch.zeros(3, self.size, self.size), record.label, index, str(error)
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -62,67 +35,6 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95 %% CIs (0: none)")
     p.add_argument("--no-progress", action="store_true")
     return p
-
-
-def score_records(
-    predictor: Predictor,
-    records: Sequence[ImageRecord],
-    batch_size: int = 64,
-    workers: int = 0,
-    progress: Callable[[int, int], None] | None = None,
-    show_progress: bool = False,
-) -> tuple[list[dict[str, Any]], list[str]]:
-    """Calibrated P(PNEUMONIA) for each readable record.
-
-    Args:
-        progress: called with ``(done, total)`` after each batch (the dashboard's bar).
-
-    Returns:
-        ``(predictions, errors)``: one ``{"path", "label", "p_pneumonia"}`` per
-        readable image, and one line per unreadable one.
-    """
-    meta = predictor.meta
-    dataset = _TolerantDataset(records, eval_transform(meta.image_size, meta.mean, meta.std), meta.image_size)
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
-    predictions, errors, done = [], [], 0
-    with torch.inference_mode():
-        for images, labels, indices, failures in tqdm(loader, desc="evaluate", unit="batch",
-                                                       disable=not show_progress):
-            probabilities = predictor.proba_from_logits(predictor.model(images.to(predictor.device)).float().cpu())
-            for p, label, index, failure in zip(probabilities[:, 1], labels, indices, failures, strict=True):
-                if failure:
-                    errors.append(failure)
-                    continue
-                record = records[int(index)]
-                predictions.append({"path": record.path, "label": int(label), "p_pneumonia": float(p),
-                                    "patient_id": record.patient_id})
-            done += len(labels)
-            if progress:
-                progress(done, len(records))
-    return predictions, errors
-
-
-def build_report(
-    predictor: Predictor, predictions: list[dict[str, Any]], data_dir: str, bootstrap: int = 1000
-) -> dict[str, Any]:
-    """Metrics, confidence intervals and provenance for scored predictions."""
-    labels = np.array([p["label"] for p in predictions])
-    scores = np.array([p["p_pneumonia"] for p in predictions])
-    report = classification_report(labels, scores, predictor.threshold)
-    if bootstrap and len(set(labels.tolist())) == 2:
-        report["confidence_intervals"] = bootstrap_intervals(labels, scores, predictor.threshold, bootstrap)
-    report.update(
-        {
-            "n_patients": len({p["patient_id"] for p in predictions}),
-            "data_dir": str(data_dir),
-            "checkpoint": {"path": predictor.checkpoint_path, "sha256": predictor.checkpoint_sha256,
-                           "arch": predictor.meta.arch, "temperature": predictor.meta.temperature,
-                           "threshold_goal": predictor.meta.threshold_goal},
-            "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "predictions": predictions,
-        }
-    )
-    return report
 
 
 def main(args: argparse.Namespace) -> int:

@@ -16,7 +16,6 @@ import json
 import random
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +26,6 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
 from tqdm import tqdm
 
-from core.calibration import fit_temperature
 from core.checkpoint import CheckpointMeta, save_checkpoint
 from core.data import (
     XrayDataset,
@@ -41,10 +39,11 @@ from core.data import (
     split_summary,
 )
 from core.inference import resolve_device
-from core.metrics import choose_threshold, classification_report
+from core.metrics import classification_report
 from core.models import WeightsUnavailableError, available_models, freeze_stages, get_model, get_spec
 from core.transforms import eval_transform, train_transform
 from training import distributed
+from training.calibrate import calibrate_checkpoint
 from training.engine import collect_logits, train_one_epoch
 
 STATE_FORMAT = "pneumonia-train-state"
@@ -83,7 +82,8 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--select-metric", choices=["roc_auc", "balanced_accuracy", "val_loss"], default="roc_auc")
     p.add_argument("--patience", type=int, default=4, help="early stop after this many epochs without gain")
     p.add_argument("--lr-patience", type=int, default=1, help="ReduceLROnPlateau patience")
-    p.add_argument("--threshold-goal", default="youden", help="'youden' or 'sensitivity>=0.95'")
+    p.add_argument("--threshold-goal", default="sensitivity>=0.95",
+                   help="operating point chosen on validation: 'sensitivity>=X' (best specificity there) or 'youden'")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
@@ -268,34 +268,10 @@ def main(args: argparse.Namespace) -> int:
             break
 
     if rank == 0:
-        finalize(out / "best_model.pth", val_loader, device, args.threshold_goal, show)
+        calibrate_checkpoint(out / "best_model.pth", val_loader, device, args.threshold_goal, show)
     distributed.barrier()
     distributed.cleanup()
     return 0
-
-
-def finalize(path: Path, val_loader: DataLoader, device: torch.device, goal: str, show: bool) -> dict[str, Any]:
-    """Calibrate the best checkpoint and set its threshold, both on validation.
-
-    Returns:
-        The validation report at the chosen threshold with calibrated scores.
-    """
-    from core.checkpoint import load_checkpoint
-
-    model, meta = load_checkpoint(path)
-    logits, labels = collect_logits(model.to(device), val_loader, device, "calibrate", show)
-    meta.temperature = fit_temperature(logits, labels)
-    p = torch.softmax(logits / meta.temperature, 1)[:, 1].numpy()
-    meta.threshold = choose_threshold(labels.numpy(), p, goal) if len(set(labels.tolist())) == 2 else 0.5
-    meta.threshold_goal = goal
-    report = classification_report(labels.numpy(), p, meta.threshold)
-    meta.val_metrics = {**meta.val_metrics, **{k: report[k] for k in
-                        ("accuracy", "roc_auc", "sensitivity", "specificity", "ece", "brier")}}
-    meta.created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    save_checkpoint(path, model, meta)
-    tqdm.write(f"calibrated: temperature={meta.temperature:.3f} threshold={meta.threshold:.4f} "
-               f"val_acc={report['accuracy']:.4f} val_auc={report['roc_auc']} ece={report['ece']:.4f}")
-    return report
 
 
 def cli() -> int:

@@ -1,0 +1,1 @@
+"""Dashboard pages (routed by ``streamlit_app.py``) and their shared helpers."""

@@ -1,0 +1,150 @@
+"""Metrics: the shipped model's held-out report, a live threshold, calibration, and evaluation of other folders."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from core.data import scan_image_folder
+from core.evaluation import build_report, score_records
+from core.metrics import operating_point
+from db import repository
+from db.engine import session_scope
+from pages.charts import confusion_figure, reliability_figure, roc_figure
+from pages.common import active_threshold, database_error_message, engine_or_stop, load_report, predictor_or_stop
+
+DATA_CARD = """
+**Data card.** Pediatric chest X-rays (ages 1-5) from a single centre (Guangzhou Women and
+Children's Medical Center; Kermany et al., Cell 2018), resized to 224 x 224. The model was
+trained on a patient-grouped split of the public training images; this report is on the
+held-out **test** part of that split: patients the model never saw in training or model
+selection. It is **not** validated on adults, other hospitals, portable/ICU films, or lateral
+views, and it is a review aid, not a diagnosis.
+"""
+
+
+def _fmt(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def _with_ci(report: dict[str, Any], key: str, value: float | None = None) -> str:
+    value = report.get(key) if value is None else value
+    ci = report.get("confidence_intervals", {}).get(key)
+    return f"{_fmt(value)} ({ci[0]:.3f}-{ci[1]:.3f})" if ci else _fmt(value)
+
+
+def render_report(report: dict[str, Any], threshold: float, key: str) -> float:
+    """Draw a report; returns the threshold chosen on the slider."""
+    predictions = report.get("predictions", [])
+    labels = [p["label"] for p in predictions]
+    scores = [p["p_pneumonia"] for p in predictions]
+    cols = st.columns(5)
+    cols[0].metric("Accuracy (95% CI)", _with_ci(report, "accuracy"))
+    cols[1].metric("ROC-AUC (95% CI)", _with_ci(report, "roc_auc"))
+    cols[2].metric("Sensitivity", _with_ci(report, "sensitivity"))
+    cols[3].metric("Specificity", _with_ci(report, "specificity"))
+    cols[4].metric("Images / patients", f"{report.get('n_images', len(predictions))} / {report.get('n_patients', '?')}")
+    st.caption(f"Figures above at the report's threshold {report['threshold']:.3f}; intervals: bootstrap 95 %.")
+    per_class = pd.DataFrame(report["per_class"]).T[["precision", "recall", "f1", "support"]]
+    st.dataframe(per_class.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}"}))
+
+    st.subheader("Operating point")
+    left, right = st.columns(2)
+    chosen = left.slider("Decision threshold on P(PNEUMONIA)", 0.0, 1.0, float(round(threshold, 3)), 0.001,
+                         format="%.3f", key=f"{key}_threshold")
+    prevalence = right.number_input("Pneumonia prevalence for PPV/NPV (%)", 0.1, 99.9,
+                                    float(round(100 * sum(labels) / max(len(labels), 1), 1)), 0.5,
+                                    key=f"{key}_prevalence")
+    point = operating_point(labels, scores, chosen, prevalence / 100)
+    cols = st.columns(4)
+    for col, name in zip(cols, ("sensitivity", "specificity", "ppv", "npv"), strict=True):
+        col.metric(name.upper() if len(name) == 3 else name.capitalize(), _fmt(point[name]))
+    left, right = st.columns(2)
+    left.plotly_chart(confusion_figure(point["confusion_matrix"]), key=f"{key}_cm")
+    roc = report.get("roc_curve")
+    if roc:
+        right.plotly_chart(roc_figure(roc["fpr"], roc["tpr"], roc["thresholds"], report.get("roc_auc"),
+                                      (1 - point["specificity"], point["sensitivity"])), key=f"{key}_roc")
+
+    st.subheader("Calibration")
+    raw = [p.get("p_pneumonia_uncalibrated", p["p_pneumonia"]) for p in predictions]
+    cols = st.columns(4)
+    cols[0].metric("ECE before", _fmt(report.get("ece_uncalibrated")))
+    cols[1].metric("ECE after (temperature)", _fmt(report.get("ece")))
+    cols[2].metric("Brier before", _fmt(report.get("brier_uncalibrated")))
+    cols[3].metric("Brier after", _fmt(report.get("brier")))
+    st.plotly_chart(reliability_figure(labels, {"before": raw, "after": scores}), key=f"{key}_rel")
+    return chosen
+
+
+def save_threshold_form(engine, predictor, report: dict[str, Any], chosen: float) -> None:
+    """Threshold governance: who saved which operating point, when, with its metrics."""
+    with st.form("save_threshold"):
+        st.write(f"Save **{chosen:.3f}** as the operating point for `{predictor.version}`.")
+        name = st.text_input("Your name", value=st.session_state.get("reviewer_name", ""), max_chars=100)
+        reason = st.text_area("Reason", max_chars=2000)
+        if st.form_submit_button("Save threshold"):
+            labels = [p["label"] for p in report["predictions"]]
+            scores = [p["p_pneumonia"] for p in report["predictions"]]
+            metrics = operating_point(labels, scores, chosen)
+            try:
+                with session_scope(engine) as session:
+                    model = repository.get_or_create_model(session, predictor.checkpoint_sha256,
+                                                           predictor.checkpoint_path.split("/")[-1],
+                                                           predictor.meta.arch)
+                    repository.record_threshold_change(session, model, chosen, name, metrics, reason)
+                st.success(f"Threshold {chosen:.3f} saved; new predictions use it.")
+            except repository.ValidationError as error:
+                st.error(str(error))
+            except Exception as error:  # database trouble: say so, keep the page
+                st.error(database_error_message(error))
+
+
+def evaluate_folder_section(predictor) -> None:
+    """Evaluate the model on another labelled folder, with a progress bar."""
+    with st.expander("Evaluate on another labelled folder"):
+        folder = st.text_input("Folder with NORMAL/ and PNEUMONIA/ sub-folders", key="eval_folder").strip()
+        if st.button("Evaluate", disabled=not folder):
+            try:
+                records = scan_image_folder(folder)
+            except (FileNotFoundError, ValueError, OSError) as error:
+                st.error(str(error))
+                return
+            bar = st.progress(0.0, text=f"Scoring {len(records)} images…")
+            predictions, errors = score_records(
+                predictor, records, batch_size=32,
+                progress=lambda done, total: bar.progress(done / total, text=f"{done}/{total} images"))
+            for line in errors[:20]:
+                st.warning(f"Skipped {line}")
+            if not predictions:
+                st.error("No readable images in that folder.")
+                return
+            st.session_state["folder_report"] = build_report(predictor, predictions, folder, bootstrap=200)
+        if st.session_state.get("folder_report"):
+            report = st.session_state["folder_report"]
+            st.write(f"Report for `{report['data_dir']}`")
+            render_report(report, predictor.threshold, "folder")
+
+
+st.title("Model performance on held-out patients")
+predictor = predictor_or_stop()
+engine = engine_or_stop()
+st.caption(f"Model `{predictor.version}` · calibration temperature {predictor.meta.temperature:.3f} · "
+           f"threshold goal `{predictor.meta.threshold_goal}`")
+st.markdown(DATA_CARD)
+report = load_report()
+if report is None:
+    st.warning("No evaluation report next to the checkpoint. Create one with "
+               "`python -m training.evaluate --checkpoint models/best_model.pth --data-dir DIR "
+               "--output models/best_model.json`.")
+else:
+    try:
+        threshold = active_threshold(engine, predictor)
+    except Exception as error:
+        st.error(database_error_message(error))
+        threshold = predictor.threshold
+    chosen = render_report(report, threshold, "shipped")
+    save_threshold_form(engine, predictor, report, chosen)
+evaluate_folder_section(predictor)

@@ -1,0 +1,94 @@
+"""Review: the queue (unreviewed and most uncertain first), one case at a time, and the review form."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.explain import gradcam, overlay
+from core.images import ImageLoadError, load_image
+from db import repository
+from db.engine import session_scope
+from db.repository import QueueFilters, ValidationError
+from pages.common import database_error_message, engine_or_stop, predictor_or_stop, reviewer_name_input
+
+st.title("Review")
+engine = engine_or_stop()
+reviewer = reviewer_name_input()
+
+with st.sidebar:
+    st.subheader("Queue filters")
+    label_filter = st.selectbox("Model's call", ["any", "NORMAL", "PNEUMONIA"])
+    only_mine = st.checkbox("Only cases I have not reviewed", value=True)
+    include_reviewed = st.checkbox("Include cases others reviewed", value=True)
+
+filters = QueueFilters(predicted_label=None if label_filter == "any" else label_filter,
+                       reviewer=reviewer if only_mine and reviewer else None,
+                       include_reviewed=include_reviewed)
+try:
+    with session_scope(engine) as session:
+        queue = repository.review_queue(session, filters, limit=100)
+        requested = st.query_params.get("prediction")
+        case = None
+        if requested:
+            try:
+                case = repository.get_prediction(session, int(requested))
+            except (ValueError, ValidationError):
+                st.warning(f"No prediction {requested[:20]!r}; showing the queue instead.")
+        if case is None and queue:
+            case = queue[0]
+        history = repository.review_history(session, case.id) if case else []
+except Exception as error:
+    st.error(database_error_message(error))
+    st.stop()
+
+st.caption(f"{len(queue)} case(s) in the queue with these filters (unreviewed first, then most uncertain).")
+if case is None:
+    st.info("Nothing to review. Upload X-rays on the Predict page.")
+    st.stop()
+
+left, right = st.columns([1, 1])
+with left:
+    try:
+        image = load_image(repository.image_path(case.image), name=case.image.file_name)
+        show = st.toggle("Heat map", value=False)
+        if show:
+            opacity = st.slider("Opacity", 0.0, 1.0, 0.4, 0.05)
+            image = overlay(image, gradcam(predictor_or_stop(), image, case.predicted_label), opacity)
+        st.image(image, caption=case.image.file_name)
+    except ImageLoadError as error:
+        st.error(f"Stored image unavailable: {error}")
+with right:
+    st.subheader(f"Case #{case.id}: model says {case.predicted_label}")
+    st.write(f"NORMAL: {case.p_normal:.4f} · PNEUMONIA: {case.p_pneumonia:.4f} · threshold {case.threshold:.3f}")
+    st.caption(f"Model {case.model.arch}@{case.model.sha256[:12]} · {case.created_at:%Y-%m-%d %H:%M} UTC")
+    if history:
+        st.write("Earlier reviews")
+        st.dataframe(pd.DataFrame([{
+            "when": r.created_at.strftime("%Y-%m-%d %H:%M"), "reviewer": r.reviewer,
+            "verdict": "agrees" if r.agrees else f"says {r.corrected_label}", "confidence": r.confidence,
+            "notes": r.notes, "superseded": any(h.supersedes_id == r.id for h in history),
+        } for r in history]), hide_index=True)  # a dataframe shows notes as plain text
+
+    with st.form("review_form", clear_on_submit=True):
+        verdict = st.radio("Your verdict", ["Agree", "Disagree"], horizontal=True)
+        other = "NORMAL" if case.predicted_label == "PNEUMONIA" else "PNEUMONIA"
+        corrected = st.selectbox("Correct label (if you disagree)", [other, case.predicted_label])
+        confidence = st.select_slider("Your confidence", ["unsure", "low", "medium", "high"], value="high")
+        notes = st.text_area("Notes", max_chars=repository.MAX_NOTES)
+        submitted = st.form_submit_button("Submit review")
+    if submitted:
+        try:
+            with session_scope(engine) as session:
+                repository.add_review(session, case.id, reviewer, verdict == "Agree",
+                                      None if verdict == "Agree" else corrected, confidence, notes)
+        except ValidationError as error:
+            st.error(str(error))
+        except Exception as error:
+            st.error(database_error_message(error))
+        else:
+            st.session_state["last_saved"] = f"Review of case #{case.id} saved."
+            st.query_params.clear()  # move on to the next case in the queue
+            st.rerun()
+if st.session_state.get("last_saved"):
+    st.success(st.session_state.pop("last_saved"))

@@ -1,0 +1,101 @@
+import json
+import shutil
+
+import pytest
+
+from core.metrics import operating_point
+from tests.conftest import REPO_ROOT
+from tests.pages.conftest import open_page
+
+
+def _report():
+    return json.loads((REPO_ROOT / "models" / "best_model.json").read_text())
+
+
+def test_renders_report_figures(app_env):
+    at = open_page("metrics")
+    assert not at.exception and not at.error
+    labels = [m.label for m in at.metric]
+    assert {"Accuracy (95% CI)", "ROC-AUC (95% CI)", "Sensitivity", "Specificity", "PPV", "NPV",
+            "ECE before", "ECE after (temperature)"} <= set(labels)
+    report = _report()
+    images = next(m.value for m in at.metric if m.label == "Images / patients")
+    assert images == f"{report['n_images']} / {report['n_patients']}"
+    assert any("pediatric" in m.value.lower() for m in at.markdown)
+
+
+def test_threshold_slider_recomputes_operating_point(app_env):
+    at = open_page("metrics")
+    report = _report()
+    labels = [p["label"] for p in report["predictions"]]
+    scores = [p["p_pneumonia"] for p in report["predictions"]]
+    at.slider(key="shipped_threshold").set_value(0.999).run()
+    assert not at.exception
+    expected = operating_point(labels, scores, 0.999)
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Sensitivity"] == f"{expected['sensitivity']:.3f}"
+    assert shown["Specificity"] == f"{expected['specificity']:.3f}"
+    at.number_input(key="shipped_prevalence").set_value(10.0).run()
+    expected = operating_point(labels, scores, 0.999, 0.10)
+    assert {m.label: m.value for m in at.metric}["PPV"] == f"{expected['ppv']:.3f}"
+
+
+def test_save_threshold_is_logged_with_who_and_metrics(app_env):
+    from db.engine import make_engine, session_scope
+    from db.models import ThresholdChange
+
+    at = open_page("metrics")
+    at.slider(key="shipped_threshold").set_value(0.6).run()
+    form_inputs = [t for t in at.text_input if t.label == "Your name"]
+    form_inputs[0].input("Dr Threshold")
+    next(b for b in at.button if b.label == "Save threshold").click().run()
+    assert not at.exception and any("saved" in s.value for s in at.success)
+    with session_scope(make_engine()) as session:
+        change = session.query(ThresholdChange).one()
+        assert change.changed_by == "Dr Threshold" and change.threshold == pytest.approx(0.6)
+        assert {"sensitivity", "specificity"} <= set(change.metrics)
+    # The page now starts from the saved operating point.
+    again = open_page("metrics")
+    assert again.slider(key="shipped_threshold").value == pytest.approx(0.6)
+
+
+def test_save_threshold_without_name_is_refused(app_env):
+    at = open_page("metrics")
+    next(b for b in at.button if b.label == "Save threshold").click().run()
+    assert not at.exception and any("must not be empty" in e.value for e in at.error)
+
+
+def test_evaluate_another_folder(app_env, tmp_path):
+    from tests.conftest import make_image_folder
+
+    folder = make_image_folder(tmp_path / "eval", per_class=4, size=48)
+    (folder / "NORMAL" / "IM-0042-0001.png").write_text("broken")
+    at = open_page("metrics")
+    at.text_input(key="eval_folder").input(str(folder)).run()
+    next(b for b in at.button if b.label == "Evaluate").click().run()
+    assert not at.exception
+    assert any("Skipped" in w.value for w in at.warning)
+    assert any(m.label == "Images / patients" and m.value.startswith("8 /") for m in at.metric)
+
+
+def test_missing_folder_is_one_message(app_env):
+    at = open_page("metrics")
+    at.text_input(key="eval_folder").input("/no/such/folder").run()
+    next(b for b in at.button if b.label == "Evaluate").click().run()
+    assert not at.exception and any("not found" in e.value for e in at.error)
+
+
+def test_missing_checkpoint_says_what_to_do(app_env, monkeypatch, tmp_path):
+    monkeypatch.setenv("PNEUMONIA_CHECKPOINT", str(tmp_path / "gone.pth"))
+    at = open_page("metrics")
+    assert not at.exception
+    assert any("could not be loaded" in e.value for e in at.error)
+    assert any("training.train" in i.value for i in at.info)
+
+
+def test_missing_report_says_how_to_make_one(app_env, monkeypatch, tmp_path):
+    checkpoint = tmp_path / "model.pth"
+    shutil.copy(REPO_ROOT / "models" / "best_model.pth", checkpoint)
+    monkeypatch.setenv("PNEUMONIA_CHECKPOINT", str(checkpoint))
+    at = open_page("metrics")
+    assert not at.exception and any("training.evaluate" in w.value for w in at.warning)
