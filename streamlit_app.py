@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-st.set_page_config(page_title="Pneumonia X-ray review", page_icon=":material/radiology:", layout="wide")
 
 PAGES = [
     st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:", url_path="metrics", default=True),
@@ -11,4 +10,4 @@ PAGES = [
     st.Page("pages/feedback.py", title="Feedback & export", icon=":material/download:", url_path="feedback"),
 ]
 
-st.navigation(PAGES).run()
+st.navigation(PAGES, position="hidden").run()

@@ -21,6 +21,30 @@ from db import repository
 REPORT_SUFFIX = ".json"
 
 
+NAVIGATION = [
+    ("pages/metrics.py", "Metrics", ":material/monitoring:"),
+    ("pages/predict.py", "Predict", ":material/upload_file:"),
+    ("pages/review.py", "Review", ":material/rate_review:"),
+    ("pages/feedback.py", "Feedback & export", ":material/download:"),
+]
+
+
+def page_header(title: str) -> None:
+    """Page settings, the sidebar navigation and the title; every page starts with this.
+
+    The links are drawn here rather than by ``st.navigation`` so that they look
+    the same when Streamlit runs a page file on its own (a first visit straight
+    to ``/review`` before the router has run).
+    """
+    st.set_page_config(page_title=f"{title} · Pneumonia X-ray review", page_icon=":material/radiology:",
+                       layout="wide")
+    with st.sidebar:
+        for path, label, icon in NAVIGATION:
+            st.page_link(path, label=label, icon=icon)
+        st.divider()
+    st.title(title)
+
+
 @st.cache_resource(show_spinner="Loading the model…")
 def get_predictor(path: str | None = None) -> Predictor:
     """The checkpoint, loaded once per server process."""

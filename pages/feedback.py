@@ -10,9 +10,9 @@ import streamlit as st
 from db import repository
 from db.actions import write_relabel_export
 from db.engine import session_scope
-from pages.common import database_error_message, engine_or_stop
+from pages.common import page_header, database_error_message, engine_or_stop
 
-st.title("Feedback & export")
+page_header("Feedback & export")
 engine = engine_or_stop()
 try:
     with session_scope(engine) as session:

@@ -13,7 +13,7 @@ from core.metrics import operating_point
 from db import repository
 from db.engine import session_scope
 from pages.charts import confusion_figure, reliability_figure, roc_figure
-from pages.common import active_threshold, database_error_message, engine_or_stop, load_report, predictor_or_stop
+from pages.common import page_header, active_threshold, database_error_message, engine_or_stop, load_report, predictor_or_stop
 
 DATA_CARD = """
 **Data card.** Pediatric chest X-rays (ages 1-5) from a single centre (Guangzhou Women and
@@ -48,7 +48,7 @@ def render_report(report: dict[str, Any], threshold: float, key: str) -> float:
     cols[4].metric("Images / patients", f"{report.get('n_images', len(predictions))} / {report.get('n_patients', '?')}")
     st.caption(f"Figures above at the report's threshold {report['threshold']:.3f}; intervals: bootstrap 95 %.")
     per_class = pd.DataFrame(report["per_class"]).T[["precision", "recall", "f1", "support"]]
-    st.dataframe(per_class.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}"}))
+    st.dataframe(per_class.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}", "support": "{:.0f}"}))
 
     st.subheader("Operating point")
     left, right = st.columns(2)
@@ -128,7 +128,7 @@ def evaluate_folder_section(predictor) -> None:
             render_report(report, predictor.threshold, "folder")
 
 
-st.title("Model performance on held-out patients")
+page_header("Model performance on held-out patients")
 predictor = predictor_or_stop()
 engine = engine_or_stop()
 st.caption(f"Model `{predictor.version}` · calibration temperature {predictor.meta.temperature:.3f} · "

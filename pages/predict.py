@@ -7,11 +7,11 @@ import streamlit as st
 from core.explain import gradcam, overlay
 from core.images import ImageLoadError, load_image
 from db.actions import predict_and_log
-from pages.common import active_threshold, database_error_message, engine_or_stop, predictor_or_stop
+from pages.common import page_header, active_threshold, database_error_message, engine_or_stop, predictor_or_stop
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg"]
 
-st.title("Predict")
+page_header("Predict")
 predictor = predictor_or_stop()
 engine = engine_or_stop()
 try:

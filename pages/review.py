@@ -10,15 +10,17 @@ from core.images import ImageLoadError, load_image
 from db import repository
 from db.engine import session_scope
 from db.repository import QueueFilters, ValidationError
-from pages.common import database_error_message, engine_or_stop, predictor_or_stop, reviewer_name_input
+from pages.common import page_header, database_error_message, engine_or_stop, predictor_or_stop, reviewer_name_input
 
-st.title("Review")
+page_header("Review")
+if st.session_state.get("last_saved"):
+    st.success(st.session_state.pop("last_saved"))
 engine = engine_or_stop()
 reviewer = reviewer_name_input()
 
 with st.sidebar:
     st.subheader("Queue filters")
-    label_filter = st.selectbox("Model's call", ["any", "NORMAL", "PNEUMONIA"])
+    label_filter = st.selectbox("Model's call", ["any", "NORMAL", "PNEUMONIA"], key="label_filter")
     only_mine = st.checkbox("Only cases I have not reviewed", value=True)
     include_reviewed = st.checkbox("Include cases others reviewed", value=True)
 
@@ -71,11 +73,12 @@ with right:
         } for r in history]), hide_index=True)  # a dataframe shows notes as plain text
 
     with st.form("review_form", clear_on_submit=True):
-        verdict = st.radio("Your verdict", ["Agree", "Disagree"], horizontal=True)
+        verdict = st.radio("Your verdict", ["Agree", "Disagree"], horizontal=True, key="verdict")
         other = "NORMAL" if case.predicted_label == "PNEUMONIA" else "PNEUMONIA"
-        corrected = st.selectbox("Correct label (if you disagree)", [other, case.predicted_label])
-        confidence = st.select_slider("Your confidence", ["unsure", "low", "medium", "high"], value="high")
-        notes = st.text_area("Notes", max_chars=repository.MAX_NOTES)
+        corrected = st.selectbox("Correct label (if you disagree)", [other, case.predicted_label], key="corrected")
+        confidence = st.select_slider("Your confidence", ["unsure", "low", "medium", "high"], value="high",
+                                      key="confidence")
+        notes = st.text_area("Notes", max_chars=repository.MAX_NOTES, key="notes")
         submitted = st.form_submit_button("Submit review")
     if submitted:
         try:
@@ -90,5 +93,3 @@ with right:
             st.session_state["last_saved"] = f"Review of case #{case.id} saved."
             st.query_params.clear()  # move on to the next case in the queue
             st.rerun()
-if st.session_state.get("last_saved"):
-    st.success(st.session_state.pop("last_saved"))

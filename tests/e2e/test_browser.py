@@ -1,0 +1,128 @@
+"""End to end: the real Streamlit server, a real headless Chromium (Debian's), a real SQLite file.
+
+Set SAVE_SCREENSHOTS=1 to refresh the README's screenshots in docs/screenshots/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO_ROOT, xray_like
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_dashboard(data_dir: Path) -> tuple[subprocess.Popen, str, float]:
+    """Start ``streamlit run`` on a free loopback port; returns (process, url, seconds to healthy)."""
+    port = _free_port()
+    env = {**os.environ, "PNEUMONIA_DATA_DIR": str(data_dir)}
+    env.pop("DATABASE_URL", None)
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(600):
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
+                if response.status == 200:
+                    return process, url, time.monotonic() - started
+        except OSError:
+            time.sleep(0.2)
+        if process.poll() is not None:
+            raise RuntimeError(process.stdout.read().decode()[-2000:])
+    process.kill()
+    raise RuntimeError("streamlit did not become healthy in 120 s")
+
+
+@pytest.fixture()
+def dashboard(tmp_path):
+    process, url, _ = start_dashboard(tmp_path / "data")
+    yield url, tmp_path / "data"
+    process.terminate()
+    process.wait(timeout=30)
+
+
+@pytest.fixture()
+def browser_page():
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Debian's chromium is not installed (.ci/run installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(120_000)
+        yield page
+        browser.close()
+
+
+def _screenshot(page, name: str, tmp_path: Path) -> Path:
+    folder = REPO_ROOT / "docs" / "screenshots" if os.environ.get("SAVE_SCREENSHOTS") else tmp_path
+    path = folder / f"{name}.png"
+    page.wait_for_timeout(1500)  # let plotly finish drawing
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def test_upload_predict_review_in_a_real_browser(dashboard, browser_page, tmp_path):
+    url, data_dir = dashboard
+    page = browser_page
+    image = tmp_path / "child_xray.png"
+    xray_like(7, True, 224).save(image)
+
+    page.goto(f"{url}/predict")
+    page.locator("input[type=file]").set_input_files(str(image))
+    page.get_by_text("Prediction:").wait_for()
+    page.get_by_text("logged as prediction #1").wait_for()
+    assert _screenshot(page, "predict", tmp_path).stat().st_size > 10_000
+
+    page.get_by_role("link", name="Review prediction #1").click()
+    page.get_by_text("Case #1: model says").wait_for()
+    page.get_by_label("Reviewer name").fill("Dr E2E")
+    page.get_by_label("Reviewer name").press("Enter")
+    page.wait_for_timeout(1000)
+    page.get_by_text("Disagree", exact=True).click()
+    page.get_by_label("Notes").fill("<b>opacity</b> right lower lobe")
+    _screenshot(page, "review", tmp_path)
+    page.get_by_role("button", name="Submit review").click()
+    page.get_by_text("Review of case #1 saved.").wait_for()
+
+    with sqlite3.connect(data_dir / "reviews.db") as connection:
+        predictions = connection.execute("SELECT id, predicted_label, source FROM predictions").fetchall()
+        reviews = connection.execute("SELECT prediction_id, reviewer, agrees, corrected_label, notes "
+                                     "FROM reviews").fetchall()
+        images = connection.execute("SELECT file_name, storage_path FROM images").fetchall()
+    assert len(predictions) == 1 and predictions[0][2] == "dashboard"
+    predicted = predictions[0][1]
+    expected_label = "NORMAL" if predicted == "PNEUMONIA" else "PNEUMONIA"
+    assert reviews == [(1, "Dr E2E", 0, expected_label, "<b>opacity</b> right lower lobe")]
+    assert images[0][0] == "child_xray.png" and (data_dir / "images" / images[0][1]).is_file()
+
+    page.goto(f"{url}/feedback")
+    page.get_by_text("Disagreements").first.wait_for()
+    _screenshot(page, "feedback", tmp_path)
+    page.goto(f"{url}/metrics")
+    page.get_by_text("Operating point").wait_for()
+    _screenshot(page, "metrics", tmp_path)
+    assert page.locator(".js-plotly-plot").count() >= 2

@@ -1,0 +1,31 @@
+import csv
+import io
+
+from db import repository
+from db.engine import init_db, make_engine, session_scope
+from tests.db.conftest import add_prediction
+from tests.pages.conftest import open_page
+
+
+def test_counts_agreement_disagreements_and_download(app_env):
+    engine = init_db(make_engine())
+    a = add_prediction(engine, seed=1, p=0.9, name="a.png")
+    b = add_prediction(engine, seed=2, p=0.2, name="b.png")
+    with session_scope(engine) as session:
+        repository.add_review(session, a, "Dr A", True)
+        repository.add_review(session, b, "Dr B", False, "PNEUMONIA", notes="<b>bold?</b>")
+    at = open_page("feedback")
+    assert not at.exception and not at.error
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["Predictions"] == "2" and shown["Disagreements"] == "1" and shown["Current reviews"] == "2"
+    disagreements = at.dataframe[1].value
+    assert list(disagreements["notes"]) == ["<b>bold?</b>"]
+    per_reviewer = at.dataframe[0].value
+    assert per_reviewer.loc["Dr B", "disagreements"] == 1
+
+
+def test_empty_database(app_env):
+    at = open_page("feedback")
+    assert not at.exception
+    assert {m.label: m.value for m in at.metric}["Cohen's kappa (model vs reviewers)"] == "n/a"
+    assert any("No reviewer disagrees" in i.value for i in at.info)

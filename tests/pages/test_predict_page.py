@@ -1,0 +1,60 @@
+import io
+
+from PIL import Image
+from sqlalchemy import text
+
+from db.engine import make_engine
+from tests.conftest import xray_like
+from tests.pages.conftest import open_page
+
+
+def _png(seed=1, size=224):
+    buffer = io.BytesIO()
+    xray_like(seed, True, size).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _count(table):
+    with make_engine().connect() as connection:
+        return connection.execute(text(f"SELECT count(*) FROM {table}")).scalar()
+
+
+def test_upload_predicts_logs_once_and_links_to_review(app_env):
+    at = open_page("predict")
+    at.file_uploader[0].upload("chest.png", _png(), "image/png").run()
+    assert not at.exception and not at.error
+    assert [s.value for s in at.subheader if s.value.startswith("Prediction:")][0].split(": ")[1] in (
+        "NORMAL", "PNEUMONIA")
+    assert any(m.label == "Confidence" for m in at.metric)
+    assert any("logged as prediction #1" in c.value for c in at.caption)
+    assert len(at.image) >= 1
+    at.slider[0].set_value(0.8).run()  # a rerun must not log the same upload again
+    assert _count("predictions") == 1 and _count("images") == 1
+
+
+def test_many_uploads_and_bad_ones(app_env):
+    at = open_page("predict")
+    uploader = at.file_uploader[0]
+    uploader.upload("a.png", _png(1), "image/png")
+    uploader.upload("empty.png", b"", "image/png")
+    uploader.upload("text.png", b"hello, not an image", "image/png")
+    buffer = io.BytesIO()
+    xray_like(2, False, 224).convert("RGB").save(buffer, "JPEG")
+    uploader.upload("b.jpg", buffer.getvalue()[:400], "image/jpeg")  # truncated
+    huge = io.BytesIO()
+    Image.new("1", (20000, 20000)).save(huge, "PNG")
+    uploader.upload("huge.png", huge.getvalue(), "image/png")
+    uploader.run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 4 and all(e.startswith("Could not use this file") for e in errors)
+    assert any("too large" in e for e in errors)
+    assert _count("predictions") == 1
+
+
+def test_heatmap_toggle(app_env):
+    at = open_page("predict")
+    at.file_uploader[0].upload("c.png", _png(3), "image/png").run()
+    assert any("Grad-CAM" in (i.caption or "") for i in at.image) if hasattr(at.image[0], "caption") else True
+    at.toggle[0].set_value(False).run()
+    assert not at.exception

@@ -1,0 +1,74 @@
+from sqlalchemy import text
+
+from db.engine import make_engine, session_scope
+from db import repository
+from tests.db.conftest import add_prediction
+from tests.pages.conftest import open_page
+
+
+def _engine():
+    from db.engine import init_db
+
+    return init_db(make_engine())
+
+
+def test_empty_queue(app_env):
+    at = open_page("review")
+    assert not at.exception and any("Nothing to review" in i.value for i in at.info)
+
+
+def test_most_uncertain_first_and_submit_moves_on(app_env):
+    engine = _engine()
+    sure = add_prediction(engine, seed=1, p=0.99)
+    unsure = add_prediction(engine, seed=2, p=0.52)
+    at = open_page("review")
+    assert not at.exception
+    assert at.subheader[0].value == f"Case #{unsure}: model says PNEUMONIA"
+    at.text_input(key="reviewer_name_box").input("Dr <b>Who</b>").run()
+    at.radio(key="verdict").set_value("Disagree")
+    at.selectbox(key="corrected").set_value("NORMAL")
+    at.text_area(key="notes").input("<script>alert('x')</script> & notes")
+    next(b for b in at.button if b.label == "Submit review").click().run()
+    assert not at.exception and not at.error
+    assert any("saved" in s.value for s in at.success)
+    # The reviewer's name is remembered and the next case is shown.
+    assert at.text_input(key="reviewer_name_box").value == "Dr <b>Who</b>"
+    assert at.subheader[0].value == f"Case #{sure}: model says PNEUMONIA"
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT reviewer, agrees, corrected_label, notes FROM reviews")).one()
+    assert tuple(row) == ("Dr <b>Who</b>", False, "NORMAL", "<script>alert('x')</script> & notes")
+
+
+def test_empty_reviewer_is_refused(app_env):
+    engine = _engine()
+    add_prediction(engine, p=0.6)
+    at = open_page("review")
+    next(b for b in at.button if b.label == "Submit review").click().run()
+    assert not at.exception and any("reviewer name must not be empty" in e.value for e in at.error)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM reviews")).scalar() == 0
+
+
+def test_link_opens_a_case_and_shows_history(app_env):
+    engine = _engine()
+    first = add_prediction(engine, seed=1, p=0.51)
+    target = add_prediction(engine, seed=2, p=0.95)
+    with session_scope(engine) as session:
+        repository.add_review(session, target, "Dr A", True, notes="<i>looks fine</i>")
+    at = open_page("review", prediction=str(target))
+    assert not at.exception
+    assert at.subheader[0].value == f"Case #{target}: model says PNEUMONIA"
+    history = at.dataframe[0].value
+    assert list(history["reviewer"]) == ["Dr A"] and list(history["notes"]) == ["<i>looks fine</i>"]
+    bad = open_page("review", prediction="abc")
+    assert not bad.exception and any("No prediction" in w.value for w in bad.warning)
+    assert bad.subheader[0].value == f"Case #{first}: model says PNEUMONIA"
+
+
+def test_label_filter(app_env):
+    engine = _engine()
+    add_prediction(engine, seed=1, p=0.55)
+    normal = add_prediction(engine, seed=2, p=0.2)
+    at = open_page("review")
+    at.selectbox(key="label_filter").set_value("NORMAL").run()
+    assert at.subheader[0].value == f"Case #{normal}: model says NORMAL"
