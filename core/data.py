@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 from core.images import load_image
 from core.labels import CLASS_NAMES, parse_label
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm"}
 
 _PATIENT_PATTERNS = (
     re.compile(r"^(person\d+)_", re.IGNORECASE),  # personNNN_bacteria_MMM.jpeg

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from core.data import ImageRecord
 from core.images import ImageLoadError, load_image
-from core.inference import Predictor
+from core.inference import TTA_VIEWS, Predictor
 from core.metrics import bootstrap_intervals, classification_report, expected_calibration_error
 from core.transforms import eval_transform
 
@@ -25,8 +25,9 @@ from core.transforms import eval_transform
 class _TolerantDataset(Dataset):
     """Yields ``(tensor, label, index, error)``; unreadable images carry an error string."""
 
-    def __init__(self, records: Sequence[ImageRecord], transform: Callable[[Any], torch.Tensor], size: int):
-        self.records, self.transform, self.size = list(records), transform, size
+    def __init__(self, records: Sequence[ImageRecord], transform: Callable[[Any], torch.Tensor], size: int,
+                 views: int = 1):
+        self.records, self.transform, self.size, self.views = list(records), transform, size, views
 
     def __len__(self) -> int:
         return len(self.records)
@@ -36,7 +37,7 @@ class _TolerantDataset(Dataset):
         try:
             return self.transform(load_image(record.path)), record.label, index, ""
         except ImageLoadError as error:
-            return torch.zeros(3, self.size, self.size), record.label, index, str(error)
+            return torch.zeros(self.views, 3, self.size, self.size), record.label, index, str(error)
 
 
 def score_records(
@@ -57,13 +58,21 @@ def score_records(
         readable image, and one line per unreadable one.
     """
     meta = predictor.meta
-    dataset = _TolerantDataset(records, eval_transform(meta.image_size, meta.mean, meta.std), meta.image_size)
+    base = eval_transform(meta.image_size, meta.mean, meta.std)
+    views = TTA_VIEWS if predictor.tta else TTA_VIEWS[:1]
+
+    def transform(image):  # (views, 3, H, W); averaged below when TTA is on
+        return torch.stack([base(view(image)) for view in views])
+
+    dataset = _TolerantDataset(records, transform, meta.image_size, len(views))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
     predictions, errors, done = [], [], 0
     with torch.inference_mode():
         for images, labels, indices, failures in tqdm(loader, desc="evaluate", unit="batch",
                                                        disable=not show_progress):
-            logits = predictor.model(images.to(predictor.device)).float().cpu()
+            n, v = images.shape[:2]
+            flat = images.reshape(n * v, *images.shape[2:]).to(predictor.device)
+            logits = predictor.model(flat).float().cpu().reshape(n, v, -1).mean(1)
             probabilities = predictor.proba_from_logits(logits)
             uncalibrated = torch.softmax(logits, 1)[:, 1].numpy()
             rows = zip(probabilities[:, 1], uncalibrated, labels, indices, failures, strict=True)
@@ -96,6 +105,7 @@ def build_report(
         {
             "n_patients": len({p["patient_id"] for p in predictions}),
             "data_dir": str(data_dir),
+            "tta": predictor.tta,
             "checkpoint": {"path": predictor.checkpoint_path, "sha256": predictor.checkpoint_sha256,
                            "arch": predictor.meta.arch, "temperature": predictor.meta.temperature,
                            "threshold_goal": predictor.meta.threshold_goal},

@@ -1,4 +1,4 @@
-"""Safe image decoding: every failure becomes one clear ``ImageLoadError``.
+"""Safe image decoding (PNG, JPEG, DICOM, ...): every failure becomes one clear ``ImageLoadError``.
 
 Uploads and command-line paths both come through here, so corrupt files,
 text renamed ``.png``, truncated JPEGs, decompression bombs and odd pixel
@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from core.dicom import dicom_to_image, is_dicom
 
 MAX_PIXELS = 40_000_000
 """Largest image accepted (about 6,300 x 6,300); bigger files are refused."""
@@ -69,6 +71,14 @@ def load_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
         raise ImageLoadError(f"{label}: empty file")
     if len(data) > MAX_BYTES:
         raise ImageLoadError(f"{label}: file larger than {MAX_BYTES // 2**20} MiB")
+    if is_dicom(data):
+        try:
+            image = dicom_to_image(data, label)
+        except ValueError as error:
+            raise ImageLoadError(str(error)) from None
+        if image.size[0] * image.size[1] > MAX_PIXELS:
+            raise ImageLoadError(f"{label}: image too large ({image.size[0]}x{image.size[1]} pixels)")
+        return image.convert("RGB")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

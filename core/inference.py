@@ -38,6 +38,21 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def _zoom(image: Image.Image, keep: float = 0.9) -> Image.Image:
+    width, height = image.size
+    dx, dy = int(width * (1 - keep) / 2), int(height * (1 - keep) / 2)
+    return image.crop((dx, dy, width - dx, height - dy))
+
+
+TTA_VIEWS = (
+    lambda image: image,
+    _zoom,
+    lambda image: image.rotate(5, resample=Image.Resampling.BILINEAR),
+    lambda image: image.rotate(-5, resample=Image.Resampling.BILINEAR),
+)
+"""Views averaged by test-time augmentation; no flips (they mirror the anatomy)."""
+
+
 @dataclass
 class Prediction:
     """One image's result."""
@@ -79,6 +94,8 @@ class Predictor:
     checkpoint_path: str = ""
     checkpoint_sha256: str = ""
     batch_size: int = 32
+    tta: bool = False
+    """Test-time augmentation: average logits over :data:`TTA_VIEWS`."""
 
     @classmethod
     def from_checkpoint(cls, path: str | Path | None = None, device: str = "auto") -> Predictor:
@@ -106,9 +123,14 @@ class Predictor:
     def _transform(self):
         return eval_transform(self.meta.image_size, self.meta.mean, self.meta.std)
 
-    @torch.inference_mode()
     def logits(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """Raw logits ``(N, 2)`` for PIL images, in batches."""
+        """Raw logits ``(N, 2)`` for PIL images (averaged over views when :attr:`tta`)."""
+        if not self.tta:
+            return self._logits(images)
+        return torch.stack([self._logits([view(i) for i in images]) for view in TTA_VIEWS]).mean(0)
+
+    @torch.inference_mode()
+    def _logits(self, images: Sequence[Image.Image]) -> torch.Tensor:
         transform = self._transform()
         chunks = []
         for start in range(0, len(images), self.batch_size):

@@ -15,7 +15,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from core.images import load_image
+from core.dicom import is_dicom
+from core.input_checks import load_xray
 from core.inference import Prediction as CorePrediction
 from core.inference import Predictor
 from db import repository
@@ -52,10 +53,18 @@ def predict_and_log(
     Args:
         threshold: operating point to use (default: the checkpoint's).
 
+    DICOM uploads are stored as PNG pixels only, so no identifying tag reaches
+    the image store or the database.
+
     Raises:
-        core.images.ImageLoadError: the bytes are not a usable image (nothing stored).
+        core.images.ImageLoadError: the bytes are not a usable image, or not
+            plausibly a chest X-ray (nothing stored).
     """
-    image = load_image(data, name=Path(file_name).name or "upload")
+    image = load_xray(data, name=Path(file_name).name or "upload")
+    if is_dicom(data):
+        buffer = io.BytesIO()
+        image.convert("L").save(buffer, format="PNG")
+        data = buffer.getvalue()
     result = predictor.predict_one(image, source=file_name)
     if threshold is not None:
         result = predictor.relabel(result, threshold)

@@ -9,7 +9,7 @@ from core.images import ImageLoadError, load_image
 from db.actions import predict_and_log
 from pages.common import page_header, active_threshold, database_error_message, engine_or_stop, predictor_or_stop
 
-UPLOAD_TYPES = ["png", "jpg", "jpeg"]
+UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm"]
 
 page_header("Predict")
 predictor = predictor_or_stop()
@@ -22,7 +22,7 @@ except Exception as error:
 st.caption(f"Model `{predictor.version}` · threshold {threshold:.3f} on calibrated P(PNEUMONIA). "
            "Every prediction is stored for review.")
 
-files = st.file_uploader("Chest X-rays (PNG or JPEG)", type=UPLOAD_TYPES, accept_multiple_files=True)
+files = st.file_uploader("Chest X-rays (PNG, JPEG or DICOM)", type=UPLOAD_TYPES, accept_multiple_files=True)
 show_heatmap = st.toggle("Show Grad-CAM heat map", value=True)
 opacity = st.slider("Heat-map opacity", 0.0, 1.0, 0.4, 0.05, disabled=not show_heatmap)
 

@@ -33,6 +33,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="auto")
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95 %% CIs (0: none)")
+    p.add_argument("--tta", action="store_true", help="test-time augmentation (average of 4 views)")
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -41,6 +42,7 @@ def main(args: argparse.Namespace) -> int:
     """Evaluate; returns the exit status."""
     try:
         predictor = Predictor.from_checkpoint(args.checkpoint, args.device)
+        predictor.tta = args.tta
         if args.split_file:
             parts = load_split(args.split_file, args.data_dir)
             if args.split not in parts:

@@ -58,3 +58,20 @@ def test_heatmap_toggle(app_env):
     assert any("Grad-CAM" in (i.caption or "") for i in at.image) if hasattr(at.image[0], "caption") else True
     at.toggle[0].set_value(False).run()
     assert not at.exception
+
+
+def test_dicom_upload_and_non_xray_refusal(app_env):
+    import numpy as np
+
+    from tests.core.test_dicom import make_dicom
+
+    at = open_page("predict")
+    pixels = np.asarray(xray_like(4, True, 224), dtype=np.uint16) * 16
+    at.file_uploader[0].upload("scan.dcm", make_dicom(pixels), "application/dicom")
+    photo = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 200, 3), dtype=np.uint8)).save(photo, "PNG")
+    at.file_uploader[0].upload("holiday.png", photo.getvalue(), "image/png").run()
+    assert not at.exception
+    assert any("logged as prediction #1" in c.value for c in at.caption)
+    assert [e.value for e in at.error] == [
+        "Could not use this file: holiday.png: image is in colour (a photograph?); chest X-rays are grayscale"]
