@@ -4,27 +4,27 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run demo test bench clean
+.PHONY: setup run test bench clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . || $(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 setup: $(STAMP)
 
-demo: setup
-	$(PY) -m core.demo
+run: setup
+	$(PY) -m streamlit run streamlit_app.py --server.headless true
 
-run: demo
 
 test: setup
 	$(PY) -m pytest
 
 bench: setup
 	$(PY) benchmarks/inference.py
+	$(PY) benchmarks/input_checks.py
+	$(PY) benchmarks/dashboard.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,65 @@
+"""Dashboard benchmark in a real headless Chromium: start-up to first prediction, and one prediction's round trip.
+
+    python benchmarks/dashboard.py [--rounds 5]
+
+Prints figures; nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.conftest import xray_like  # noqa: E402
+from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, start_dashboard  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    work = Path(tempfile.mkdtemp())
+    images = []
+    for i in range(args.rounds + 1):
+        path = work / f"xray_{i}.png"
+        xray_like(100 + i, i % 2 == 0, 224).save(path)
+        images.append(path)
+    started = time.monotonic()
+    process, url, healthy = start_dashboard(work / "data")
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = browser.new_page()
+            page.set_default_timeout(180_000)
+            page.goto(f"{url}/predict")
+            page.locator("input[type=file]").set_input_files(str(images[0]))
+            page.get_by_text("logged as prediction #1").wait_for()
+            first = time.monotonic() - started
+            print(f"server healthy after {healthy:.1f} s; first prediction shown {first:.1f} s after start "
+                  "(model load and first inference included)")
+            trips = []
+            for i, image in enumerate(images[1:], start=2):
+                page.goto(f"{url}/predict")
+                page.locator("input[type=file]").wait_for(state="attached")
+                begin = time.monotonic()
+                page.locator("input[type=file]").set_input_files(str(image))
+                page.get_by_text(f"logged as prediction #{i}").wait_for()
+                trips.append(time.monotonic() - begin)
+            print(f"prediction round trip (upload -> result shown, heat map on): median {statistics.median(trips):.2f} s, "
+                  f"max {max(trips):.2f} s over {len(trips)} uploads")
+            browser.close()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
