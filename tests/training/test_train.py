@@ -96,3 +96,25 @@ def test_torchrun_two_cpu_processes(image_folder, tmp_path):
     assert [row["epoch"] for row in log] == [1, 2]  # written once, by rank 0
     _, meta = load_checkpoint(out / "best_model.pth")
     assert meta.arch == "resnet18"
+
+
+def test_training_from_a_hugging_face_dataset_folder(tmp_path):
+    """--hf-dataset goes through datasets.load_dataset, here on a local parquet data set."""
+    from datasets import ClassLabel, Dataset, Features, Image as HFImage, Value
+
+    from tests.conftest import xray_like
+
+    names = [f"person{i // 2}_virus_{i}.jpeg" if i % 2 else f"IM-{i:04d}-0001.jpeg" for i in range(24)]
+    rows = {"image_file_path": names, "image": [xray_like(i, i % 2 == 1, 32) for i in range(24)],
+            "labels": [i % 2 for i in range(24)]}
+    features = Features({"image_file_path": Value("string"), "image": HFImage(),
+                         "labels": ClassLabel(names=["NORMAL", "PNEUMONIA"])})
+    (tmp_path / "hf" / "data").mkdir(parents=True)
+    Dataset.from_dict(rows, features=features).to_parquet(tmp_path / "hf" / "data" / "train-00000.parquet")
+    out = tmp_path / "run"
+    result = run("training.train", "--hf-dataset", tmp_path / "hf", "--hf-cache-dir", tmp_path / "cache",
+                 "--epochs", "1", "--output-dir", out, *TINY)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(list((tmp_path / "cache").rglob("*.png"))) == 24
+    _, meta = load_checkpoint(out / "best_model.pth")
+    assert sum(meta.split["summary"][part]["images"] for part in ("train", "val", "test")) == 24
