@@ -112,6 +112,11 @@ def get_or_create_model(session: Session, sha256: str, name: str, arch: str) -> 
     return model
 
 
+def list_models(session: Session) -> list[ModelVersion]:
+    """Every model version that has made a prediction, newest first."""
+    return list(session.scalars(select(ModelVersion).order_by(ModelVersion.id.desc())))
+
+
 # ---------------------------------------------------------------- predictions
 
 

@@ -21,3 +21,8 @@ def database_url() -> str:
 def image_store_dir() -> Path:
     """``$IMAGE_STORE_DIR`` or ``images/`` in :func:`data_dir`: where uploaded image bytes are kept."""
     return Path(os.environ.get("IMAGE_STORE_DIR", data_dir() / "images"))
+
+
+def sqlite_busy_timeout() -> float:
+    """Seconds a SQLite writer waits for the lock (``$SQLITE_BUSY_TIMEOUT``, default 30)."""
+    return float(os.environ.get("SQLITE_BUSY_TIMEOUT", "30"))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, time, timezone
+
 import pandas as pd
 import streamlit as st
 
@@ -23,10 +25,22 @@ with st.sidebar:
     label_filter = st.selectbox("Model's call", ["any", "NORMAL", "PNEUMONIA"], key="label_filter")
     only_mine = st.checkbox("Only cases I have not reviewed", value=True)
     include_reviewed = st.checkbox("Include cases others reviewed", value=True)
+    try:
+        with session_scope(engine) as session:
+            models = {f"{m.arch}@{m.sha256[:12]}": m.id for m in repository.list_models(session)}
+    except Exception as error:
+        st.error(database_error_message(error))
+        st.stop()
+    model_choice = st.selectbox("Model", ["any", *models], key="model_filter")
+    first_day = st.date_input("Predicted from", value=None, key="since_filter")
+    last_day = st.date_input("Predicted until", value=None, key="until_filter")
 
-filters = QueueFilters(predicted_label=None if label_filter == "any" else label_filter,
+since = datetime.combine(first_day, time.min, tzinfo=timezone.utc) if first_day else None
+until = datetime.combine(last_day, time.max, tzinfo=timezone.utc) if last_day else None
+filters = QueueFilters(model_id=models.get(model_choice),
+                       predicted_label=None if label_filter == "any" else label_filter,
                        reviewer=reviewer if only_mine and reviewer else None,
-                       include_reviewed=include_reviewed)
+                       since=since, until=until, include_reviewed=include_reviewed)
 try:
     with session_scope(engine) as session:
         queue = repository.review_queue(session, filters, limit=100)

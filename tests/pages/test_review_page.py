@@ -72,3 +72,46 @@ def test_label_filter(app_env):
     at = open_page("review")
     at.selectbox(key="label_filter").set_value("NORMAL").run()
     assert at.subheader[0].value == f"Case #{normal}: model says NORMAL"
+
+
+def test_model_and_date_filters(app_env):
+    import datetime as dt
+
+    engine = _engine()
+    add_prediction(engine, seed=1, p=0.55)
+    at = open_page("review")
+    assert "resnet18@ffffffffffff" in at.selectbox(key="model_filter").options
+    at.selectbox(key="model_filter").set_value("resnet18@ffffffffffff").run()
+    assert at.subheader[0].value.startswith("Case #1")
+    today = dt.date.today()
+    at.date_input(key="until_filter").set_value(today + dt.timedelta(days=1)).run()
+    assert at.subheader[0].value.startswith("Case #1")
+    at.date_input(key="since_filter").set_value(today + dt.timedelta(days=1)).run()
+    assert not at.exception and any("Nothing to review" in i.value for i in at.info)
+
+
+def test_locked_database_says_so_and_saves_nothing(app_env, monkeypatch):
+    import sqlite3
+
+    monkeypatch.setenv("SQLITE_BUSY_TIMEOUT", "0.5")
+    engine = _engine()
+    add_prediction(engine, p=0.6)
+    at = open_page("review")
+    at.text_input(key="reviewer_name_box").input("Dr Lock").run()
+    blocker = sqlite3.connect(app_env / "reviews.db", timeout=0.1)
+    blocker.execute("BEGIN EXCLUSIVE")
+    try:
+        next(b for b in at.button if b.label == "Submit review").click().run()
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert not at.exception
+    assert any("busy" in e.value or "locked" in e.value for e in at.error)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM reviews")).scalar() == 0
+
+
+def test_missing_database_is_created(app_env):
+    assert not (app_env / "reviews.db").exists()
+    at = open_page("review")
+    assert not at.exception and (app_env / "reviews.db").is_file()
