@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,15 @@ class _TolerantDataset(Dataset):
             return torch.zeros(self.views, 3, self.size, self.size), record.label, index, str(error)
 
 
+def _relative(path: str, root: str | Path | None) -> str:
+    if root is None:
+        return path
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return path
+
+
 def score_records(
     predictor: Predictor,
     records: Sequence[ImageRecord],
@@ -47,11 +57,13 @@ def score_records(
     workers: int = 0,
     progress: Callable[[int, int], None] | None = None,
     show_progress: bool = False,
+    root: str | Path | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Calibrated P(PNEUMONIA) for each readable record.
 
     Args:
         progress: called with ``(done, total)`` after each batch (the dashboard's bar).
+        root: paths in the result are made relative to this folder (portable reports).
 
     Returns:
         ``(predictions, errors)``: one ``{"path", "label", "p_pneumonia"}`` per
@@ -81,7 +93,7 @@ def score_records(
                     errors.append(failure)
                     continue
                 record = records[int(index)]
-                predictions.append({"path": record.path, "label": int(label), "p_pneumonia": float(p),
+                predictions.append({"path": _relative(record.path, root), "label": int(label), "p_pneumonia": float(p),
                                     "p_pneumonia_uncalibrated": float(raw), "patient_id": record.patient_id})
             done += len(labels)
             if progress:

@@ -115,7 +115,7 @@ def evaluate_folder_section(predictor) -> None:
             bar = st.progress(0.0, text=f"Scoring {len(records)} images…")
             predictions, errors = score_records(
                 predictor, records, batch_size=32,
-                progress=lambda done, total: bar.progress(done / total, text=f"{done}/{total} images"))
+                progress=lambda done, total: bar.progress(done / total, text=f"{done}/{total} images"), root=folder)
             for line in errors[:20]:
                 st.warning(f"Skipped {line}")
             if not predictions:

@@ -54,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     predictions, errors = score_records(predictor, records, args.batch_size, args.workers,
-                                        show_progress=not args.no_progress)
+                                        show_progress=not args.no_progress, root=args.data_dir)
     for line in errors:
         print(f"warning: skipped {line}", file=sys.stderr)
     if not predictions:
