@@ -83,7 +83,7 @@ def score_records(
         for images, labels, indices, failures in tqdm(loader, desc="evaluate", unit="batch",
                                                        disable=not show_progress):
             n, v = images.shape[:2]
-            flat = images.reshape(n * v, *images.shape[2:]).to(predictor.device)
+            flat = images.reshape(n * v, *images.shape[2:]).to(predictor.device, memory_format=torch.channels_last)
             logits = predictor.model(flat).float().cpu().reshape(n, v, -1).mean(1)
             probabilities = predictor.proba_from_logits(logits)
             uncalibrated = torch.softmax(logits, 1)[:, 1].numpy()

@@ -103,7 +103,9 @@ class Predictor:
         path = Path(path) if path is not None else default_checkpoint()
         model, meta = load_checkpoint(path)
         torch_device = resolve_device(device)
-        return cls(model.to(torch_device).eval(), meta, torch_device, str(path), file_sha256(path))
+        # Channels-last convolutions are several times faster on CPU (measured in benchmarks/).
+        model = model.to(torch_device, memory_format=torch.channels_last).eval()
+        return cls(model, meta, torch_device, str(path), file_sha256(path))
 
     @property
     def class_names(self) -> list[str]:
@@ -134,7 +136,8 @@ class Predictor:
         transform = self._transform()
         chunks = []
         for start in range(0, len(images), self.batch_size):
-            batch = to_batch(images[start : start + self.batch_size], transform).to(self.device)
+            batch = to_batch(images[start : start + self.batch_size], transform)
+            batch = batch.to(self.device, memory_format=torch.channels_last)
             chunks.append(self.model(batch).float().cpu())
         return torch.cat(chunks) if chunks else torch.empty(0, len(self.class_names))
 
