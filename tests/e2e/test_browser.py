@@ -86,6 +86,8 @@ def _screenshot(page, name: str, tmp_path: Path) -> Path:
 
 
 def test_upload_predict_review_in_a_real_browser(dashboard, browser_page, tmp_path):
+    from playwright.sync_api import expect
+
     url, data_dir = dashboard
     page = browser_page
     image = tmp_path / "child_xray.png"
@@ -101,10 +103,13 @@ def test_upload_predict_review_in_a_real_browser(dashboard, browser_page, tmp_pa
     page.get_by_text("Case #1: model says").wait_for()
     page.get_by_label("Reviewer name").fill("Dr E2E")
     page.get_by_label("Reviewer name").press("Enter")
-    page.wait_for_timeout(1000)
+    page.wait_for_timeout(2000)  # the rerun that stores the name
     page.get_by_text("Disagree", exact=True).click()
+    expect(page.get_by_role("radio", name="Disagree")).to_be_checked()
     page.get_by_label("Notes").fill("<b>opacity</b> right lower lobe")
+    expect(page.get_by_label("Notes")).to_have_value("<b>opacity</b> right lower lobe")
     _screenshot(page, "review", tmp_path)
+    expect(page.get_by_label("Reviewer name")).to_have_value("Dr E2E")
     page.get_by_role("button", name="Submit review").click()
     page.get_by_text("Review of case #1 saved.").wait_for()
 
