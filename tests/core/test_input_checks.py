@@ -1,7 +1,6 @@
 """The X-ray plausibility check, on generated non-X-rays and on the real training X-rays."""
 
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest

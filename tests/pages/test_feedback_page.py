@@ -1,5 +1,3 @@
-import csv
-import io
 
 from db import repository
 from db.engine import init_db, make_engine, session_scope
@@ -22,6 +20,9 @@ def test_counts_agreement_disagreements_and_download(app_env):
     assert list(disagreements["notes"]) == ["<b>bold?</b>"]
     per_reviewer = at.dataframe[0].value
     assert per_reviewer.loc["Dr B", "disagreements"] == 1
+    assert at.download_button[0].label == "Download relabel CSV (1 rows)"
+    at.checkbox[0].uncheck().run()
+    assert at.download_button[0].label == "Download relabel CSV (2 rows)"
 
 
 def test_empty_database(app_env):

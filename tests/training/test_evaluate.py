@@ -3,7 +3,6 @@ from pathlib import Path
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from core.metrics import classification_report
