@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PIL import Image as PILImage
 from sqlalchemy import Engine
 
 from core.dicom import is_dicom
@@ -37,6 +38,8 @@ class LoggedPrediction:
     image_id: int
     result: CorePrediction
     model_version: str
+    image: PILImage.Image
+    """The decoded upload, so callers can show it without decoding again."""
 
 
 def predict_and_log(
@@ -77,7 +80,7 @@ def predict_and_log(
             session, image=image_row, model=model, p_pneumonia=result.p_pneumonia,
             threshold=result.threshold, source=source,
         )
-        return LoggedPrediction(row.id, image_row.id, result, predictor.version)
+        return LoggedPrediction(row.id, image_row.id, result, predictor.version, image)
 
 
 def write_relabel_export(

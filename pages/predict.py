@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core.explain import gradcam, overlay
-from core.images import ImageLoadError, load_image
+from core.images import ImageLoadError
 from db.actions import predict_and_log
 from pages.common import page_header, active_threshold, database_error_message, engine_or_stop, predictor_or_stop
 
@@ -46,7 +46,7 @@ for upload in files or []:
         st.error(f"Could not use this file: {entry}")
         continue
     result = entry.result
-    image = load_image(data, name=upload.name)
+    image = entry.image
     left, right = st.columns([1, 1])
     with left:
         if show_heatmap:

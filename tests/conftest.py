@@ -5,6 +5,7 @@ No test reads the shared training images; everything here is generated.
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 
@@ -15,6 +16,13 @@ from PIL import Image, ImageDraw, ImageFilter
 REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
+
+
+def free_port() -> int:
+    """A TCP port on loopback that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def xray_like(seed: int, pneumonia: bool, size: int = 64) -> Image.Image:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 
 from db.engine import init_db, make_engine, session_scope
 from db import repository
+from tests.conftest import free_port
 
 
 @pytest.fixture()
@@ -49,11 +49,6 @@ def add_prediction(engine, seed: int = 0, p: float = 0.7, threshold: float = 0.5
         return repository.log_prediction(session, image=image, model=model, p_pneumonia=p, threshold=threshold).id
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 @pytest.fixture(scope="session")
 def postgres_url():
@@ -65,7 +60,7 @@ def postgres_url():
     # Directly under /tmp: pytest's own temp dirs are private to root, which postgres cannot enter.
     root = Path(tempfile.mkdtemp(prefix="pneumonia-pg-"))
     datadir = root / "data"
-    port = _free_port()
+    port = free_port()
     as_user: list[str] = []
     if os.geteuid() == 0:  # postgres refuses to run as root
         as_user = ["runuser", "-u", "postgres", "--"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -17,22 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, xray_like
+from tests.conftest import REPO_ROOT, free_port, xray_like
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
                  "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def start_dashboard(data_dir: Path) -> tuple[subprocess.Popen, str, float]:
     """Start ``streamlit run`` on a free loopback port; returns (process, url, seconds to healthy)."""
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "PNEUMONIA_DATA_DIR": str(data_dir)}
     env.pop("DATABASE_URL", None)
     started = time.monotonic()
