@@ -122,6 +122,6 @@ def test_upload_predict_review_in_a_real_browser(dashboard, browser_page, tmp_pa
     page.get_by_text("Disagreements").first.wait_for()
     _screenshot(page, "feedback", tmp_path)
     page.goto(f"{url}/metrics")
-    page.get_by_text("Operating point").wait_for()
+    page.get_by_text("Operating point", exact=True).wait_for()
     page.locator(".js-plotly-plot").nth(1).wait_for()  # confusion matrix and ROC curve drawn
     _screenshot(page, "metrics", tmp_path)
