@@ -2,12 +2,11 @@
 
 import streamlit as st
 
+from pages.common import NAVIGATION
 
 PAGES = [
-    st.Page("pages/metrics.py", title="Metrics", icon=":material/monitoring:", url_path="metrics", default=True),
-    st.Page("pages/predict.py", title="Predict", icon=":material/upload_file:", url_path="predict"),
-    st.Page("pages/review.py", title="Review", icon=":material/rate_review:", url_path="review"),
-    st.Page("pages/feedback.py", title="Feedback & export", icon=":material/download:", url_path="feedback"),
+    st.Page(entry.path, title=entry.title, icon=entry.icon, url_path=entry.url_path, default=index == 0)
+    for index, entry in enumerate(NAVIGATION)
 ]
 
 st.navigation(PAGES, position="hidden").run()

@@ -17,6 +17,7 @@ from torch import nn
 
 from core.labels import CLASS_NAMES
 from core.models import get_model
+from core.operating_point import validate_calibration
 
 FORMAT = "pneumonia-xray-checkpoint"
 FORMAT_VERSION = 1
@@ -58,7 +59,33 @@ class CheckpointMeta:
         missing = {"arch", "image_size", "mean", "std"} - set(data)
         if missing:
             raise CheckpointError(f"checkpoint metadata lacks {', '.join(sorted(missing))}")
-        return cls(**{k: v for k, v in data.items() if k in known})
+        meta = cls(**{k: v for k, v in data.items() if k in known})
+        meta.validate()
+        return meta
+
+    def validate(self) -> None:
+        """Check types and ranges of the fields inference relies on.
+
+        Raises:
+            CheckpointError: with the first problem found, in one line.
+        """
+        try:
+            validate_calibration(self.threshold, self.temperature)
+        except ValueError as error:
+            raise CheckpointError(f"checkpoint metadata: {error}") from None
+        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) \
+                or not 16 <= self.image_size <= 2048:
+            raise CheckpointError(f"checkpoint metadata: image_size must be an integer in [16, 2048], "
+                                  f"got {str(self.image_size)[:40]!r}")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if not isinstance(values, (list, tuple)) or len(values) != 3 or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                raise CheckpointError(f"checkpoint metadata: {name} must be three numbers")
+        if any(v <= 0 for v in self.std):
+            raise CheckpointError("checkpoint metadata: std must be positive")
+        if list(self.class_names) != list(CLASS_NAMES):
+            raise CheckpointError(f"checkpoint metadata: classes must be {list(CLASS_NAMES)}")
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta) -> Path:
@@ -117,6 +144,11 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, CheckpointMeta]:
         raise CheckpointError(f"{path}: weights do not match {meta.arch} ({first})") from None
     model.eval()
     return model, meta
+
+
+def model_version(arch: str, sha256: str) -> str:
+    """The short model-version name shown everywhere: ``arch@<first 12 hex digits of the checkpoint hash>``."""
+    return f"{arch}@{sha256[:12]}"
 
 
 def file_sha256(path: str | Path) -> str:

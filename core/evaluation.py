@@ -20,25 +20,26 @@ from core.data import ImageRecord
 from core.images import ImageLoadError, load_image
 from core.inference import TTA_VIEWS, Predictor
 from core.metrics import bootstrap_intervals, classification_report, expected_calibration_error
-from core.transforms import eval_transform
+from core.operating_point import OperatingPoint
 
 
 class _TolerantDataset(Dataset):
-    """Yields ``(tensor, label, index, error)``; unreadable images carry an error string."""
+    """Yields ``(views, label, index, error)``; unreadable images carry an error string."""
 
-    def __init__(self, records: Sequence[ImageRecord], transform: Callable[[Any], torch.Tensor], size: int,
-                 views: int = 1):
-        self.records, self.transform, self.size, self.views = list(records), transform, size, views
+    def __init__(self, records: Sequence[ImageRecord], predictor: Predictor):
+        self.records, self.predictor = list(records), predictor
+        size = predictor.meta.image_size
+        self.blank = torch.zeros(len(TTA_VIEWS) if predictor.tta else 1, 3, size, size)
 
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, str]:
         record = self.records[index]
         try:
-            return self.transform(load_image(record.path)), record.label, index, ""
+            return self.predictor.view_tensors(load_image(record.path)), record.label, index, ""
         except ImageLoadError as error:
-            return torch.zeros(self.views, 3, self.size, self.size), record.label, index, str(error)
+            return self.blank, record.label, index, str(error)
 
 
 def _relative(path: str, root: str | Path | None) -> str:
@@ -69,35 +70,27 @@ def score_records(
         ``(predictions, errors)``: one ``{"path", "label", "p_pneumonia"}`` per
         readable image, and one line per unreadable one.
     """
-    meta = predictor.meta
-    base = eval_transform(meta.image_size, meta.mean, meta.std)
-    views = TTA_VIEWS if predictor.tta else TTA_VIEWS[:1]
-
-    def transform(image):  # (views, 3, H, W); averaged below when TTA is on
-        return torch.stack([base(view(image)) for view in views])
-
-    dataset = _TolerantDataset(records, transform, meta.image_size, len(views))
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
-    predictions, errors, done = [], [], 0
-    with torch.inference_mode():
-        for images, labels, indices, failures in tqdm(loader, desc="evaluate", unit="batch",
-                                                       disable=not show_progress):
-            n, v = images.shape[:2]
-            flat = images.reshape(n * v, *images.shape[2:]).to(predictor.device, memory_format=torch.channels_last)
-            logits = predictor.model(flat).float().cpu().reshape(n, v, -1).mean(1)
-            probabilities = predictor.proba_from_logits(logits)
-            uncalibrated = torch.softmax(logits, 1)[:, 1].numpy()
-            rows = zip(probabilities[:, 1], uncalibrated, labels, indices, failures, strict=True)
-            for p, raw, label, index, failure in rows:
-                if failure:
-                    errors.append(failure)
-                    continue
-                record = records[int(index)]
-                predictions.append({"path": _relative(record.path, root), "label": int(label), "p_pneumonia": float(p),
-                                    "p_pneumonia_uncalibrated": float(raw), "patient_id": record.patient_id})
-            done += len(labels)
-            if progress:
-                progress(done, len(records))
+    loader = DataLoader(_TolerantDataset(records, predictor), batch_size=batch_size, num_workers=workers)
+    predictions: list[dict[str, Any]] = []
+    errors: list[str] = []
+    done = 0
+    for views, labels, indices, failures in tqdm(loader, desc="evaluate", unit="batch", disable=not show_progress):
+        logits = predictor.logits_from_views(views)
+        probabilities = predictor.proba_from_logits(logits)
+        uncalibrated = torch.softmax(logits, 1)[:, 1].numpy()
+        margins = (logits[:, 1] - logits[:, 0]).numpy()
+        rows = zip(probabilities[:, 1], uncalibrated, margins, labels, indices, failures, strict=True)
+        for p, raw, margin, label, index, failure in rows:
+            if failure:
+                errors.append(failure)
+                continue
+            record = records[int(index)]
+            predictions.append({"path": _relative(record.path, root), "label": int(label), "p_pneumonia": float(p),
+                                "p_pneumonia_uncalibrated": float(raw), "logit_margin": float(margin),
+                                "patient_id": record.patient_id})
+        done += len(labels)
+        if progress:
+            progress(done, len(records))
     return predictions, errors
 
 
@@ -118,11 +111,32 @@ def build_report(
             "n_patients": len({p["patient_id"] for p in predictions}),
             "data_dir": str(data_dir),
             "tta": predictor.tta,
-            "checkpoint": {"path": predictor.checkpoint_path, "sha256": predictor.checkpoint_sha256,
-                           "arch": predictor.meta.arch, "temperature": predictor.meta.temperature,
-                           "threshold_goal": predictor.meta.threshold_goal},
+            "checkpoint": {**predictor.describe(), "temperature": predictor.point.temperature,
+                           "threshold_goal": predictor.point.goal},
+            "operating_point": predictor.point.to_dict(),
             "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "predictions": predictions,
         }
     )
     return report
+
+
+def predictions_at(predictions: list[dict[str, Any]], point: OperatingPoint,
+                   report_point: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """A report's per-image predictions re-scored at another operating point.
+
+    Uses each entry's raw ``logit_margin`` (or, in older reports, the logit of
+    its uncalibrated probability). When ``point`` has the calibration the
+    report was made with, the stored probabilities are returned unchanged.
+    """
+    if report_point and report_point.get("temperature") == point.temperature \
+            and report_point.get("bias", 0.0) == point.bias:
+        return predictions
+    rescored = []
+    for row in predictions:
+        margin = row.get("logit_margin")
+        if margin is None:
+            raw = min(max(float(row.get("p_pneumonia_uncalibrated", row["p_pneumonia"])), 1e-12), 1 - 1e-12)
+            margin = float(np.log(raw / (1 - raw)))
+        rescored.append({**row, "p_pneumonia": float(point.p_pneumonia_from_margin(np.array([margin]))[0])})
+    return rescored

@@ -1,26 +1,30 @@
-"""Inference: a scikit-learn-style ``Predictor`` and the one-call ``predict_image``.
+"""Inference: the one forward path (``Predictor``) and the one-call ``predict_image``.
 
-Probabilities are temperature-calibrated with the checkpoint's temperature and
-classified with the checkpoint's threshold, so every caller (CLI, dashboard,
-evaluation) gives the same answer for the same image.
+``Predictor`` owns preprocessing, batching, channels-last, test-time
+augmentation and the operating point (calibration + threshold), so the CLI,
+the dashboard, evaluation, calibration and Grad-CAM all score an image the same
+way. Training-time validation shares :func:`forward_logits`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 from torch import nn
 
-from core.checkpoint import CheckpointMeta, file_sha256, load_checkpoint
-from core.images import load_image
-from core.transforms import eval_transform, to_batch
+from core.checkpoint import CheckpointMeta, file_sha256, load_checkpoint, model_version
+from core.input_checks import check_xray, load_xray
+from core.operating_point import OperatingPoint, OperatingPointLookup, operating_point_in_force
+from core.transforms import eval_transform
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = REPO_ROOT / "models" / "best_model.pth"
@@ -44,13 +48,19 @@ def _zoom(image: Image.Image, keep: float = 0.9) -> Image.Image:
     return image.crop((dx, dy, width - dx, height - dy))
 
 
-TTA_VIEWS = (
+TTA_VIEWS: tuple[Callable[[Image.Image], Image.Image], ...] = (
     lambda image: image,
     _zoom,
     lambda image: image.rotate(5, resample=Image.Resampling.BILINEAR),
     lambda image: image.rotate(-5, resample=Image.Resampling.BILINEAR),
 )
 """Views averaged by test-time augmentation; no flips (they mirror the anatomy)."""
+
+
+@torch.inference_mode()
+def forward_logits(model: nn.Module, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Raw logits of one batch on the CPU, run channels-last (several times faster on CPU)."""
+    return model(batch.to(device, memory_format=torch.channels_last)).float().cpu()
 
 
 @dataclass
@@ -62,7 +72,8 @@ class Prediction:
     """Calibrated probability of the predicted class."""
     probabilities: dict[str, float]
     threshold: float
-    source: str = ""
+    image_name: str = ""
+    """The file name or path the image came from (display only)."""
 
     @property
     def p_pneumonia(self) -> float:
@@ -70,9 +81,9 @@ class Prediction:
         return self.probabilities["PNEUMONIA"]
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready form."""
+        """JSON-ready form (``source`` is the input's name: the CLI's JSON interface since its first version)."""
         return {
-            "source": self.source,
+            "source": self.image_name,
             "prediction": self.label,
             "confidence": self.confidence,
             "probabilities": self.probabilities,
@@ -96,16 +107,39 @@ class Predictor:
     batch_size: int = 32
     tta: bool = False
     """Test-time augmentation: average logits over :data:`TTA_VIEWS`."""
+    operating_point: OperatingPoint | None = None
+    """Calibration and threshold in force (default: the checkpoint's)."""
+
+    def __post_init__(self) -> None:
+        if self.operating_point is None:
+            self.operating_point = operating_point_in_force(self.meta, self.checkpoint_sha256)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path | None = None, device: str = "auto") -> Predictor:
-        """Load a checkpoint (default: the shipped one) onto ``device``."""
+    def from_checkpoint(cls, path: str | Path | None = None, device: str = "auto",
+                        lookup: OperatingPointLookup | None = None) -> Predictor:
+        """Load a checkpoint (default: the shipped one) onto ``device``.
+
+        Args:
+            lookup: the review database's saved operating points (see
+                :func:`core.operating_point.operating_point_in_force`).
+        """
         path = Path(path) if path is not None else default_checkpoint()
         model, meta = load_checkpoint(path)
         torch_device = resolve_device(device)
-        # Channels-last convolutions are several times faster on CPU (measured in benchmarks/).
         model = model.to(torch_device, memory_format=torch.channels_last).eval()
-        return cls(model, meta, torch_device, str(path), file_sha256(path))
+        sha256 = file_sha256(path)
+        return cls(model, meta, torch_device, str(path), sha256,
+                   operating_point=operating_point_in_force(meta, sha256, lookup))
+
+    def at(self, operating_point: OperatingPoint) -> Predictor:
+        """The same loaded model at another operating point (the model is shared, not copied)."""
+        return dataclasses.replace(self, operating_point=operating_point)
+
+    @property
+    def point(self) -> OperatingPoint:
+        """The operating point in force (never ``None`` after construction)."""
+        assert self.operating_point is not None
+        return self.operating_point
 
     @property
     def class_names(self) -> list[str]:
@@ -114,75 +148,81 @@ class Predictor:
 
     @property
     def threshold(self) -> float:
-        """Decision threshold on P(PNEUMONIA)."""
-        return float(self.meta.threshold)
+        """Decision threshold on calibrated P(PNEUMONIA)."""
+        return self.point.threshold
 
     @property
     def version(self) -> str:
         """Short model version: architecture plus the checkpoint hash prefix."""
-        return f"{self.meta.arch}@{self.checkpoint_sha256[:12]}"
+        return model_version(self.meta.arch, self.checkpoint_sha256)
 
-    def _transform(self):
-        return eval_transform(self.meta.image_size, self.meta.mean, self.meta.std)
+    def input_tensor(self, image: Image.Image) -> torch.Tensor:
+        """One preprocessed ``(3, H, W)`` tensor (no augmentation)."""
+        return eval_transform(self.meta.image_size, self.meta.mean, self.meta.std)(image.convert("RGB"))
+
+    def view_tensors(self, image: Image.Image) -> torch.Tensor:
+        """``(V, 3, H, W)``: the image's views (one, or :data:`TTA_VIEWS` with :attr:`tta`)."""
+        views = TTA_VIEWS if self.tta else TTA_VIEWS[:1]
+        return torch.stack([self.input_tensor(view(image)) for view in views])
+
+    def logits_from_views(self, views: torch.Tensor) -> torch.Tensor:
+        """Raw logits ``(N, 2)`` from ``(N, V, 3, H, W)`` view tensors, averaged over views."""
+        n, v = views.shape[:2]
+        chunks = []
+        flat = views.reshape(n * v, *views.shape[2:])
+        step = self.batch_size * v
+        for start in range(0, len(flat), step):
+            chunks.append(forward_logits(self.model, flat[start:start + step], self.device))
+        if not chunks:
+            return torch.empty(0, len(self.class_names))
+        return torch.cat(chunks).reshape(n, v, -1).mean(1)
 
     def logits(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """Raw logits ``(N, 2)`` for PIL images (averaged over views when :attr:`tta`)."""
-        if not self.tta:
-            return self._logits(images)
-        return torch.stack([self._logits([view(i) for i in images]) for view in TTA_VIEWS]).mean(0)
-
-    @torch.inference_mode()
-    def _logits(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        transform = self._transform()
+        """Raw (uncalibrated) logits ``(N, 2)`` for PIL images."""
         chunks = []
         for start in range(0, len(images), self.batch_size):
-            batch = to_batch(images[start : start + self.batch_size], transform)
-            batch = batch.to(self.device, memory_format=torch.channels_last)
-            chunks.append(self.model(batch).float().cpu())
+            views = torch.stack([self.view_tensors(i) for i in images[start:start + self.batch_size]])
+            chunks.append(self.logits_from_views(views))
         return torch.cat(chunks) if chunks else torch.empty(0, len(self.class_names))
 
-    def proba_from_logits(self, logits: torch.Tensor) -> np.ndarray:
-        """Calibrated probabilities from logits (temperature scaling)."""
-        return torch.softmax(logits / float(self.meta.temperature), dim=1).numpy()
+    def proba_from_logits(self, logits: torch.Tensor | np.ndarray) -> np.ndarray:
+        """Calibrated probabilities ``(N, 2)`` from raw logits, at the operating point."""
+        return self.point.probabilities(np.asarray(logits))
 
     def predict_proba(self, images: Sequence[Image.Image]) -> np.ndarray:
         """Calibrated class probabilities ``(N, 2)``."""
         return self.proba_from_logits(self.logits(images))
 
     def predict(self, images: Sequence[Image.Image]) -> list[str]:
-        """Class names at the checkpoint's threshold."""
-        return [self._label(p) for p in self.predict_proba(images)[:, 1]]
+        """Class names at the operating point's threshold."""
+        return [self.point.label(float(p)) for p in self.predict_proba(images)[:, 1]]
 
-    def _label(self, p_pneumonia: float) -> str:
-        return self.class_names[1] if p_pneumonia >= self.threshold else self.class_names[0]
-
-    def relabel(self, prediction: Prediction, threshold: float) -> Prediction:
-        """The same probabilities classified at another threshold (an operating point saved later)."""
-        label = self.class_names[1] if prediction.p_pneumonia >= threshold else self.class_names[0]
-        return Prediction(label, prediction.probabilities[label], dict(prediction.probabilities),
-                          float(threshold), prediction.source)
-
-    def predict_one(self, image: Image.Image, source: str = "") -> Prediction:
+    def predict_one(self, image: Image.Image, image_name: str = "") -> Prediction:
         """A :class:`Prediction` for one PIL image."""
-        return self.predictions([image], [source])[0]
+        return self.predictions([image], [image_name])[0]
 
-    def predictions(self, images: Sequence[Image.Image], sources: Iterable[str] = ()) -> list[Prediction]:
+    def predictions(self, images: Sequence[Image.Image], image_names: Iterable[str] = ()) -> list[Prediction]:
         """:class:`Prediction` objects for several PIL images."""
         probabilities = self.predict_proba(images)
-        sources = list(sources) or [""] * len(images)
+        names = list(image_names) or [""] * len(images)
         results = []
-        for row, source in zip(probabilities, sources, strict=True):
-            label = self._label(float(row[1]))
+        for row, name in zip(probabilities, names, strict=True):
+            label = self.point.label(float(row[1]))
             results.append(
                 Prediction(
                     label=label,
                     confidence=float(row[self.class_names.index(label)]),
                     probabilities={n: float(v) for n, v in zip(self.class_names, row, strict=True)},
                     threshold=self.threshold,
-                    source=source,
+                    image_name=name,
                 )
             )
         return results
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance for reports: checkpoint, version and the operating point used."""
+        return {"path": self.checkpoint_path, "sha256": self.checkpoint_sha256, "arch": self.meta.arch,
+                "version": self.version, "tta": self.tta, "operating_point": self.point.to_dict()}
 
 
 @lru_cache(maxsize=4)
@@ -194,22 +234,32 @@ def predict_image(
     image: str | Path | bytes | Image.Image,
     checkpoint: str | Path | None = None,
     device: str = "auto",
+    operating_point: OperatingPoint | None = None,
 ) -> Prediction:
     """Classify one image with a checkpoint (default: the shipped model).
+
+    The same input checks as the CLI and the dashboard apply: images that are
+    not plausibly chest X-rays are refused, not classified.
 
     Args:
         image: a path, raw file bytes, or a PIL image.
         checkpoint: checkpoint path; the shipped model when ``None``.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        operating_point: use this instead of the checkpoint's.
 
     Returns:
         The :class:`Prediction`.
 
     Raises:
-        core.images.ImageLoadError: unreadable image.
+        core.images.ImageLoadError: unreadable image, or not plausibly a chest X-ray.
         core.checkpoint.CheckpointError: unusable checkpoint.
     """
     predictor = _cached_predictor(str(checkpoint or default_checkpoint()), device)
-    source = str(image) if isinstance(image, (str, Path)) else "image"
-    pil = image.convert("RGB") if isinstance(image, Image.Image) else load_image(image)
-    return predictor.predict_one(pil, source)
+    if operating_point is not None:
+        predictor = predictor.at(operating_point)
+    name = str(image) if isinstance(image, (str, Path)) else "image"
+    if isinstance(image, Image.Image):
+        pil = check_xray(image.convert("RGB"), name)
+    else:
+        pil = load_xray(image if isinstance(image, bytes) else str(image), name=name)
+    return predictor.predict_one(pil, name)

@@ -47,6 +47,18 @@ def xray_problem(image: Image.Image) -> str | None:
     return None
 
 
+def check_xray(image: Image.Image, name: str = "image") -> Image.Image:
+    """Return ``image`` when it is plausibly a chest X-ray.
+
+    Raises:
+        NotAnXrayError: refused, with the reason.
+    """
+    problem = xray_problem(image)
+    if problem:
+        raise NotAnXrayError(f"{name}: {problem}")
+    return image
+
+
 def load_xray(source: str | bytes, name: str | None = None) -> Image.Image:
     """Decode an input and check it is plausibly a chest X-ray.
 
@@ -55,8 +67,4 @@ def load_xray(source: str | bytes, name: str | None = None) -> Image.Image:
         NotAnXrayError: readable, but refused with the reason.
     """
     image = load_image(source, name=name)
-    problem = xray_problem(image)
-    if problem:
-        label = name or (str(source) if not isinstance(source, bytes) else "upload")
-        raise NotAnXrayError(f"{label}: {problem}")
-    return image
+    return check_xray(image, name or (str(source) if not isinstance(source, bytes) else "upload"))

@@ -22,6 +22,17 @@ from sklearn.metrics import (
 from core.labels import CLASS_NAMES
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with NaN and infinities replaced by ``None`` (strict JSON; shown as "n/a")."""
+    if isinstance(value, float):
+        return value if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def _arrays(labels: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(labels, dtype=int)
     p = np.asarray(scores, dtype=float)
@@ -126,20 +137,39 @@ def bootstrap_intervals(
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> dict[str, list[float]]:
-    """Percentile bootstrap 95 % intervals for accuracy, sensitivity, specificity and ROC-AUC."""
+    """Percentile bootstrap 95 % intervals for accuracy, sensitivity, specificity, ROC-AUC and ECE."""
     y, p = _arrays(labels, scores)
+    return bootstrap_call_intervals(y, (p >= threshold).astype(int), p, n_resamples, seed)
+
+
+def bootstrap_call_intervals(
+    labels: Sequence[int],
+    calls: Sequence[int],
+    scores: Sequence[float],
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, list[float]]:
+    """Bootstrap 95 % intervals from given calls (e.g. each at its own cross-validation fold's threshold).
+
+    Args:
+        labels: true classes (0/1).
+        calls: the classes the model called (0/1).
+        scores: calibrated P(PNEUMONIA), for ROC-AUC and ECE.
+    """
+    y, p = _arrays(labels, scores)
+    called = np.asarray(calls, dtype=int)
     rng = np.random.default_rng(seed)
-    samples: dict[str, list[float]] = {k: [] for k in ("accuracy", "sensitivity", "specificity", "roc_auc")}
+    samples: dict[str, list[float]] = {k: [] for k in ("accuracy", "sensitivity", "specificity", "roc_auc", "ece")}
     for _ in range(n_resamples):
         idx = rng.integers(0, len(y), len(y))
-        yy, pp = y[idx], p[idx]
+        yy, pp, cc = y[idx], p[idx], called[idx]
         if yy.min() == yy.max():
             continue
-        pred = pp >= threshold
-        samples["accuracy"].append(float((pred == yy).mean()))
-        samples["sensitivity"].append(float(pred[yy == 1].mean()))
-        samples["specificity"].append(float((~pred[yy == 0]).mean()))
+        samples["accuracy"].append(float((cc == yy).mean()))
+        samples["sensitivity"].append(float(cc[yy == 1].mean()))
+        samples["specificity"].append(float(1 - cc[yy == 0].mean()))
         samples["roc_auc"].append(float(roc_auc_score(yy, pp)))
+        samples["ece"].append(expected_calibration_error(yy, pp))
     return {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in samples.items() if v}
 
 

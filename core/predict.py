@@ -1,7 +1,10 @@
-"""Command line: ``python -m core.predict IMAGE [IMAGE ...] [--json]``.
+"""Command line: ``python -m core.predict IMAGE [IMAGE ...] [--json] [--log]``.
 
 Each good image is predicted even when others in the same call are bad; bad
-ones get one line on stderr and the exit status is 1.
+ones get one line on stderr and the exit status is 1. The operating point is
+the one in force: saved in the review database when one is configured, else
+the checkpoint's. :func:`_database_session` is the only place ``core`` uses
+``db`` (imported lazily, so plain prediction needs no database).
 """
 
 from __future__ import annotations
@@ -10,11 +13,15 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
+
+from PIL import Image
 
 from core.checkpoint import CheckpointError
 from core.images import ImageLoadError
 from core.input_checks import load_xray
-from core.inference import Predictor, default_checkpoint
+from core.inference import Prediction, Predictor, default_checkpoint
+from core.operating_point import operating_point_in_force
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -34,16 +41,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_text(prediction, many: bool) -> None:
+def _print_text(prediction: Prediction, many: bool) -> None:
     if many:
-        print(f"== {prediction.source}")
+        print(f"== {prediction.image_name}")
     print(f"Prediction: {prediction.label}")
     print(f"Confidence: {prediction.confidence:.4f}")
     for name, value in prediction.probabilities.items():
         print(f"{name}: {value:.4f}")
 
 
-def _write_heatmap(predictor, image, label: str, source: str, target: str, many: bool) -> None:
+def _write_heatmap(predictor: Predictor, image: Image.Image, label: str, source: str, target: str,
+                   many: bool) -> None:
     from core.explain import gradcam, overlay
 
     path = Path(target) / f"{Path(source).stem}_heatmap.png" if many else Path(target)
@@ -51,45 +59,74 @@ def _write_heatmap(predictor, image, label: str, source: str, target: str, many:
     overlay(image, gradcam(predictor, image, label)).save(path)
 
 
+def _database_session(log: bool, predictor: Predictor) -> tuple[Predictor, Any]:
+    """The one place ``core`` reaches the review store (``db.actions``, imported here only).
+
+    With a database configured (``$DATABASE_URL``, or the dashboard's default
+    file), the operating point saved there is used, with or without ``--log``;
+    ``--log`` also opens (creating if needed) the store to write predictions.
+
+    Returns:
+        ``(predictor at the operating point in force, engine or None)``.
+    """
+    from db.settings import database_configured
+
+    if not log and not database_configured():
+        return predictor, None
+    from db import actions
+
+    engine = actions.open_store() if log else None
+    if engine is not None:
+        return actions.predictor_in_force(engine, predictor), engine
+    lookup = actions.configured_operating_point_lookup(predictor.meta.temperature)
+    if lookup is None:
+        return predictor, None
+    point = operating_point_in_force(predictor.meta, predictor.checkpoint_sha256, lookup)
+    return predictor.at(point), None
+
+
+def _predict_one(predictor: Predictor, engine: Any, path: str, args: argparse.Namespace) -> tuple[Any, dict]:
+    if engine is None:
+        image = load_xray(path, name=path)
+        return predictor.predict_one(image, image_name=path), {}
+    from db.actions import predict_and_log
+
+    if not Path(path).is_file():
+        raise ImageLoadError(f"{path}: file not found")
+    logged = predict_and_log(engine, predictor, Path(path).read_bytes(), path, channel="cli")
+    return logged.result, {"prediction_id": logged.prediction_id}
+
+
 def main(args: argparse.Namespace) -> int:
-    """Predict every image; return the exit status (0 all good, 1 some failed, 2 no model)."""
+    """Predict every image; return the exit status (0 all good, 1 some failed, 2 no model or store)."""
     try:
         predictor = Predictor.from_checkpoint(args.checkpoint, args.device)
         predictor.tta = args.tta
+        predictor, engine = _database_session(args.log, predictor)
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    engine = None
-    if args.log:  # imported lazily: plain prediction needs no database
-        from db.actions import predict_and_log
-        from db.engine import init_db, make_engine
-
-        engine = init_db(make_engine())
+    except RuntimeError as error:  # db.actions.StoreUnavailable (db is not imported at module level)
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     failures = 0
+    many = len(args.images) > 1
     for path in args.images:
-        extra = {}
         try:
-            if engine is not None:
-                if not Path(path).is_file():
-                    raise ImageLoadError(f"{path}: file not found")
-                logged = predict_and_log(engine, predictor, Path(path).read_bytes(), path, source="cli")
-                prediction, extra = logged.result, {"prediction_id": logged.prediction_id}
-                if args.heatmap:
-                    image = load_xray(Path(path), name=path)
-                    _write_heatmap(predictor, image, prediction.label, path, args.heatmap, len(args.images) > 1)
-            else:
-                image = load_xray(Path(path), name=path)
-                prediction = predictor.predict_one(image, source=path)
-                if args.heatmap:
-                    _write_heatmap(predictor, image, prediction.label, path, args.heatmap, len(args.images) > 1)
-        except ImageLoadError as error:
-            print(f"error: {error}", file=sys.stderr)
+            prediction, extra = _predict_one(predictor, engine, path, args)
+            if args.heatmap:
+                image = load_xray(path, name=path)
+                _write_heatmap(predictor, image, prediction.label, path, args.heatmap, many)
+        except (ImageLoadError, ValueError, RuntimeError, OSError) as error:
+            # ImageLoadError, and the store's ValidationError / StoreUnavailable: one line, go on.
+            print(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
             failures += 1
             continue
         if args.json:
-            print(json.dumps({**prediction.to_dict(), "model": predictor.version, **extra}))
+            print(json.dumps({**prediction.to_dict(), "model": predictor.version,
+                              "operating_point": predictor.point.origin, **extra}))
         else:
-            _print_text(prediction, many=len(args.images) > 1)
+            _print_text(prediction, many=many)
         sys.stdout.flush()
     return 1 if failures else 0
 

@@ -1,7 +1,15 @@
-"""Whole user actions, each one transaction: what the pages and the CLI call.
+"""The use-case layer: every whole user action on the review store, one transaction each.
 
-``predict_and_log`` decodes an upload, predicts with the loaded model, and stores
-image + prediction together; if any step fails, nothing is written.
+Pages and command lines call these functions; they get plain dataclasses back
+and never see sessions, ORM objects or SQLAlchemy exceptions. Two error types
+cross this boundary:
+
+- :class:`StoreUnavailable`: the database or image store cannot be used (locked,
+  missing, unreachable, read-only); nothing was saved.
+- :class:`ValidationError`: input the store refuses; nothing was saved.
+
+Model errors (``core.images.ImageLoadError``, ``core.checkpoint.CheckpointError``)
+pass through unchanged, so callers can tell them apart.
 """
 
 from __future__ import annotations
@@ -9,25 +17,194 @@ from __future__ import annotations
 import csv
 import io
 import shutil
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from PIL import Image as PILImage
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
 
+from core.checkpoint import model_version
 from core.dicom import is_dicom
-from core.input_checks import load_xray
 from core.inference import Prediction as CorePrediction
 from core.inference import Predictor
+from core.input_checks import load_xray
+from core.operating_point import DATABASE, OperatingPoint, OperatingPointLookup
 from db import repository
-from db.engine import session_scope
-from db.settings import image_store_dir
+from db.engine import has_schema, init_db, make_engine, session_scope
+from db.models import Prediction, Review
+from db.repository import QueueFilters, ValidationError
+from db.settings import database_configured, image_store_dir
+
+__all__ = [
+    "QueueFilters", "StoreUnavailable", "ValidationError", "predict_and_log", "open_store", "register_model",
+    "operating_point_lookup", "configured_operating_point_lookup", "predictor_in_force", "save_operating_point", "list_models",
+    "load_queue", "load_case", "submit_review", "feedback_view", "write_relabel_export", "reviewed_cases",
+]
 
 EXPORT_COLUMNS = [
     "image_sha256", "file_name", "stored_path", "original_label", "model_label", "p_pneumonia",
     "model_version", "reviewer_calls", "n_reviewers", "disagreement", "resolved_label",
 ]
+
+T = TypeVar("T")
+
+
+class StoreUnavailable(RuntimeError):
+    """The review database or image store cannot be used right now; nothing was saved. One-line message."""
+
+
+def _store_message(error: Exception) -> str:
+    if isinstance(error, OperationalError) and "locked" in str(error).lower():
+        return "The database is busy (locked by another writer). Nothing was saved; please try again."
+    first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+    return f"The review database is not available, nothing was saved: {first}"
+
+
+@contextmanager
+def _transaction(engine: Engine) -> Iterator[Session]:
+    """:func:`db.engine.session_scope` with store failures turned into :class:`StoreUnavailable`."""
+    try:
+        with session_scope(engine) as session:
+            yield session
+    except (SQLAlchemyError, OSError) as error:
+        raise StoreUnavailable(_store_message(error)) from error
+
+
+def _read(engine: Engine, action: Callable[[Session], T]) -> T:
+    with _transaction(engine) as session:
+        return action(session)
+
+
+def open_store(url: str | None = None) -> Engine:
+    """The engine for ``url`` (default ``$DATABASE_URL``), schema brought to the newest revision.
+
+    Raises:
+        StoreUnavailable: the database cannot be opened or migrated.
+    """
+    try:
+        return init_db(make_engine(url))
+    except (SQLAlchemyError, OSError) as error:
+        raise StoreUnavailable(_store_message(error)) from error
+
+
+# ---------------------------------------------------------------- models and operating points
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """A model version known to the store."""
+
+    id: int
+    sha256: str
+    name: str
+    arch: str
+
+    @property
+    def version(self) -> str:
+        """``arch@sha12``, as shown everywhere."""
+        return model_version(self.arch, self.sha256)
+
+
+def _model_row(session: Session, predictor: Predictor):  # noqa: ANN202 - ORM row stays inside this module
+    return repository.get_or_create_model(session, predictor.checkpoint_sha256,
+                                          Path(predictor.checkpoint_path).name, predictor.meta.arch)
+
+
+def register_model(engine: Engine, predictor: Predictor) -> ModelInfo:
+    """Make sure the predictor's model version is in the store; returns it."""
+    def action(session: Session) -> ModelInfo:
+        row = _model_row(session, predictor)
+        return ModelInfo(row.id, row.sha256, row.name, row.arch)
+    return _read(engine, action)
+
+
+def list_models(engine: Engine) -> list[ModelInfo]:
+    """Every model version in the store, newest first."""
+    return _read(engine, lambda s: [ModelInfo(m.id, m.sha256, m.name, m.arch) for m in repository.list_models(s)])
+
+
+def _operating_point(change: Any) -> OperatingPoint:
+    # A change without a calibration keeps the checkpoint's temperature: resolved by the caller.
+    return OperatingPoint(threshold=change.threshold, temperature=change.temperature or 1.0,
+                          bias=change.bias or 0.0, origin=DATABASE, goal=change.goal or "",
+                          change_id=change.id)
+
+
+def operating_point_lookup(engine: Engine, checkpoint_temperature: float | None = None) -> OperatingPointLookup:
+    """A lookup for :func:`core.operating_point.operating_point_in_force` backed by this store.
+
+    A saved threshold without its own calibration keeps ``checkpoint_temperature``.
+    """
+    def lookup(sha256: str) -> OperatingPoint | None:
+        def action(session: Session) -> OperatingPoint | None:
+            change = repository.latest_threshold_change(session, sha256)
+            if change is None:
+                return None
+            point = _operating_point(change)
+            if change.temperature is None and checkpoint_temperature is not None:
+                point = OperatingPoint(point.threshold, checkpoint_temperature, point.bias, DATABASE,
+                                       point.goal, point.change_id)
+            return point
+        return _read(engine, action)
+    return lookup
+
+
+def configured_operating_point_lookup(checkpoint_temperature: float | None = None) -> OperatingPointLookup | None:
+    """The store's lookup when a database is configured (``$DATABASE_URL``, or the default file exists).
+
+    Never creates a database; an empty one has no saved operating points.
+
+    Raises:
+        StoreUnavailable: a configured database cannot be read.
+    """
+    if not database_configured():
+        return None
+    try:
+        engine = make_engine()
+        if not has_schema(engine):
+            return None
+        init_db(engine)
+    except (SQLAlchemyError, OSError) as error:
+        raise StoreUnavailable(_store_message(error)) from error
+    return operating_point_lookup(engine, checkpoint_temperature)
+
+
+def predictor_in_force(engine: Engine, predictor: Predictor) -> Predictor:
+    """The loaded model at the operating point in force for its version (the store's, else the checkpoint's)."""
+    from core.operating_point import operating_point_in_force
+
+    lookup = operating_point_lookup(engine, predictor.meta.temperature)
+    return predictor.at(operating_point_in_force(predictor.meta, predictor.checkpoint_sha256, lookup))
+
+
+def save_operating_point(
+    engine: Engine,
+    predictor: Predictor,
+    threshold: float,
+    changed_by: str,
+    metrics: dict[str, Any],
+    reason: str = "",
+    temperature: float | None = None,
+    bias: float | None = None,
+    goal: str = "",
+) -> int:
+    """Log a new operating point for the predictor's model version; returns the change id.
+
+    ``temperature``/``bias`` of ``None`` keep the checkpoint's calibration.
+    """
+    with _transaction(engine) as session:
+        change = repository.record_threshold_change(session, _model_row(session, predictor), threshold,
+                                                    changed_by, metrics, reason, temperature, bias, goal)
+        return change.id
+
+
+# ---------------------------------------------------------------- predictions
 
 
 @dataclass
@@ -47,14 +224,10 @@ def predict_and_log(
     predictor: Predictor,
     data: bytes,
     file_name: str,
-    source: str = "dashboard",
+    channel: str = "dashboard",
     original_label: str | None = None,
-    threshold: float | None = None,
 ) -> LoggedPrediction:
-    """Decode, predict, and store the image and prediction in one transaction.
-
-    Args:
-        threshold: operating point to use (default: the checkpoint's).
+    """Decode, predict at the predictor's operating point, and store image + prediction in one transaction.
 
     DICOM uploads are stored as PNG pixels only, so no identifying tag reaches
     the image store or the database.
@@ -62,25 +235,123 @@ def predict_and_log(
     Raises:
         core.images.ImageLoadError: the bytes are not a usable image, or not
             plausibly a chest X-ray (nothing stored).
+        StoreUnavailable, ValidationError: nothing stored.
     """
     image = load_xray(data, name=Path(file_name).name or "upload")
     if is_dicom(data):
         buffer = io.BytesIO()
         image.convert("L").save(buffer, format="PNG")
         data = buffer.getvalue()
-    result = predictor.predict_one(image, source=file_name)
-    if threshold is not None:
-        result = predictor.relabel(result, threshold)
-    with session_scope(engine) as session:
-        image_row = repository.store_image(session, data, file_name, original_label)
-        model = repository.get_or_create_model(
-            session, predictor.checkpoint_sha256, Path(predictor.checkpoint_path).name, predictor.meta.arch
-        )
+    result = predictor.predict_one(image, image_name=file_name)
+    with _transaction(engine) as session:
+        image_row = repository.store_image(session, data, file_name, original_label, size=image.size)
         row = repository.log_prediction(
-            session, image=image_row, model=model, p_pneumonia=result.p_pneumonia,
-            threshold=result.threshold, source=source,
+            session, image=image_row, model=_model_row(session, predictor), p_pneumonia=result.p_pneumonia,
+            threshold=result.threshold, predicted_label=result.label, channel=channel,
         )
         return LoggedPrediction(row.id, image_row.id, result, predictor.version, image)
+
+
+# ---------------------------------------------------------------- review queue and cases
+
+
+@dataclass(frozen=True)
+class ReviewView:
+    """One review as shown in a case's history."""
+
+    id: int
+    reviewer: str
+    agrees: bool
+    corrected_label: str | None
+    call: str
+    confidence: str
+    notes: str
+    created_at: datetime
+    supersedes_id: int | None
+
+
+@dataclass(frozen=True)
+class CaseView:
+    """A prediction to review, with everything the Review page shows."""
+
+    id: int
+    file_name: str
+    image_path: Path
+    predicted_label: str
+    p_normal: float
+    p_pneumonia: float
+    threshold: float
+    model_version: str
+    created_at: datetime
+    reviews: list[ReviewView] = field(default_factory=list)
+
+
+def _review_view(review: Review) -> ReviewView:
+    return ReviewView(review.id, review.reviewer, review.agrees, review.corrected_label, review.call,
+                      review.confidence, review.notes, review.created_at, review.supersedes_id)
+
+
+def _case_view(prediction: Prediction) -> CaseView:
+    return CaseView(
+        id=prediction.id, file_name=prediction.image.file_name, image_path=repository.image_path(prediction.image),
+        predicted_label=prediction.predicted_label, p_normal=prediction.p_normal,
+        p_pneumonia=prediction.p_pneumonia, threshold=prediction.threshold,
+        model_version=model_version(prediction.model.arch, prediction.model.sha256),
+        created_at=prediction.created_at, reviews=[_review_view(r) for r in prediction.reviews],
+    )
+
+
+def load_queue(engine: Engine, filters: QueueFilters | None = None, limit: int = 100) -> list[CaseView]:
+    """Cases to review: unreviewed first, then most uncertain."""
+    return _read(engine, lambda s: [_case_view(p) for p in repository.review_queue(s, filters, limit)])
+
+
+def load_case(engine: Engine, prediction_id: int) -> CaseView:
+    """One case with its review history.
+
+    Raises:
+        ValidationError: no such prediction.
+    """
+    return _read(engine, lambda s: _case_view(repository.get_prediction(s, prediction_id)))
+
+
+def submit_review(
+    engine: Engine,
+    prediction_id: int,
+    reviewer: str,
+    agrees: bool,
+    corrected_label: str | None = None,
+    confidence: str = "high",
+    notes: str = "",
+) -> ReviewView:
+    """Record a review (validated before anything is written)."""
+    with _transaction(engine) as session:
+        review = repository.add_review(session, prediction_id, reviewer, agrees, corrected_label, confidence, notes)
+        session.refresh(review, ["prediction"])
+        return _review_view(review)
+
+
+# ---------------------------------------------------------------- feedback and export
+
+
+@dataclass(frozen=True)
+class FeedbackView:
+    """What the Feedback page shows."""
+
+    summary: dict[str, Any]
+    disagreements: list[dict[str, Any]]
+
+
+def feedback_view(engine: Engine) -> FeedbackView:
+    """Counts, per-reviewer figures, kappa and the current disagreements (newest first)."""
+    def action(session: Session) -> FeedbackView:
+        rows = [{
+            "prediction": r.prediction_id, "image": r.prediction.image.file_name,
+            "model": r.prediction.predicted_label, "reviewer": r.reviewer, "reviewer says": r.corrected_label,
+            "confidence": r.confidence, "notes": r.notes, "when": r.created_at.strftime("%Y-%m-%d %H:%M"),
+        } for r in repository.disagreements(session)]
+        return FeedbackView(repository.feedback_summary(session), rows)
+    return _read(engine, action)
 
 
 def write_relabel_export(
@@ -94,8 +365,7 @@ def write_relabel_export(
     Returns:
         Number of rows written.
     """
-    with session_scope(engine) as session:
-        rows = repository.relabel_rows(session, only_disagreements)
+    rows = _read(engine, lambda s: repository.relabel_rows(s, only_disagreements))
     handle = output if isinstance(output, io.StringIO) else open(output, "w", newline="", encoding="utf-8")
     try:
         writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS)
@@ -123,3 +393,44 @@ def export_image_folder(rows: list[dict[str, Any]], root: Path) -> int:
         shutil.copyfile(image_store_dir() / row["stored_path"], target)
         written += 1
     return written
+
+
+# ---------------------------------------------------------------- reviewed cases (site adaptation)
+
+
+@dataclass(frozen=True)
+class ReviewedCase:
+    """An image with a resolved label from the reviewers (ground truth for site figures)."""
+
+    image_sha256: str
+    image_path: Path
+    file_name: str
+    label: str
+    """Resolved label: majority of reviewers' latest calls."""
+    review_ids: tuple[int, ...]
+    prediction_id: int
+    """The newest prediction of this image by the model version asked for."""
+    created_at: datetime
+
+
+def reviewed_cases(engine: Engine, model_sha256: str | None = None) -> list[ReviewedCase]:
+    """Resolved reviewed images, oldest first; ties are left out.
+
+    Args:
+        model_sha256: only images this model version predicted (any version when ``None``).
+    """
+    def action(session: Session) -> list[ReviewedCase]:
+        cases = []
+        for calls in repository.latest_calls_by_image(session).values():
+            label = repository.resolve_label([r.call for r in calls.values()])
+            if not label:
+                continue
+            image = next(iter(calls.values())).prediction.image
+            predictions = [p for p in image.predictions if model_sha256 is None or p.model.sha256 == model_sha256]
+            if not predictions:
+                continue
+            newest = max(predictions, key=lambda p: p.id)
+            cases.append(ReviewedCase(image.sha256, repository.image_path(image), image.file_name, label,
+                                      tuple(sorted(r.id for r in calls.values())), newest.id, newest.created_at))
+        return sorted(cases, key=lambda c: c.prediction_id)
+    return _read(engine, action)

@@ -60,7 +60,8 @@ class Prediction(Base):
     p_pneumonia: Mapped[float] = mapped_column(Float)
     threshold: Mapped[float] = mapped_column(Float)
     predicted_label: Mapped[str] = mapped_column(String(16), index=True)
-    source: Mapped[str] = mapped_column(String(32), default="dashboard")
+    channel: Mapped[str] = mapped_column("source", String(32), default="dashboard")
+    """How the prediction was made: ``"dashboard"`` or ``"cli"`` (column ``source``)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
     image: Mapped[Image] = relationship(back_populates="predictions")
@@ -98,4 +99,8 @@ class ThresholdChange(Base):
     changed_by: Mapped[str] = mapped_column(String(100))
     reason: Mapped[str] = mapped_column(Text, default="")
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)
+    temperature: Mapped[float | None] = mapped_column(Float, default=None)
+    """Calibration saved with the threshold; ``None`` keeps the checkpoint's."""
+    bias: Mapped[float | None] = mapped_column(Float, default=None)
+    goal: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

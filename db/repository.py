@@ -18,7 +18,10 @@ from PIL import Image as PILImage
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
+from core.checkpoint import model_version
 from core.labels import CLASS_NAMES
+from core.metrics import strict_json
+from core.operating_point import validate_calibration
 from db.models import Image, ModelVersion, Prediction, Review, ThresholdChange
 from db.settings import image_store_dir
 
@@ -57,11 +60,16 @@ def store_image(
     file_name: str,
     original_label: str | None = None,
     store_dir: Path | None = None,
+    size: tuple[int, int] | None = None,
 ) -> Image:
     """Keep an image's bytes once per content hash and return its row.
 
     The file goes to ``<store>/<aa>/<sha256><ext>``: the path comes from the hash
     and the detected format, never from ``file_name``.
+
+    Args:
+        size: ``(width, height)`` when the caller has already decoded the image
+            (saves decoding it again); else read from the header.
     """
     if not data:
         raise ValidationError("image is empty")
@@ -71,12 +79,12 @@ def store_image(
         if original_label and not existing.original_label:
             existing.original_label = _label(original_label, "original label")
         return existing
-    try:
+    try:  # the header only: format and size, no pixel decoding
         with PILImage.open(io.BytesIO(data)) as probe:
-            width, height = probe.size
+            width, height = size or probe.size
             extension = {"JPEG": ".jpg", "PNG": ".png"}.get(probe.format or "", ".bin")
-    except Exception:
-        width, height, extension = 0, 0, ".bin"  # e.g. DICOM: stored as-is
+    except (OSError, ValueError, PILImage.DecompressionBombError):
+        (width, height), extension = size or (0, 0), ".bin"  # e.g. DICOM: stored as-is
     relative = f"{digest[:2]}/{digest}{extension}"
     target = Path(store_dir or image_store_dir()) / relative
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -127,9 +135,10 @@ def log_prediction(
     model: ModelVersion,
     p_pneumonia: float,
     threshold: float,
-    source: str = "dashboard",
+    predicted_label: str,
+    channel: str = "dashboard",
 ) -> Prediction:
-    """Store one prediction; the label is derived from ``p_pneumonia >= threshold``."""
+    """Store one prediction as it was shown to the user (the label is the caller's, not re-derived)."""
     if not 0.0 <= p_pneumonia <= 1.0 or not 0.0 <= threshold <= 1.0:
         raise ValidationError("probability and threshold must lie in [0, 1]")
     prediction = Prediction(
@@ -138,8 +147,8 @@ def log_prediction(
         p_normal=1.0 - p_pneumonia,
         p_pneumonia=p_pneumonia,
         threshold=threshold,
-        predicted_label=CLASS_NAMES[1] if p_pneumonia >= threshold else CLASS_NAMES[0],
-        source=source[:32],
+        predicted_label=_label(predicted_label, "predicted label"),
+        channel=channel[:32],
     )
     session.add(prediction)
     session.flush()
@@ -317,26 +326,34 @@ def disagreements(session: Session) -> list[Review]:
 # ---------------------------------------------------------------- relabel export
 
 
+def resolve_label(calls: list[str]) -> str:
+    """The majority of reviewers' calls; ``""`` when there are none or the top two tie."""
+    ranked = Counter(calls).most_common()
+    if not ranked:
+        return ""
+    return ranked[0][0] if len(ranked) == 1 or ranked[0][1] > ranked[1][1] else ""
+
+
+def latest_calls_by_image(session: Session) -> dict[int, dict[str, Review]]:
+    """For each reviewed image: each reviewer's newest review of any prediction of it."""
+    by_image: dict[int, dict[str, Review]] = {}
+    for review in sorted(current_reviews(session), key=lambda r: r.id):
+        by_image.setdefault(review.prediction.image_id, {})[review.reviewer] = review
+    return by_image
+
+
 def relabel_rows(session: Session, only_disagreements: bool = False) -> list[dict[str, Any]]:
     """One row per reviewed image: original label, the model's call, each reviewer's call, resolved label.
 
     The resolved label is the majority of reviewers' current calls on the
     image's latest reviewed prediction; a tie leaves it empty (training ignores it).
     """
-    by_image: dict[int, list[Review]] = {}
-    for review in current_reviews(session):
-        by_image.setdefault(review.prediction.image_id, []).append(review)
     rows = []
-    for image_id, reviews in sorted(by_image.items()):
+    for image_id, calls in sorted(latest_calls_by_image(session).items()):
         image = session.get(Image, image_id)
-        latest_prediction = max((r.prediction for r in reviews), key=lambda p: p.id)
-        # One call per reviewer: their newest review of any prediction of this image.
-        calls: dict[str, Review] = {}
-        for review in sorted(reviews, key=lambda r: r.id):
-            calls[review.reviewer] = review
-        votes = Counter(r.call for r in calls.values())
-        ranked = votes.most_common()
-        resolved = ranked[0][0] if len(ranked) == 1 or ranked[0][1] > ranked[1][1] else ""
+        assert image is not None  # reviews reference images through a foreign key
+        latest_prediction = max((r.prediction for r in calls.values()), key=lambda p: p.id)
+        resolved = resolve_label([r.call for r in calls.values()])
         disagreement = any(not r.agrees for r in calls.values())
         if only_disagreements and not disagreement:
             continue
@@ -348,7 +365,7 @@ def relabel_rows(session: Session, only_disagreements: bool = False) -> list[dic
                 "original_label": image.original_label or "",
                 "model_label": latest_prediction.predicted_label,
                 "p_pneumonia": round(latest_prediction.p_pneumonia, 6),
-                "model_version": f"{latest_prediction.model.arch}@{latest_prediction.model.sha256[:12]}",
+                "model_version": model_version(latest_prediction.model.arch, latest_prediction.model.sha256),
                 "reviewer_calls": "; ".join(f"{name}:{r.call}" for name, r in sorted(calls.items())),
                 "n_reviewers": len(calls),
                 "disagreement": disagreement,
@@ -363,28 +380,37 @@ def relabel_rows(session: Session, only_disagreements: bool = False) -> list[dic
 
 def record_threshold_change(
     session: Session, model: ModelVersion, threshold: float, changed_by: str, metrics: dict[str, Any],
-    reason: str = "",
+    reason: str = "", temperature: float | None = None, bias: float | None = None, goal: str = "",
 ) -> ThresholdChange:
-    """Log a new operating point: who, when, and the metrics at that threshold."""
-    if not 0.0 <= threshold <= 1.0:
-        raise ValidationError("threshold must lie in [0, 1]")
+    """Log a new operating point: who, when, the metrics there, and optionally a new calibration.
+
+    ``temperature``/``bias`` of ``None`` keep the checkpoint's calibration.
+    """
+    try:
+        validate_calibration(threshold, 1.0 if temperature is None else temperature, bias or 0.0)
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
     change = ThresholdChange(
         model_id=model.id,
         threshold=float(threshold),
         changed_by=_clean_text(changed_by, MAX_REVIEWER, "name", required=True),
         reason=_clean_text(reason, MAX_NOTES, "reason"),
-        metrics=metrics,
+        metrics=strict_json(metrics),
+        temperature=None if temperature is None else float(temperature),
+        bias=None if bias is None else float(bias),
+        goal=_clean_text(goal, 64, "goal"),
     )
     session.add(change)
     session.flush()
     return change
 
 
-def active_threshold(session: Session, model: ModelVersion) -> float | None:
-    """The most recently saved threshold for a model, if any."""
+def latest_threshold_change(session: Session, model_sha256: str) -> ThresholdChange | None:
+    """The most recently saved operating point for a model version, if any."""
     return session.scalar(
-        select(ThresholdChange.threshold)
-        .where(ThresholdChange.model_id == model.id)
+        select(ThresholdChange)
+        .join(ModelVersion, ModelVersion.id == ThresholdChange.model_id)
+        .where(ModelVersion.sha256 == model_sha256)
         .order_by(ThresholdChange.id.desc())
         .limit(1)
     )

@@ -26,3 +26,8 @@ def image_store_dir() -> Path:
 def sqlite_busy_timeout() -> float:
     """Seconds a SQLite writer waits for the lock (``$SQLITE_BUSY_TIMEOUT``, default 30)."""
     return float(os.environ.get("SQLITE_BUSY_TIMEOUT", "30"))
+
+
+def database_configured() -> bool:
+    """True when ``$DATABASE_URL`` is set or the default SQLite file exists (a plain CLI run never creates one)."""
+    return bool(os.environ.get("DATABASE_URL")) or (data_dir() / "reviews.db").exists()

@@ -1,32 +1,42 @@
-"""What every page shares: the cached model and database engine, and small UI helpers.
+"""What every page shares: the navigation, the cached model and store, and small UI helpers.
 
-Pages call ``core`` and ``db`` through here or directly; never torch or SQL.
+Pages call ``core`` and ``db.actions`` (the use-case layer) only; never torch, SQL or sessions.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import streamlit as st
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from core.checkpoint import CheckpointError
 from core.inference import Predictor, default_checkpoint
-from db.engine import init_db, make_engine, session_scope
-from db import repository
+from db import actions
 
 REPORT_SUFFIX = ".json"
 
 
+@dataclass(frozen=True)
+class PageEntry:
+    """One page of the dashboard."""
+
+    path: str
+    title: str
+    icon: str
+    url_path: str
+
+
 NAVIGATION = [
-    ("pages/metrics.py", "Metrics", ":material/monitoring:"),
-    ("pages/predict.py", "Predict", ":material/upload_file:"),
-    ("pages/review.py", "Review", ":material/rate_review:"),
-    ("pages/feedback.py", "Feedback & export", ":material/download:"),
+    PageEntry("pages/metrics.py", "Metrics", ":material/monitoring:", "metrics"),
+    PageEntry("pages/predict.py", "Predict", ":material/upload_file:", "predict"),
+    PageEntry("pages/review.py", "Review", ":material/rate_review:", "review"),
+    PageEntry("pages/feedback.py", "Feedback & export", ":material/download:", "feedback"),
 ]
+"""The one list of pages: the router and the sidebar links both read it."""
 
 
 def page_header(title: str) -> None:
@@ -39,49 +49,61 @@ def page_header(title: str) -> None:
     st.set_page_config(page_title=f"{title} · Pneumonia X-ray review", page_icon=":material/radiology:",
                        layout="wide")
     with st.sidebar:
-        for path, label, icon in NAVIGATION:
-            st.page_link(path, label=label, icon=icon)
+        for entry in NAVIGATION:
+            st.page_link(entry.path, label=entry.title, icon=entry.icon)
         st.divider()
     st.title(title)
 
 
 @st.cache_resource(show_spinner="Loading the model…")
 def get_predictor(path: str | None = None) -> Predictor:
-    """The checkpoint, loaded once per server process."""
+    """The checkpoint, loaded once per server process (at the checkpoint's own operating point)."""
     return Predictor.from_checkpoint(path or default_checkpoint(), "auto")
 
 
 @st.cache_resource(show_spinner=False)
 def get_engine() -> Engine:
     """The database engine, created (and migrated) once per server process."""
-    return init_db(make_engine())
+    return actions.open_store()
 
 
-def predictor_or_stop() -> Predictor:
-    """The model, or a clear message and a stopped page when it cannot be loaded."""
-    try:
-        return get_predictor()
-    except CheckpointError as error:
-        st.error(f"The model could not be loaded: {error}")
-        st.info("Train one (`python -m training.train ...`) and copy its best_model.pth to models/, "
-                "or set PNEUMONIA_CHECKPOINT to a checkpoint file.")
-        st.stop()
+def show_store_error(error: Exception) -> None:
+    """One line for the user about a store failure or refused input (nothing was saved)."""
+    st.error(str(error))
 
 
 def engine_or_stop() -> Engine:
     """The database engine, or a clear message and a stopped page."""
     try:
         return get_engine()
-    except (SQLAlchemyError, OSError) as error:
-        st.error(f"The review database is not available: {str(error).splitlines()[0][:200]}")
+    except actions.StoreUnavailable as error:
+        show_store_error(error)
         st.stop()
+        raise  # unreachable: st.stop() ends the script run
 
 
-def database_error_message(error: Exception) -> str:
-    """One line for the user about a database failure (nothing was saved)."""
-    if isinstance(error, OperationalError) and "locked" in str(error).lower():
-        return "The database is busy (locked by another writer). Nothing was saved; please try again."
-    return f"Database error, nothing was saved: {str(error).splitlines()[0][:200]}"
+def predictor_or_stop(engine: Engine | None = None) -> Predictor:
+    """The model at the operating point in force, or a clear message and a stopped page.
+
+    Args:
+        engine: the store whose saved operating point applies; the checkpoint's when ``None``.
+    """
+    try:
+        predictor = get_predictor()
+    except CheckpointError as error:
+        st.error(f"The model could not be loaded: {error}")
+        st.info("Train one (`python -m training.train ...`) and copy its best_model.pth to models/, "
+                "or set PNEUMONIA_CHECKPOINT to a checkpoint file.")
+        st.stop()
+        raise
+    if engine is None:
+        return predictor
+    try:
+        return actions.predictor_in_force(engine, predictor)
+    except actions.StoreUnavailable as error:
+        show_store_error(error)
+        st.stop()
+        raise
 
 
 def load_report(path: str | Path | None = None) -> dict[str, Any] | None:
@@ -96,15 +118,6 @@ def _read_json(path: str, _mtime: float) -> dict[str, Any] | None:
         return json.loads(Path(path).read_text())
     except (OSError, ValueError):
         return None
-
-
-def active_threshold(engine: Engine, predictor: Predictor) -> float:
-    """The operating point in force: the last one saved for this model, else the checkpoint's."""
-    with session_scope(engine) as session:
-        model = repository.get_or_create_model(session, predictor.checkpoint_sha256,
-                                               Path(predictor.checkpoint_path).name, predictor.meta.arch)
-        saved = repository.active_threshold(session, model)
-    return predictor.threshold if saved is None else float(saved)
 
 
 def reviewer_name_input() -> str:

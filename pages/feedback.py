@@ -7,24 +7,17 @@ import io
 import pandas as pd
 import streamlit as st
 
-from db import repository
-from db.actions import write_relabel_export
-from db.engine import session_scope
-from pages.common import page_header, database_error_message, engine_or_stop
+from db import actions
+from pages.common import engine_or_stop, page_header, show_store_error
 
 page_header("Feedback & export")
 engine = engine_or_stop()
 try:
-    with session_scope(engine) as session:
-        summary = repository.feedback_summary(session)
-        rows = [{
-            "prediction": r.prediction_id, "image": r.prediction.image.file_name,
-            "model": r.prediction.predicted_label, "reviewer": r.reviewer, "reviewer says": r.corrected_label,
-            "confidence": r.confidence, "notes": r.notes, "when": r.created_at.strftime("%Y-%m-%d %H:%M"),
-        } for r in repository.disagreements(session)]
-except Exception as error:
-    st.error(database_error_message(error))
+    view = actions.feedback_view(engine)
+except actions.StoreUnavailable as error:
+    show_store_error(error)
     st.stop()
+summary = view.summary
 
 cols = st.columns(5)
 cols[0].metric("Predictions", summary["predictions"])
@@ -39,8 +32,8 @@ if summary["per_reviewer"]:
     st.subheader("Per reviewer")
     st.dataframe(pd.DataFrame(summary["per_reviewer"]).T, key="per_reviewer")
 st.subheader("Disagreements")
-if rows:
-    st.dataframe(pd.DataFrame(rows), hide_index=True, key="disagreements")
+if view.disagreements:
+    st.dataframe(pd.DataFrame(view.disagreements), hide_index=True, key="disagreements")
 else:
     st.info("No reviewer disagrees with the model yet.")
 
@@ -48,9 +41,9 @@ st.subheader("Relabel export")
 only = st.checkbox("Only images with a disagreement", value=True)
 buffer = io.StringIO()
 try:
-    count = write_relabel_export(engine, buffer, only_disagreements=only)
-except Exception as error:
-    st.error(database_error_message(error))
+    count = actions.write_relabel_export(engine, buffer, only_disagreements=only)
+except actions.StoreUnavailable as error:
+    show_store_error(error)
     st.stop()
 st.download_button(f"Download relabel CSV ({count} rows)", buffer.getvalue(), file_name="relabel.csv",
                    mime="text/csv")

@@ -1,4 +1,4 @@
-"""Metrics: the shipped model's held-out report, a live threshold, calibration, and evaluation of other folders."""
+"""Metrics: the held-out report, this site's reviewed cases, a live threshold, calibration, other folders."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ import pandas as pd
 import streamlit as st
 
 from core.data import scan_image_folder
-from core.evaluation import build_report, score_records
+from core.evaluation import build_report, predictions_at, score_records
+from core.inference import Predictor
 from core.metrics import operating_point
-from db import repository
-from db.engine import session_scope
+from db import actions
 from pages.charts import confusion_figure, reliability_figure, roc_figure
-from pages.common import page_header, active_threshold, database_error_message, engine_or_stop, load_report, predictor_or_stop
+from pages.common import engine_or_stop, load_report, page_header, predictor_or_stop, show_store_error
+from pages.site import reviewed_cases_section, site_proposal_section
 
 DATA_CARD = """
 **Data card.** Pediatric chest X-rays (ages 1-5) from a single centre (Guangzhou Women and
@@ -79,30 +80,38 @@ def render_report(report: dict[str, Any], threshold: float, key: str) -> float:
     return chosen
 
 
-def save_threshold_form(engine, predictor, report: dict[str, Any], chosen: float) -> None:
+def report_in_force(report: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
+    """The stored report re-scored at the calibration in force (a saved site calibration changes it)."""
+    made_with = report.get("operating_point") or {"temperature": report.get("checkpoint", {}).get("temperature"),
+                                                  "bias": 0.0}
+    predictions = predictions_at(report.get("predictions", []), predictor.point, made_with)
+    if predictions is report.get("predictions"):
+        return report
+    return {**build_report(predictor, predictions, report.get("data_dir", ""), bootstrap=200),
+            "n_patients": report.get("n_patients")}
+
+
+def save_threshold_form(engine: Any, predictor: Predictor, report: dict[str, Any], chosen: float) -> None:
     """Threshold governance: who saved which operating point, when, with its metrics."""
     with st.form("save_threshold"):
-        st.write(f"Save **{chosen:.3f}** as the operating point for `{predictor.version}`.")
+        st.write(f"Save **{chosen:.3f}** as the operating point for `{predictor.version}` "
+                 "(the calibration in force is kept).")
         name = st.text_input("Your name", value=st.session_state.get("reviewer_name", ""), max_chars=100)
         reason = st.text_area("Reason", max_chars=2000)
         if st.form_submit_button("Save threshold"):
             labels = [p["label"] for p in report["predictions"]]
             scores = [p["p_pneumonia"] for p in report["predictions"]]
             metrics = operating_point(labels, scores, chosen)
+            point = predictor.point
             try:
-                with session_scope(engine) as session:
-                    model = repository.get_or_create_model(session, predictor.checkpoint_sha256,
-                                                           predictor.checkpoint_path.split("/")[-1],
-                                                           predictor.meta.arch)
-                    repository.record_threshold_change(session, model, chosen, name, metrics, reason)
+                actions.save_operating_point(engine, predictor, chosen, name, metrics, reason,
+                                             temperature=point.temperature, bias=point.bias, goal="manual")
                 st.success(f"Threshold {chosen:.3f} saved; new predictions use it.")
-            except repository.ValidationError as error:
-                st.error(str(error))
-            except Exception as error:  # database trouble: say so, keep the page
-                st.error(database_error_message(error))
+            except (actions.ValidationError, actions.StoreUnavailable) as error:
+                show_store_error(error)
 
 
-def evaluate_folder_section(predictor) -> None:
+def evaluate_folder_section(predictor: Predictor) -> None:
     """Evaluate the model on another labelled folder, with a progress bar."""
     with st.expander("Evaluate on another labelled folder"):
         folder = st.text_input("Folder with NORMAL/ and PNEUMONIA/ sub-folders", key="eval_folder").strip()
@@ -124,15 +133,15 @@ def evaluate_folder_section(predictor) -> None:
             st.session_state["folder_report"] = build_report(predictor, predictions, folder, bootstrap=200)
         if st.session_state.get("folder_report"):
             report = st.session_state["folder_report"]
-            st.write(f"Report for `{report['data_dir']}`")
+            st.text(f"Report for {report['data_dir']}")
             render_report(report, predictor.threshold, "folder")
 
 
 page_header("Model performance on held-out patients")
-predictor = predictor_or_stop()
 engine = engine_or_stop()
-st.caption(f"Model `{predictor.version}` · calibration temperature {predictor.meta.temperature:.3f} · "
-           f"threshold goal `{predictor.meta.threshold_goal}`")
+predictor = predictor_or_stop(engine)
+st.caption(f"Model `{predictor.version}` · {predictor.point.describe()} · "
+           f"threshold goal `{predictor.point.goal or 'n/a'}`")
 st.markdown(DATA_CARD)
 report = load_report()
 if report is None:
@@ -140,11 +149,9 @@ if report is None:
                "`python -m training.evaluate --checkpoint models/best_model.pth --data-dir DIR "
                "--output models/best_model.json`.")
 else:
-    try:
-        threshold = active_threshold(engine, predictor)
-    except Exception as error:
-        st.error(database_error_message(error))
-        threshold = predictor.threshold
-    chosen = render_report(report, threshold, "shipped")
+    report = report_in_force(report, predictor)
+    chosen = render_report(report, predictor.threshold, "shipped")
     save_threshold_form(engine, predictor, report, chosen)
+reviewed_cases_section(engine, predictor, report)
+site_proposal_section(engine, predictor)
 evaluate_folder_section(predictor)

@@ -6,20 +6,15 @@ import streamlit as st
 
 from core.explain import gradcam, overlay
 from core.images import ImageLoadError
-from db.actions import predict_and_log
-from pages.common import page_header, active_threshold, database_error_message, engine_or_stop, predictor_or_stop
+from db import actions
+from pages.common import engine_or_stop, page_header, predictor_or_stop
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm"]
 
 page_header("Predict")
-predictor = predictor_or_stop()
 engine = engine_or_stop()
-try:
-    threshold = active_threshold(engine, predictor)
-except Exception as error:
-    st.error(database_error_message(error))
-    st.stop()
-st.caption(f"Model `{predictor.version}` · threshold {threshold:.3f} on calibrated P(PNEUMONIA). "
+predictor = predictor_or_stop(engine)
+st.caption(f"Model `{predictor.version}` · {predictor.point.describe()} on calibrated P(PNEUMONIA). "
            "Every prediction is stored for review.")
 
 files = st.file_uploader("Chest X-rays (PNG, JPEG or DICOM)", type=UPLOAD_TYPES, accept_multiple_files=True)
@@ -35,27 +30,30 @@ for upload in files or []:
     key = f"{upload.file_id}:{len(data)}"
     if key not in logged:
         try:
-            logged[key] = predict_and_log(engine, predictor, data, upload.name, threshold=threshold)
+            logged[key] = actions.predict_and_log(engine, predictor, data, upload.name)
         except ImageLoadError as error:
             logged[key] = str(error)
-        except Exception as error:  # database failure: nothing was stored
-            st.error(f"{upload.name}: {database_error_message(error)}")
+        except (actions.StoreUnavailable, actions.ValidationError) as error:  # nothing was stored
+            st.text(upload.name)
+            st.error(str(error))
             continue
     entry = logged[key]
     if isinstance(entry, str):
         st.error(f"Could not use this file: {entry}")
         continue
+    assert isinstance(entry, actions.LoggedPrediction)
     result = entry.result
     image = entry.image
     left, right = st.columns([1, 1])
     with left:
+        st.text(upload.name)  # user text: shown as plain text, never Markdown
         if show_heatmap:
             cams = st.session_state.setdefault("heatmaps", {})
             if key not in cams:
                 cams[key] = gradcam(predictor, image, result.label)
-            st.image(overlay(image, cams[key], opacity), caption=f"{upload.name} · Grad-CAM for {result.label}")
+            st.image(overlay(image, cams[key], opacity), caption=f"Grad-CAM for {result.label}")
         else:
-            st.image(image, caption=upload.name)
+            st.image(image)
     with right:
         st.subheader(f"Prediction: {result.label}")
         st.metric("Confidence", f"{result.confidence:.4f}")

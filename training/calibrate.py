@@ -4,13 +4,21 @@
         --data-dir ../shared/data/chest_xray/train --split-file runs/lite0/split.json \
         --threshold-goal "sensitivity>=0.95"
 
+    python -m training.calibrate --checkpoint models/best_model.pth --from-reviews \
+        [--threshold-goal "sensitivity>=0.95"] [--min-cases 20]
+
 Training calls :func:`calibrate_checkpoint` at its end; this command re-runs it,
-e.g. for another threshold goal, without retraining.
+e.g. for another threshold goal, without retraining. ``--from-reviews`` fits a
+site calibration (temperature and bias) and threshold on the resolved reviewed
+cases of the review database instead, and saves it there as the operating point
+in force for that model version; the checkpoint file is not touched, so its
+version (hash) stays the same.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -23,7 +31,8 @@ from tqdm import tqdm
 from core.calibration import fit_temperature
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.data import XrayDataset, load_split
-from core.inference import resolve_device
+from core.inference import Predictor, resolve_device
+from core.site_adaptation import DEFAULT_MIN_PER_CLASS
 from core.metrics import choose_threshold, classification_report
 from core.transforms import eval_transform
 from training.engine import collect_logits
@@ -62,25 +71,81 @@ def calibrate_checkpoint(
 def get_args_parser() -> argparse.ArgumentParser:
     """Arguments of the calibration command."""
     p = argparse.ArgumentParser(prog="python -m training.calibrate", description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", required=True, help="rewritten in place")
-    p.add_argument("--data-dir", required=True)
-    p.add_argument("--split-file", required=True, help="the split.json of the training run")
+    p.add_argument("--checkpoint", default=None,
+                   help="rewritten in place with --data-dir; with --from-reviews only identifies the model version "
+                        "(default: the shipped model)")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--split-file", default=None, help="the split.json of the training run")
     p.add_argument("--threshold-goal", default="sensitivity>=0.95")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=1)
+    reviews = p.add_argument_group("site calibration from reviewed cases ($DATABASE_URL)")
+    reviews.add_argument("--from-reviews", action="store_true",
+                         help="fit temperature, bias and threshold on this site's resolved reviewed cases and save "
+                              "them as the operating point in force (the checkpoint is not changed)")
+    reviews.add_argument("--min-cases", type=int, default=DEFAULT_MIN_PER_CLASS,
+                         help="refuse with fewer resolved cases of either class (default %(default)s)")
+    reviews.add_argument("--by", default=os.environ.get("USER") or "training.calibrate",
+                         help="who is recorded as making the change")
+    reviews.add_argument("--reason", default="site calibration from reviewed cases")
+    reviews.add_argument("--dry-run", action="store_true", help="print the figures, save nothing")
+    reviews.add_argument("--bootstrap", type=int, default=1000)
     return p
+
+
+def _line(name: str, figures: dict[str, Any]) -> str:
+    parts = []
+    for key in ("accuracy", "sensitivity", "specificity", "roc_auc", "ece"):
+        value, ci = figures.get(key), figures.get("confidence_intervals", {}).get(key)
+        text = "n/a" if value is None else f"{value:.3f}"
+        parts.append(f"{key}={text}" + (f" ({ci[0]:.3f}-{ci[1]:.3f})" if ci and value is not None else ""))
+    return f"{name}: " + " ".join(parts)
+
+
+def calibrate_from_reviews(args: argparse.Namespace) -> int:
+    """Fit and save a site operating point from the review database; returns the exit status."""
+    from core.site_adaptation import NotEnoughCases
+    from db.actions import open_store, predictor_in_force
+    from db.site import propose, save_proposal
+
+    engine = open_store()
+    predictor = predictor_in_force(engine, Predictor.from_checkpoint(args.checkpoint, args.device))
+    try:
+        proposal, scores = propose(engine, predictor, args.threshold_goal, args.min_cases, args.bootstrap)
+    except NotEnoughCases as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for line in scores.skipped:
+        print(f"warning: skipped {line}", file=sys.stderr)
+    point = proposal.point
+    print(f"model {predictor.version}: {len(scores.cases)} resolved reviewed cases "
+          f"({int((scores.labels == 0).sum())} NORMAL, {int((scores.labels == 1).sum())} PNEUMONIA)")
+    print(_line(f"before ({predictor.point.describe()})", proposal.before))
+    print(_line(f"after, {proposal.after['estimate']}", proposal.after))
+    print(f"proposed: {point.describe()} for {point.goal}")
+    if args.dry_run:
+        print("dry run: nothing saved")
+        return 0
+    change = save_proposal(engine, predictor, proposal, scores, args.by, args.reason)
+    print(f"saved as threshold change #{change}; every entry point now uses it for {predictor.version}")
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:
     """Calibrate; returns the exit status."""
     try:
+        if args.from_reviews:
+            return calibrate_from_reviews(args)
+        if not args.checkpoint or not args.data_dir or not args.split_file:
+            raise ValueError("give --checkpoint, --data-dir and --split-file, or --from-reviews")
         _, meta = load_checkpoint(args.checkpoint)
         records = load_split(args.split_file, args.data_dir)["val"]
         dataset = XrayDataset(records, eval_transform(meta.image_size, meta.mean, meta.std))
         loader = DataLoader(dataset, batch_size=64, num_workers=args.workers)
         calibrate_checkpoint(Path(args.checkpoint), loader, resolve_device(args.device), args.threshold_goal, True)
-    except (CheckpointError, FileNotFoundError, KeyError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (CheckpointError, FileNotFoundError, KeyError, ValueError, RuntimeError) as error:
+        # RuntimeError: db.actions.StoreUnavailable
+        print(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
         return 2
     return 0
 

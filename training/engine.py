@@ -7,6 +7,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from core.inference import forward_logits
+
 
 def train_one_epoch(
     model: nn.Module,
@@ -41,20 +43,21 @@ def train_one_epoch(
     return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
 
 
-@torch.inference_mode()
 def collect_logits(
     model: nn.Module,
     loader: DataLoader,
     device: torch.device,
     desc: str = "score",
     show_progress: bool = True,
-    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run ``model`` over ``loader`` and return ``(logits, labels)`` on the CPU."""
+    """Run ``model`` over ``loader`` and return ``(logits, labels)`` on the CPU.
+
+    Uses :func:`core.inference.forward_logits`, the forward pass of every other scorer.
+    """
     model.eval()
     all_logits, all_labels = [], []
     for images, labels in tqdm(loader, desc=desc, leave=False, disable=not show_progress, unit="batch"):
-        all_logits.append(model(images.to(device, memory_format=memory_format)).float().cpu())
+        all_logits.append(forward_logits(model, images, device))
         all_labels.append(labels)
     if not all_logits:
         return torch.empty(0, 2), torch.empty(0, dtype=torch.long)

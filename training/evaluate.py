@@ -3,7 +3,12 @@
     python -m training.evaluate --checkpoint models/best_model.pth \
         --data-dir DIR --output report.json
 
-The report holds scikit-learn metrics at the checkpoint's threshold, bootstrap
+    python -m training.evaluate --from-reviews   # this site's reviewed cases
+
+The operating point is the one in force: saved in the review database
+($DATABASE_URL, or the dashboard's default file) when there is one, else the
+checkpoint's; the report's ``operating_point`` says which.
+The report holds scikit-learn metrics at that threshold, bootstrap
 95 % intervals, the ROC curve and one ``{"path", "label", "p_pneumonia"}`` entry
 per image, so any figure can be recomputed without the images.
 """
@@ -15,17 +20,22 @@ import json
 import sys
 from pathlib import Path
 
-from core.checkpoint import CheckpointError
+from core.checkpoint import CheckpointError, load_checkpoint
 from core.data import load_split, scan_image_folder
 from core.evaluation import build_report, score_records
-from core.inference import Predictor
+from core.inference import Predictor, default_checkpoint
+from core.metrics import strict_json
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Arguments of the evaluation command."""
     p = argparse.ArgumentParser(prog="python -m training.evaluate", description="Evaluate a checkpoint.")
     p.add_argument("--checkpoint", default=None, help="checkpoint (default: the shipped model)")
-    p.add_argument("--data-dir", required=True, help="ImageFolder root with NORMAL/ and PNEUMONIA/")
+    p.add_argument("--data-dir", default=None, help="ImageFolder root with NORMAL/ and PNEUMONIA/")
     p.add_argument("--split-file", default=None, help="evaluate only one part of a split JSON")
     p.add_argument("--split", default="test", help="which part of --split-file (default test)")
     p.add_argument("--output", default=None, help="JSON report path (default: print a summary only)")
@@ -35,14 +45,47 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95 %% CIs (0: none)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation (average of 4 views)")
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--from-reviews", action="store_true",
+                   help="evaluate on this site's resolved reviewed cases ($DATABASE_URL) instead of a folder")
+    p.add_argument("--checkpoint-operating-point", action="store_true",
+                   help="ignore an operating point saved in the review database")
     return p
+
+
+def load_predictor_in_force(args: argparse.Namespace) -> Predictor:
+    """The checkpoint at the operating point in force: the review database's when one is configured."""
+    from db.actions import configured_operating_point_lookup
+
+    _, meta = load_checkpoint(args.checkpoint or default_checkpoint())
+    lookup = None if args.checkpoint_operating_point else configured_operating_point_lookup(meta.temperature)
+    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, lookup)
+    predictor.tta = args.tta
+    return predictor
+
+
+def _from_reviews(args: argparse.Namespace, predictor: Predictor) -> int:
+    from db.actions import open_store
+    from db.site import site_performance
+
+    figures = site_performance(open_store(), predictor, args.bootstrap)
+    for line in figures.pop("skipped"):
+        print(f"warning: skipped {line}", file=sys.stderr)
+    text = json.dumps(figures, indent=1)
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(text)
+    print(text)
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:
     """Evaluate; returns the exit status."""
     try:
-        predictor = Predictor.from_checkpoint(args.checkpoint, args.device)
-        predictor.tta = args.tta
+        predictor = load_predictor_in_force(args)
+        if args.from_reviews:
+            return _from_reviews(args, predictor)
+        if not args.data_dir:
+            raise ValueError("give --data-dir (a labelled folder) or --from-reviews")
         if args.split_file:
             parts = load_split(args.split_file, args.data_dir)
             if args.split not in parts:
@@ -50,7 +93,8 @@ def main(args: argparse.Namespace) -> int:
             records = parts[args.split]
         else:
             records = scan_image_folder(args.data_dir)
-    except (CheckpointError, FileNotFoundError, ValueError) as error:
+    except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as error:
+        # RuntimeError: db.actions.StoreUnavailable
         print(f"error: {error}", file=sys.stderr)
         return 2
     predictions, errors = score_records(predictor, records, args.batch_size, args.workers,
@@ -61,16 +105,19 @@ def main(args: argparse.Namespace) -> int:
         print("error: no readable images to evaluate", file=sys.stderr)
         return 2
     report = build_report(predictor, predictions, args.data_dir, args.bootstrap)
+    report = strict_json(report)
     report["skipped"] = errors
     if args.split_file:
         report["split"] = {"file": args.split_file, "part": args.split}
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(report, indent=1))
+        Path(args.output).write_text(json.dumps(report, indent=1, allow_nan=False))
     auc = report["roc_auc"]
     print(f"images={report['n_images']} patients={report['n_patients']} accuracy={report['accuracy']:.4f} "
           f"roc_auc={auc if auc is None else f'{auc:.4f}'} sensitivity={report['sensitivity']:.4f} "
-          f"specificity={report['specificity']:.4f} ece={report['ece']:.4f} threshold={report['threshold']:.4f}")
+          f"specificity={_fmt(report['specificity'])} ece={_fmt(report['ece'])} threshold={report['threshold']:.4f} "
+          f"operating_point={predictor.point.origin} temperature={predictor.point.temperature:.4f} "
+          f"bias={predictor.point.bias:+.4f}")
     return 0
 
 

@@ -156,7 +156,7 @@ def _criterion(args, labels: list[int], device: torch.device) -> nn.Module:
 
 
 def _validation_scores(model, loader, device, show: bool, layout) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
-    logits, labels = collect_logits(model, loader, device, "validate", show, layout)
+    logits, labels = collect_logits(model, loader, device, "validate", show)
     p = torch.softmax(logits, 1)[:, 1].numpy()
     report = classification_report(labels.numpy(), p, 0.5)
     loss = float(nn.functional.cross_entropy(logits, labels)) if len(labels) else float("nan")

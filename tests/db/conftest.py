@@ -46,7 +46,9 @@ def add_prediction(engine, seed: int = 0, p: float = 0.7, threshold: float = 0.5
     with session_scope(engine) as session:
         image = repository.store_image(session, png_bytes(seed), name or f"img{seed}.png", original_label)
         model = repository.get_or_create_model(session, "f" * 64, "best_model.pth", "resnet18")
-        return repository.log_prediction(session, image=image, model=model, p_pneumonia=p, threshold=threshold).id
+        label = "PNEUMONIA" if p >= threshold else "NORMAL"
+        return repository.log_prediction(session, image=image, model=model, p_pneumonia=p, threshold=threshold,
+                                         predicted_label=label).id
 
 
 

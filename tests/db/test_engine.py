@@ -1,6 +1,6 @@
 from sqlalchemy import inspect, text
 
-from db.engine import current_revision, init_db, make_engine, session_scope, upgrade
+from db.engine import current_revision, head_revision, init_db, make_engine, session_scope, upgrade
 from tests.db.conftest import add_prediction
 
 
@@ -10,7 +10,7 @@ def test_default_is_a_sqlite_file_in_the_data_dir_with_wal_and_foreign_keys(data
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == head_revision() == "0003"
 
 
 def test_database_url_setting(data_dir, monkeypatch, tmp_path):
@@ -42,7 +42,7 @@ def test_upgrade_from_first_schema_keeps_rows(data_dir):
             "INSERT INTO predictions (image_id, model_id, p_normal, p_pneumonia, threshold, predicted_label, "
             "created_at) VALUES (1, 1, 0.2, 0.8, 0.5, 'PNEUMONIA', '2026-01-01')"))
     init_db(engine)  # what the app does on start
-    assert current_revision(engine) == "0002"
+    assert current_revision(engine) == head_revision() == "0003"
     with engine.connect() as connection:
         row = connection.execute(text("SELECT predicted_label, source FROM predictions")).one()
     assert tuple(row) == ("PNEUMONIA", "dashboard")

@@ -1,5 +1,7 @@
 from datetime import datetime, timedelta, timezone
 
+import json
+
 import pytest
 from sklearn.metrics import cohen_kappa_score
 from sqlalchemy import func, select
@@ -107,14 +109,31 @@ def test_summary_counts_and_kappa(engine):
 def test_threshold_changes_are_logged(engine):
     with session_scope(engine) as session:
         model = repository.get_or_create_model(session, "e" * 64, "m.pth", "resnet18")
-        assert repository.active_threshold(session, model) is None
+        assert repository.latest_threshold_change(session, "e" * 64) is None
         repository.record_threshold_change(session, model, 0.3, "Dr A", {"sensitivity": 0.97})
         repository.record_threshold_change(session, model, 0.4, "Dr B", {"sensitivity": 0.95}, "fewer FPs")
     with session_scope(engine) as session:
         model = repository.get_or_create_model(session, "e" * 64, "m.pth", "resnet18")
-        assert repository.active_threshold(session, model) == 0.4
+        assert repository.latest_threshold_change(session, "e" * 64).threshold == 0.4
         history = repository.threshold_history(session, model)
         assert [(h.changed_by, h.metrics["sensitivity"]) for h in history] == [("Dr B", 0.95), ("Dr A", 0.97)]
     with pytest.raises(ValidationError):
         with session_scope(engine) as session:
             repository.record_threshold_change(session, model, 1.5, "Dr A", {})
+    with pytest.raises(ValidationError):  # a NaN threshold or a zero temperature is refused, not stored
+        with session_scope(engine) as session:
+            repository.record_threshold_change(session, model, float("nan"), "Dr A", {})
+    with pytest.raises(ValidationError):
+        with session_scope(engine) as session:
+            repository.record_threshold_change(session, model, 0.5, "Dr A", {}, temperature=0.0)
+
+
+def test_threshold_change_metrics_are_strict_json(engine):
+    with session_scope(engine) as session:
+        model = repository.get_or_create_model(session, "e" * 64, "m.pth", "resnet18")
+        repository.record_threshold_change(session, model, 0.0, "Dr A", {"specificity": float("nan"),
+                                                                          "nested": [float("inf"), 1.0]})
+    with engine.connect() as connection:
+        stored = connection.exec_driver_sql("SELECT metrics FROM threshold_changes").scalar()
+    assert "NaN" not in stored and "Infinity" not in stored
+    assert json.loads(stored) == {"specificity": None, "nested": [None, 1.0]}

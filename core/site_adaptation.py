@@ -1,0 +1,178 @@
+"""Site adaptation from reviewed cases: figures on them, and a site calibration + operating point.
+
+Everything works on raw logit margins ``z1 - z0`` and resolved labels, so the
+same functions serve the dashboard, ``training.calibrate --from-reviews`` and
+``training.evaluate --from-reviews``.
+
+The calibration is Platt scaling on the margin (a temperature and a bias:
+``P = sigmoid(margin / T + b)``): unlike temperature alone, the bias can absorb
+the shift towards PNEUMONIA that this model shows on new patients. Figures
+"after" are estimated by stratified cross-validation: each case is scored by a
+calibration fitted without it, so no case is used twice in fit and estimate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+
+from core.metrics import (
+    bootstrap_call_intervals,
+    choose_threshold,
+    classification_report,
+)
+from core.operating_point import DATABASE, OperatingPoint
+
+DEFAULT_MIN_PER_CLASS = 20
+"""Fewer resolved cases of either class than this and no site operating point is proposed."""
+
+FIGURES = ("accuracy", "sensitivity", "specificity", "roc_auc", "ece")
+
+
+class NotEnoughCases(ValueError):
+    """Too few resolved reviewed cases to fit or estimate; the message says how many are needed."""
+
+
+def check_counts(labels: np.ndarray, min_per_class: int) -> None:
+    """Refuse when either class has fewer than ``min_per_class`` cases.
+
+    Raises:
+        NotEnoughCases: with the counts and what is needed.
+    """
+    normal, pneumonia = int((labels == 0).sum()), int((labels == 1).sum())
+    if min(normal, pneumonia) < min_per_class:
+        raise NotEnoughCases(
+            f"need at least {min_per_class} resolved reviewed cases of each class; have {normal} NORMAL "
+            f"and {pneumonia} PNEUMONIA")
+
+
+def fit_platt(margins: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Temperature and bias so that ``sigmoid(margin / T + b)`` fits the labels (maximum likelihood).
+
+    Returns:
+        ``(temperature, bias)``.
+
+    Raises:
+        NotEnoughCases: the margins do not rank the classes the right way round.
+    """
+    model = LogisticRegression(C=1e4, max_iter=1000)
+    model.fit(np.asarray(margins, dtype=float).reshape(-1, 1), labels)
+    slope, intercept = float(model.coef_[0, 0]), float(model.intercept_[0])
+    if slope <= 1e-3:
+        raise NotEnoughCases("the model's scores do not separate the reviewed classes; no calibration fitted")
+    return float(np.clip(1.0 / slope, 0.01, 100.0)), intercept
+
+
+def fit_site_operating_point(margins: np.ndarray, labels: np.ndarray, goal: str,
+                             min_per_class: int = DEFAULT_MIN_PER_CLASS) -> OperatingPoint:
+    """Calibration and threshold fitted on reviewed cases for ``goal`` (e.g. ``"sensitivity>=0.95"``)."""
+    margins, labels = np.asarray(margins, dtype=float), np.asarray(labels, dtype=int)
+    check_counts(labels, min_per_class)
+    temperature, bias = fit_platt(margins, labels)
+    point = OperatingPoint(threshold=0.5, temperature=temperature, bias=bias, origin=DATABASE, goal=goal)
+    threshold = choose_threshold(labels, point.p_pneumonia_from_margin(margins), goal)
+    return OperatingPoint(threshold=threshold, temperature=temperature, bias=bias, origin=DATABASE, goal=goal)
+
+
+def cross_validation_folds(labels: np.ndarray, folds: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Stratified ``(fit indices, estimate indices)`` pairs; every case is estimated exactly once."""
+    labels = np.asarray(labels, dtype=int)
+    n_splits = max(2, min(folds, int(np.bincount(labels, minlength=2).min())))
+    splitter = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    return [(fit, estimate) for fit, estimate in splitter.split(np.zeros(len(labels)), labels)]
+
+
+def figures_with_intervals(labels: np.ndarray, calls: np.ndarray, scores: np.ndarray,
+                           bootstrap: int = 1000) -> dict[str, Any]:
+    """Accuracy, sensitivity, specificity, ROC-AUC and ECE with bootstrap 95 % intervals (``None`` when undefined)."""
+    labels, calls = np.asarray(labels, dtype=int), np.asarray(calls, dtype=int)
+    normal, pneumonia = labels == 0, labels == 1
+    if not len(labels):
+        return {"n": 0, "n_normal": 0, "n_pneumonia": 0, **{name: None for name in FIGURES}}
+    report = classification_report(labels, scores, 0.5)
+    figures: dict[str, Any] = {
+        "n": int(len(labels)), "n_normal": int(normal.sum()), "n_pneumonia": int(pneumonia.sum()),
+        "accuracy": float((calls == labels).mean()) if len(labels) else None,
+        "sensitivity": float(calls[pneumonia].mean()) if pneumonia.any() else None,
+        "specificity": float(1 - calls[normal].mean()) if normal.any() else None,
+        "roc_auc": report["roc_auc"], "ece": report["ece"],
+    }
+    if bootstrap and normal.any() and pneumonia.any():
+        figures["confidence_intervals"] = bootstrap_call_intervals(labels, calls, scores, bootstrap)
+    return figures
+
+
+def performance_at(point: OperatingPoint, margins: np.ndarray, labels: np.ndarray,
+                   bootstrap: int = 1000) -> dict[str, Any]:
+    """Figures of a fixed operating point on reviewed cases (nothing fitted on them)."""
+    margins, labels = np.asarray(margins, dtype=float), np.asarray(labels, dtype=int)
+    scores = point.p_pneumonia_from_margin(margins)
+    figures = figures_with_intervals(labels, (scores >= point.threshold).astype(int), scores, bootstrap)
+    figures["operating_point"] = point.to_dict()
+    return figures
+
+
+def cross_validated_performance(margins: np.ndarray, labels: np.ndarray, goal: str, folds: int = 5,
+                                seed: int = 0, bootstrap: int = 1000) -> dict[str, Any]:
+    """Figures a site operating point fitted on these cases is expected to give on new ones.
+
+    Each case is scored by a calibration and threshold fitted on the other folds only.
+    """
+    margins, labels = np.asarray(margins, dtype=float), np.asarray(labels, dtype=int)
+    scores = np.zeros(len(labels))
+    calls = np.zeros(len(labels), dtype=int)
+    for fit, estimate in cross_validation_folds(labels, folds, seed):
+        point = fit_site_operating_point(margins[fit], labels[fit], goal, min_per_class=1)
+        scores[estimate] = point.p_pneumonia_from_margin(margins[estimate])
+        calls[estimate] = (scores[estimate] >= point.threshold).astype(int)
+    figures = figures_with_intervals(labels, calls, scores, bootstrap)
+    figures["estimate"] = f"{len(cross_validation_folds(labels, folds, seed))}-fold cross-validation"
+    return figures
+
+
+@dataclass(frozen=True)
+class SiteProposal:
+    """A site operating point with the evidence for it."""
+
+    point: OperatingPoint
+    before: dict[str, Any]
+    """The operating point in force, on all reviewed cases."""
+    after: dict[str, Any]
+    """The proposed one, estimated by cross-validation on the reviewed cases."""
+
+    def figures(self) -> dict[str, Any]:
+        """JSON-ready record stored with the threshold change."""
+        return {"before": self.before, "after_cross_validated": self.after}
+
+
+def propose_site_operating_point(current: OperatingPoint, margins: np.ndarray, labels: np.ndarray, goal: str,
+                                 min_per_class: int = DEFAULT_MIN_PER_CLASS, bootstrap: int = 1000) -> SiteProposal:
+    """Fit a site operating point on all reviewed cases; report before (in force) and after (cross-validated).
+
+    Raises:
+        NotEnoughCases: fewer than ``min_per_class`` of either class.
+    """
+    labels = np.asarray(labels, dtype=int)
+    check_counts(labels, min_per_class)
+    point = fit_site_operating_point(margins, labels, goal, min_per_class)
+    return SiteProposal(point, performance_at(current, margins, labels, bootstrap),
+                        cross_validated_performance(margins, labels, goal, bootstrap=bootstrap))
+
+
+def shift_warnings(site: dict[str, Any], heldout: dict[str, Any]) -> list[str]:
+    """Lines for each figure whose held-out value lies outside the site figure's 95 % interval."""
+    lines = []
+    intervals = site.get("confidence_intervals", {})
+    for name in ("accuracy", "sensitivity", "specificity", "roc_auc"):
+        value, reference, ci = site.get(name), heldout.get(name), intervals.get(name)
+        if value is None or reference is None or not ci:
+            continue
+        if not ci[0] <= reference <= ci[1]:
+            label = name.replace("roc_auc", "ROC-AUC")
+            lines.append(f"{label} on reviewed cases {value:.3f} ({ci[0]:.3f}-{ci[1]:.3f}) vs {reference:.3f} "
+                         "on the held-out split")
+    return lines

@@ -1,0 +1,86 @@
+"""Site adaptation use cases: the model on this site's reviewed cases, and a site operating point from them.
+
+Ground truth for a reviewed image is its resolved label (majority of the
+reviewers' latest calls; ties left out). Images are re-scored from the image
+store with the loaded model, so the figures hold for the operating point in
+force now, not the one in force when each prediction was made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+
+from core.data import ImageRecord
+from core.evaluation import score_records
+from core.inference import Predictor
+from core.labels import parse_label
+from core.site_adaptation import SiteProposal, performance_at, propose_site_operating_point
+from db import actions
+from db.actions import ReviewedCase
+
+
+@dataclass
+class ReviewedScores:
+    """Reviewed cases of one model version, with the model's raw logit margins."""
+
+    cases: list[ReviewedCase]
+    labels: np.ndarray
+    margins: np.ndarray
+    skipped: list[str] = field(default_factory=list)
+    """One line per case whose stored image could not be read."""
+
+    @property
+    def review_ids(self) -> list[int]:
+        """Every review that contributed a resolved label."""
+        return sorted({i for case in self.cases for i in case.review_ids})
+
+
+def score_reviewed_cases(engine: Engine, predictor: Predictor, progress: Any = None) -> ReviewedScores:
+    """Score every resolved reviewed image this model version predicted.
+
+    Raises:
+        db.actions.StoreUnavailable: the store cannot be read.
+    """
+    cases = actions.reviewed_cases(engine, predictor.checkpoint_sha256)
+    records = [ImageRecord(str(c.image_path), parse_label(c.label), c.image_sha256) for c in cases]
+    scored, skipped = score_records(predictor, records, batch_size=32, progress=progress)
+    by_path = {row["path"]: row for row in scored}
+    kept = [c for c in cases if str(c.image_path) in by_path]
+    labels = np.array([parse_label(c.label) for c in kept], dtype=int)
+    margins = np.array([by_path[str(c.image_path)]["logit_margin"] for c in kept], dtype=float)
+    return ReviewedScores(kept, labels, margins, skipped)
+
+
+def site_performance(engine: Engine, predictor: Predictor, bootstrap: int = 1000) -> dict[str, Any]:
+    """Figures of the operating point in force on this site's reviewed cases (JSON-ready)."""
+    scores = score_reviewed_cases(engine, predictor)
+    figures = performance_at(predictor.point, scores.margins, scores.labels, bootstrap)
+    figures.update({"model_version": predictor.version, "skipped": scores.skipped})
+    return figures
+
+
+def propose(engine: Engine, predictor: Predictor, goal: str, min_per_class: int,
+            bootstrap: int = 1000) -> tuple[SiteProposal, ReviewedScores]:
+    """A site operating point fitted on the reviewed cases, with before / cross-validated after figures.
+
+    Raises:
+        core.site_adaptation.NotEnoughCases: too few resolved cases of a class.
+    """
+    scores = score_reviewed_cases(engine, predictor)
+    proposal = propose_site_operating_point(predictor.point, scores.margins, scores.labels, goal, min_per_class,
+                                            bootstrap)
+    return proposal, scores
+
+
+def save_proposal(engine: Engine, predictor: Predictor, proposal: SiteProposal, scores: ReviewedScores,
+                  changed_by: str, reason: str) -> int:
+    """Store a proposal as the operating point in force (a logged threshold change); returns its id."""
+    metrics = {**proposal.figures(), "review_ids": scores.review_ids, "n_cases": len(scores.cases),
+               "source": "reviewed cases"}
+    point = proposal.point
+    return actions.save_operating_point(engine, predictor, point.threshold, changed_by, metrics, reason,
+                                        temperature=point.temperature, bias=point.bias, goal=point.goal)

@@ -1,0 +1,94 @@
+"""Metrics page sections for site adaptation: figures on reviewed cases, and proposing a site operating point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Engine
+
+from core.inference import Predictor
+from core.site_adaptation import DEFAULT_MIN_PER_CLASS, FIGURES, NotEnoughCases, shift_warnings
+from db import actions, site
+from pages.common import show_store_error
+
+GOALS = ["sensitivity>=0.95", "sensitivity>=0.97", "sensitivity>=0.90", "youden"]
+
+
+def _cell(figures: dict[str, Any], name: str) -> str:
+    value = figures.get(name)
+    if value is None:
+        return "n/a"
+    ci = figures.get("confidence_intervals", {}).get(name)
+    return f"{value:.3f} ({ci[0]:.3f}-{ci[1]:.3f})" if ci else f"{value:.3f}"
+
+
+def figures_table(columns: dict[str, dict[str, Any]]) -> pd.DataFrame:
+    """One row per figure, one column per set of figures, values with their 95 % intervals."""
+    rows = {name.replace("roc_auc", "ROC-AUC").replace("ece", "ECE"): {k: _cell(v, name) for k, v in columns.items()}
+            for name in FIGURES}
+    counts = {k: f"{v.get('n', 0)} ({v.get('n_normal', 0)} NORMAL / {v.get('n_pneumonia', 0)} PNEUMONIA)"
+              for k, v in columns.items()}
+    return pd.DataFrame({"cases": counts, **rows}).T
+
+
+def reviewed_cases_section(engine: Engine, predictor: Predictor, heldout: dict[str, Any] | None) -> None:
+    """How the model does on this site's reviewed cases, at the operating point in force."""
+    st.subheader("On reviewed cases")
+    st.caption("Ground truth: the reviewers' resolved label (majority of each reviewer's latest call; ties left "
+               f"out). Model `{predictor.version}` at the operating point in force; bootstrap 95 % intervals.")
+    try:
+        figures = site.site_performance(engine, predictor, bootstrap=300)
+    except actions.StoreUnavailable as error:
+        show_store_error(error)
+        return
+    if not figures["n"]:
+        st.info("No resolved reviewed cases for this model version yet. Review predictions on the Review page.")
+        return
+    columns = {"reviewed cases": figures}
+    if heldout:
+        columns["held-out split"] = {**heldout, "n": heldout.get("n_images", 0),
+                                     "n_normal": heldout.get("per_class", {}).get("NORMAL", {}).get("support", 0),
+                                     "n_pneumonia": heldout.get("per_class", {}).get("PNEUMONIA", {})
+                                     .get("support", 0)}
+    st.dataframe(figures_table(columns), key="site_figures")
+    for line in shift_warnings(figures, heldout or {}):
+        st.warning(f"Differs beyond the interval: {line}")
+
+
+def site_proposal_section(engine: Engine, predictor: Predictor) -> None:
+    """Fit calibration and threshold on the reviewed cases, preview the figures, then save (logged)."""
+    with st.expander("Propose a site operating point"):
+        left, right = st.columns(2)
+        goal = left.selectbox("Goal", GOALS, key="site_goal")
+        minimum = right.number_input("Minimum resolved cases per class", 5, 1000, DEFAULT_MIN_PER_CLASS,
+                                     key="site_min")
+        if st.button("Preview", key="site_preview"):
+            try:
+                st.session_state["site_proposal"] = site.propose(engine, predictor, goal, int(minimum), 300)
+            except NotEnoughCases as error:
+                st.session_state.pop("site_proposal", None)
+                st.error(str(error))
+            except actions.StoreUnavailable as error:
+                show_store_error(error)
+        stored = st.session_state.get("site_proposal")
+        if not stored:
+            return
+        proposal, scores = stored
+        point = proposal.point
+        st.write(f"Proposed: {point.describe()} for `{point.goal}`, fitted on {len(scores.cases)} reviewed cases.")
+        st.dataframe(figures_table({"in force now": proposal.before,
+                                    "proposed (cross-validated)": proposal.after}), key="site_preview_table")
+        st.caption("'Proposed' figures are cross-validated: each case is scored by a calibration fitted without it.")
+        with st.form("save_site_point"):
+            name = st.text_input("Your name", value=st.session_state.get("reviewer_name", ""), max_chars=100)
+            reason = st.text_area("Reason", max_chars=2000)
+            if st.form_submit_button("Save site operating point"):
+                try:
+                    change = site.save_proposal(engine, predictor, proposal, scores, name, reason)
+                except (actions.ValidationError, actions.StoreUnavailable) as error:
+                    show_store_error(error)
+                else:
+                    st.session_state.pop("site_proposal", None)
+                    st.success(f"Site operating point saved (change #{change}); new predictions use it.")
