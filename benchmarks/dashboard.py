@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.conftest import xray_like  # noqa: E402
+from tests.helpers import xray_like  # noqa: E402
 from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, start_dashboard  # noqa: E402
 
 

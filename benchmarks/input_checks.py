@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from core.data import scan_image_folder  # noqa: E402
 from core.images import load_image  # noqa: E402
 from core.input_checks import xray_problem  # noqa: E402
-from tests.core.test_input_checks import non_xrays  # noqa: E402
+from tests.helpers import non_xrays  # noqa: E402
 
 
 def main() -> None:

@@ -51,7 +51,12 @@ def check_counts(labels: np.ndarray, min_per_class: int) -> None:
 
 
 def fit_platt(margins: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """Temperature and bias so that ``sigmoid(margin / T + b)`` fits the labels (maximum likelihood).
+    """Temperature and bias so that ``sigmoid(margin / T + b)`` fits the labels.
+
+    Platt's (1999) smoothed targets, ``(N+ + 1) / (N+ + 2)`` for positives and
+    ``1 / (N- + 2)`` for negatives, keep the fit finite when a small reviewed set
+    happens to be perfectly separated (plain maximum likelihood would drive the
+    temperature to zero and every probability to 0 or 1).
 
     Returns:
         ``(temperature, bias)``.
@@ -59,12 +64,35 @@ def fit_platt(margins: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
     Raises:
         NotEnoughCases: the margins do not rank the classes the right way round.
     """
-    model = LogisticRegression(C=1e4, max_iter=1000)
-    model.fit(np.asarray(margins, dtype=float).reshape(-1, 1), labels)
+    margins, labels = np.asarray(margins, dtype=float), np.asarray(labels, dtype=int)
+    n_pos, n_neg = int(labels.sum()), int(len(labels) - labels.sum())
+    target = np.where(labels == 1, (n_pos + 1) / (n_pos + 2), 1 / (n_neg + 2))
+    # Soft targets as weighted duplicates: each case counts t as positive and 1 - t as negative.
+    features = np.concatenate([margins, margins]).reshape(-1, 1)
+    classes = np.concatenate([np.ones(len(margins)), np.zeros(len(margins))])
+    weights = np.concatenate([target, 1 - target])
+    model = LogisticRegression(C=1e6, max_iter=1000)
+    model.fit(features, classes, sample_weight=weights)
     slope, intercept = float(model.coef_[0, 0]), float(model.intercept_[0])
     if slope <= 1e-3:
         raise NotEnoughCases("the model's scores do not separate the reviewed classes; no calibration fitted")
     return float(np.clip(1.0 / slope, 0.01, 100.0)), intercept
+
+
+def threshold_between_cases(labels: np.ndarray, scores: np.ndarray, goal: str) -> float:
+    """The goal's threshold, placed midway (on the logit scale) between the last case it keeps and the next below.
+
+    ``choose_threshold`` returns a case's own score, so a new case scoring just
+    below it flips; the midpoint keeps the same calls on the fitted cases with
+    the widest margin on both sides.
+    """
+    threshold = choose_threshold(labels, scores, goal)
+    below = scores[scores < threshold]
+    if not below.size:
+        return threshold
+    logit = lambda p: np.log(np.clip(p, 1e-12, 1 - 1e-12) / np.clip(1 - p, 1e-12, 1))  # noqa: E731
+    middle = (logit(np.array(threshold)) + logit(np.array(below.max()))) / 2
+    return float(1 / (1 + np.exp(-middle)))
 
 
 def fit_site_operating_point(margins: np.ndarray, labels: np.ndarray, goal: str,
@@ -74,7 +102,7 @@ def fit_site_operating_point(margins: np.ndarray, labels: np.ndarray, goal: str,
     check_counts(labels, min_per_class)
     temperature, bias = fit_platt(margins, labels)
     point = OperatingPoint(threshold=0.5, temperature=temperature, bias=bias, origin=DATABASE, goal=goal)
-    threshold = choose_threshold(labels, point.p_pneumonia_from_margin(margins), goal)
+    threshold = threshold_between_cases(labels, point.p_pneumonia_from_margin(margins), goal)
     return OperatingPoint(threshold=threshold, temperature=temperature, bias=bias, origin=DATABASE, goal=goal)
 
 
@@ -116,6 +144,22 @@ def performance_at(point: OperatingPoint, margins: np.ndarray, labels: np.ndarra
     return figures
 
 
+def cross_validated_scores(margins: np.ndarray, labels: np.ndarray, goal: str,
+                           folds: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Each case's calibrated score and call from a site operating point fitted on the other folds only.
+
+    Returns:
+        ``(scores, calls)`` in case order.
+    """
+    scores = np.zeros(len(labels))
+    calls = np.zeros(len(labels), dtype=int)
+    for fit, estimate in folds:
+        point = fit_site_operating_point(margins[fit], labels[fit], goal, min_per_class=1)
+        scores[estimate] = point.p_pneumonia_from_margin(margins[estimate])
+        calls[estimate] = (scores[estimate] >= point.threshold).astype(int)
+    return scores, calls
+
+
 def cross_validated_performance(margins: np.ndarray, labels: np.ndarray, goal: str, folds: int = 5,
                                 seed: int = 0, bootstrap: int = 1000) -> dict[str, Any]:
     """Figures a site operating point fitted on these cases is expected to give on new ones.
@@ -123,14 +167,10 @@ def cross_validated_performance(margins: np.ndarray, labels: np.ndarray, goal: s
     Each case is scored by a calibration and threshold fitted on the other folds only.
     """
     margins, labels = np.asarray(margins, dtype=float), np.asarray(labels, dtype=int)
-    scores = np.zeros(len(labels))
-    calls = np.zeros(len(labels), dtype=int)
-    for fit, estimate in cross_validation_folds(labels, folds, seed):
-        point = fit_site_operating_point(margins[fit], labels[fit], goal, min_per_class=1)
-        scores[estimate] = point.p_pneumonia_from_margin(margins[estimate])
-        calls[estimate] = (scores[estimate] >= point.threshold).astype(int)
+    splits = cross_validation_folds(labels, folds, seed)
+    scores, calls = cross_validated_scores(margins, labels, goal, splits)
     figures = figures_with_intervals(labels, calls, scores, bootstrap)
-    figures["estimate"] = f"{len(cross_validation_folds(labels, folds, seed))}-fold cross-validation"
+    figures["estimate"] = f"{len(splits)}-fold cross-validation"
     return figures
 
 

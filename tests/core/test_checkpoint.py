@@ -68,3 +68,22 @@ def test_metadata_missing_fields(tmp_path):
                tmp_path / "m.pth")
     with pytest.raises(CheckpointError, match="lacks"):
         load_checkpoint(tmp_path / "m.pth")
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("temperature", 0.0, "temperature"),
+    ("threshold", "high", "threshold"),
+    ("threshold", float("nan"), "threshold"),
+    ("image_size", -3, "image_size"),
+    ("image_size", "224", "image_size"),
+    ("std", [0.5, 0.0, 0.5], "std"),
+    ("mean", [0.5], "mean"),
+    ("class_names", ["CAT", "DOG"], "classes"),
+])
+def test_metadata_is_validated_on_load(tmp_path, field, value, message):
+    meta = _meta().to_dict()
+    meta[field] = value
+    torch.save({"format": "pneumonia-xray-checkpoint", "format_version": 1, "meta": meta,
+                "state_dict": get_model("resnet18").state_dict()}, tmp_path / "m.pth")
+    with pytest.raises(CheckpointError, match=message):
+        load_checkpoint(tmp_path / "m.pth")

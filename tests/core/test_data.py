@@ -17,7 +17,7 @@ from core.data import (
     split_summary,
 )
 from core.transforms import eval_transform
-from tests.conftest import make_image_folder, xray_like
+from tests.helpers import make_image_folder, xray_like
 
 
 @pytest.mark.parametrize(

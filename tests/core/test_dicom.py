@@ -4,35 +4,10 @@ import io
 
 import numpy as np
 import pytest
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from core.dicom import is_dicom
 from core.images import ImageLoadError, load_image
-
-
-def make_dicom(pixels: np.ndarray, photometric: str = "MONOCHROME2", frames: int = 1, window=None,
-               patient: str = "Doe^Jane", with_pixels: bool = True) -> bytes:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset("x.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.PatientName, ds.PatientID, ds.PatientBirthDate = patient, "ID-12345", "20200101"
-    ds.Modality, ds.SOPClassUID, ds.SOPInstanceUID = "CR", meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
-    if with_pixels:
-        data = np.stack([pixels] * frames) if frames > 1 else pixels
-        ds.Rows, ds.Columns = pixels.shape
-        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-        if frames > 1:
-            ds.NumberOfFrames = frames
-        if window:
-            ds.WindowCenter, ds.WindowWidth = window
-        ds.PixelData = data.astype(np.uint16).tobytes()
-    buffer = io.BytesIO()
-    ds.save_as(buffer, enforce_file_format=True)
-    return buffer.getvalue()
+from tests.helpers import make_dicom
 
 
 def gradient(size=128) -> np.ndarray:
@@ -74,7 +49,7 @@ def test_identifying_tags_never_reach_database_or_store(tiny_checkpoint, tmp_pat
     from core.inference import Predictor
     from db.actions import predict_and_log
     from db.engine import init_db, make_engine
-    from tests.conftest import xray_like
+    from tests.helpers import xray_like
 
     monkeypatch.setenv("PNEUMONIA_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("DATABASE_URL", raising=False)

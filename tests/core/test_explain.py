@@ -9,7 +9,7 @@ from core.checkpoint import CheckpointMeta, save_checkpoint
 from core.explain import gradcam, overlay
 from core.inference import Predictor
 from core.models import get_model, get_spec
-from tests.conftest import REPO_ROOT, xray_like
+from tests.helpers import REPO_ROOT, xray_like
 
 
 @pytest.mark.parametrize("arch", ["resnet18", "efficientnet_lite0"])

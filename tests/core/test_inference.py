@@ -3,7 +3,7 @@ import pytest
 
 from core.checkpoint import CheckpointError
 from core.inference import Predictor, predict_image
-from tests.conftest import xray_like
+from tests.helpers import xray_like
 
 
 def test_predict_proba_follows_sklearn_conventions(tiny_checkpoint):

@@ -8,25 +8,9 @@ from PIL import Image
 
 from core.images import load_image
 from core.input_checks import NotAnXrayError, load_xray, xray_problem
-from tests.conftest import REPO_ROOT, xray_like
+from tests.helpers import REPO_ROOT, non_xrays, xray_like
 
 SHARED_TRAIN = REPO_ROOT.parent / "shared" / "data" / "chest_xray" / "train"
-
-
-def non_xrays() -> dict[str, Image.Image]:
-    rng = np.random.default_rng(0)
-    photo = rng.integers(0, 255, (200, 300, 3), dtype=np.uint8)
-    sky = np.zeros((240, 320, 3), np.uint8)
-    sky[..., 2] = 200
-    sky[120:, ..., 1] = 150  # blue sky over green grass
-    return {
-        "noise photo": Image.fromarray(photo),
-        "landscape": Image.fromarray(sky),
-        "blank white": Image.new("RGB", (300, 300), "white"),
-        "constant gray": Image.new("RGB", (300, 300), (90, 90, 90)),
-        "tiny": xray_like(1, True, 32).convert("RGB"),
-        "red square": Image.new("RGB", (128, 128), (200, 30, 30)),
-    }
 
 
 @pytest.mark.parametrize("name", list(non_xrays()))

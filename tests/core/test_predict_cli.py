@@ -8,7 +8,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from tests.conftest import REPO_ROOT, xray_like
+from tests.helpers import REPO_ROOT, xray_like
 
 
 def run_predict(*args):

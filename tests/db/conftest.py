@@ -13,7 +13,7 @@ import pytest
 
 from db.engine import init_db, make_engine, session_scope
 from db import repository
-from tests.conftest import free_port
+from tests.helpers import free_port, png_bytes, skip_unless_available
 
 
 @pytest.fixture()
@@ -31,16 +31,6 @@ def engine(data_dir):
     engine.dispose()
 
 
-def png_bytes(seed: int = 0, size: int = 32) -> bytes:
-    import io
-
-    from tests.conftest import xray_like
-
-    buffer = io.BytesIO()
-    xray_like(seed, seed % 2 == 1, size).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
 def add_prediction(engine, seed: int = 0, p: float = 0.7, threshold: float = 0.5, name: str | None = None,
                    original_label: str | None = None) -> int:
     with session_scope(engine) as session:
@@ -56,8 +46,8 @@ def add_prediction(engine, seed: int = 0, p: float = 0.7, threshold: float = 0.5
 def postgres_url():
     """Start a throw-away PostgreSQL server on loopback (installed by .ci/run from Debian's packages)."""
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not bins:
-        pytest.skip("PostgreSQL server binaries not installed (.ci/run installs Debian's postgresql)")
+    skip_unless_available(bool(bins), "the PostgreSQL server",
+                          "enable with 'apt-get install postgresql' (.ci/run does)")
     bindir = Path(bins[-1]).parent
     # Directly under /tmp: pytest's own temp dirs are private to root, which postgres cannot enter.
     root = Path(tempfile.mkdtemp(prefix="pneumonia-pg-"))

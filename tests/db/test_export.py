@@ -7,7 +7,7 @@ from core.data import apply_label_overrides, read_label_overrides, scan_image_fo
 from db import repository
 from db.actions import write_relabel_export
 from db.engine import session_scope
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 from tests.db.conftest import add_prediction
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, free_port, xray_like
+from tests.helpers import REPO_ROOT, free_port, skip_unless_available, xray_like
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
@@ -59,8 +59,8 @@ def dashboard(tmp_path):
 
 @pytest.fixture()
 def browser_page():
-    if not Path(CHROMIUM).exists():
-        pytest.fail("Debian's chromium is not installed (.ci/run installs it)")
+    skip_unless_available(Path(CHROMIUM).exists(), "Debian's chromium",
+                          "enable with 'apt-get install chromium' (.ci/run does)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -79,7 +79,7 @@ def _screenshot(page, name: str, tmp_path: Path) -> Path:
     return path
 
 
-def test_upload_predict_review_in_a_real_browser(dashboard, browser_page, tmp_path):
+def test_upload_predict_review_in_a_real_browser(browser_page, dashboard, tmp_path):
     from playwright.sync_api import expect
 
     url, data_dir = dashboard

@@ -4,7 +4,7 @@ import shutil
 import pytest
 
 from core.metrics import operating_point
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 from tests.pages.conftest import open_page
 
 
@@ -66,7 +66,7 @@ def test_save_threshold_without_name_is_refused(app_env):
 
 
 def test_evaluate_another_folder(app_env, tmp_path):
-    from tests.conftest import make_image_folder
+    from tests.helpers import make_image_folder
 
     folder = make_image_folder(tmp_path / "eval", per_class=4, size=48)
     (folder / "NORMAL" / "IM-0042-0001.png").write_text("broken")

@@ -4,7 +4,7 @@ from PIL import Image
 from sqlalchemy import text
 
 from db.engine import make_engine
-from tests.conftest import xray_like
+from tests.helpers import xray_like
 from tests.pages.conftest import open_page
 
 
@@ -63,7 +63,7 @@ def test_heatmap_toggle(app_env):
 def test_dicom_upload_and_non_xray_refusal(app_env):
     import numpy as np
 
-    from tests.core.test_dicom import make_dicom
+    from tests.helpers import make_dicom
 
     at = open_page("predict")
     pixels = np.asarray(xray_like(4, True, 224), dtype=np.uint16) * 16

@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from core.metrics import classification_report
-from tests.conftest import REPO_ROOT, make_image_folder
+from tests.helpers import REPO_ROOT, make_image_folder
 
 
 def run_evaluate(*args):

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from core.checkpoint import load_checkpoint
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 TINY = ["--model", "resnet18", "--image-size", "32", "--batch-size", "4", "--workers", "0",
         "--val-fraction", "0.25", "--test-fraction", "0.25", "--lr", "0.01", "--seed", "1"]
@@ -102,7 +102,7 @@ def test_training_from_a_hugging_face_dataset_folder(tmp_path):
     """--hf-dataset goes through datasets.load_dataset, here on a local parquet data set."""
     from datasets import ClassLabel, Dataset, Features, Image as HFImage, Value
 
-    from tests.conftest import xray_like
+    from tests.helpers import xray_like
 
     names = [f"person{i // 2}_virus_{i}.jpeg" if i % 2 else f"IM-{i:04d}-0001.jpeg" for i in range(24)]
     rows = {"image_file_path": names, "image": [xray_like(i, i % 2 == 1, 32) for i in range(24)],

@@ -1,0 +1,110 @@
+import numpy as np
+import pytest
+
+from core.metrics import choose_threshold
+from core.operating_point import OperatingPoint
+from core.site_adaptation import (
+    NotEnoughCases,
+    cross_validated_performance,
+    cross_validated_scores,
+    cross_validation_folds,
+    fit_platt,
+    fit_site_operating_point,
+    performance_at,
+    propose_site_operating_point,
+    shift_warnings,
+    threshold_between_cases,
+)
+
+
+def _cases(n=400, seed=0, shift=0.0):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    margins = np.where(labels == 1, rng.normal(3, 2, n), rng.normal(-1, 2, n)) + shift
+    return margins, labels
+
+
+def test_platt_recovers_a_known_calibration():
+    # Equal-variance Gaussians: the true log-odds is margin - 1 (slope 1, intercept -1).
+    margins, labels = _cases(20000)
+    temperature, bias = fit_platt(margins, labels)
+    assert temperature == pytest.approx(1.0, abs=0.05) and bias == pytest.approx(-1.0, abs=0.08)
+
+
+def test_platt_stays_finite_on_separated_cases():
+    margins = np.array([-6.0, -5.0, -4.0, 4.0, 5.0, 6.0])
+    temperature, bias = fit_platt(margins, np.array([0, 0, 0, 1, 1, 1]))
+    assert 0.5 < temperature < 20 and abs(bias) < 2
+
+
+def test_reversed_scores_are_refused():
+    margins, labels = _cases()
+    with pytest.raises(NotEnoughCases, match="do not separate"):
+        fit_platt(-margins, labels)
+
+
+def test_too_few_cases_of_a_class_are_refused():
+    margins, labels = np.array([1.0] * 30 + [-1.0] * 5), np.array([1] * 30 + [0] * 5)
+    with pytest.raises(NotEnoughCases, match="at least 20 .* have 5 NORMAL and 30 PNEUMONIA"):
+        fit_site_operating_point(margins, labels, "sensitivity>=0.95")
+
+
+def test_site_point_meets_its_goal_on_the_fitted_cases():
+    margins, labels = _cases(seed=1, shift=2.0)  # the site's scores lean towards PNEUMONIA
+    point = fit_site_operating_point(margins, labels, "sensitivity>=0.95")
+    figures = performance_at(point, margins, labels, bootstrap=0)
+    assert figures["sensitivity"] >= 0.95
+    assert figures["ece"] < 0.05
+
+
+def test_threshold_sits_between_two_cases():
+    scores = np.array([0.1, 0.2, 0.3, 0.6, 0.7, 0.8, 0.9])
+    labels = np.array([0, 0, 0, 1, 1, 1, 1])
+    raw = choose_threshold(labels, scores, "sensitivity>=0.95")
+    assert raw == pytest.approx(0.6)
+    middle = threshold_between_cases(labels, scores, "sensitivity>=0.95")
+    assert 0.3 < middle < 0.6
+    assert ((scores >= middle) == (scores >= raw)).all()  # the same calls on the fitted cases
+
+
+def test_folds_are_disjoint_and_cover_every_case_once():
+    _, labels = _cases(97)
+    folds = cross_validation_folds(labels, 5, seed=3)
+    estimated = np.concatenate([estimate for _, estimate in folds])
+    assert sorted(estimated.tolist()) == list(range(97))
+    for fit, estimate in folds:
+        assert not set(fit) & set(estimate)
+
+
+def test_a_case_is_never_scored_by_a_fit_that_saw_it():
+    # Flipping one case's label leaves its own cross-validated score unchanged (it was not in its fit)
+    # but moves the scores of cases in other folds (whose fits included it).
+    margins, labels = _cases(120, seed=4)
+    folds = cross_validation_folds(labels, 5, 0)
+    victim = folds[0][1][0]
+    flipped = labels.copy()
+    flipped[victim] = 1 - flipped[victim]
+    before, _ = cross_validated_scores(margins, labels, "youden", folds)
+    after, _ = cross_validated_scores(margins, flipped, "youden", folds)
+    assert after[folds[0][1]] == pytest.approx(before[folds[0][1]])
+    assert not np.allclose(after[folds[1][1]], before[folds[1][1]])
+    figures = cross_validated_performance(margins, labels, "youden", bootstrap=0)
+    assert figures["n"] == 120 and figures["estimate"] == "5-fold cross-validation"
+
+
+def test_proposal_reports_before_and_cross_validated_after():
+    margins, labels = _cases(300, seed=5, shift=2.5)
+    current = OperatingPoint(threshold=0.5, temperature=1.0)
+    proposal = propose_site_operating_point(current, margins, labels, "sensitivity>=0.95", bootstrap=200)
+    assert proposal.before["specificity"] < proposal.after["specificity"]
+    assert proposal.before["operating_point"]["threshold"] == 0.5
+    for figures in (proposal.before, proposal.after):
+        low, high = figures["confidence_intervals"]["accuracy"]
+        assert low <= figures["accuracy"] <= high
+
+
+def test_shift_warning_names_the_figure_and_both_values():
+    site = {"specificity": 0.74, "confidence_intervals": {"specificity": [0.68, 0.80]}, "sensitivity": 0.99,
+            "accuracy": None}
+    lines = shift_warnings(site, {"specificity": 0.995, "sensitivity": 0.99})
+    assert lines == ["specificity on reviewed cases 0.740 (0.680-0.800) vs 0.995 on the held-out split"]

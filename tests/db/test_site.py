@@ -1,0 +1,102 @@
+"""Site adaptation through the store: resolved labels, reviewed cases, recalibration from reviews."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from core.inference import Predictor
+from db import actions, repository
+from db.engine import session_scope
+from db.site import score_reviewed_cases, site_performance
+from tests.db.conftest import add_prediction
+from tests.helpers import xray_like
+
+
+def test_resolve_label_majority_and_ties():
+    assert repository.resolve_label(["NORMAL", "NORMAL", "PNEUMONIA"]) == "NORMAL"
+    assert repository.resolve_label(["NORMAL", "PNEUMONIA"]) == ""
+    assert repository.resolve_label([]) == ""
+
+
+def test_reviewed_cases_use_latest_calls_and_leave_ties_out(engine):
+    agreed = add_prediction(engine, seed=1, p=0.9)       # model: PNEUMONIA
+    changed = add_prediction(engine, seed=2, p=0.9)
+    tied = add_prediction(engine, seed=3, p=0.2)         # model: NORMAL
+    add_prediction(engine, seed=4, p=0.2)                # never reviewed
+    actions.submit_review(engine, agreed, "Dr A", True)
+    actions.submit_review(engine, changed, "Dr A", True)
+    actions.submit_review(engine, changed, "Dr A", False, "NORMAL")  # supersedes the agreement
+    actions.submit_review(engine, tied, "Dr A", True)
+    actions.submit_review(engine, tied, "Dr B", False, "PNEUMONIA")
+    cases = actions.reviewed_cases(engine)
+    assert [(c.prediction_id, c.label) for c in cases] == [(agreed, "PNEUMONIA"), (changed, "NORMAL")]
+    assert len(cases[1].review_ids) == 1  # only the latest review of Dr A counts
+    assert actions.reviewed_cases(engine, "0" * 64) == []  # another model version predicted none of them
+
+
+@pytest.fixture()
+def reviewed_site(engine, tiny_checkpoint):
+    """60 images logged by the tiny model and reviewed; the truth follows its scores with a few errors."""
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, "cpu")
+    images = [xray_like(seed, seed % 2 == 1, 80) for seed in range(60)]
+    margins = np.diff(predictor.logits([i.convert("RGB") for i in images]).numpy(), axis=1)[:, 0]
+    truth = (margins > np.median(margins)).astype(int)
+    truth[[3, 17, 41]] = 1 - truth[[3, 17, 41]]  # reviewers disagree with the ranking here
+    for seed, (image, label) in enumerate(zip(images, truth, strict=True)):
+        import io
+
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        logged = actions.predict_and_log(engine, predictor, buffer.getvalue(), f"case{seed}.png")
+        called = logged.result.label
+        true_label = "PNEUMONIA" if label else "NORMAL"
+        actions.submit_review(engine, logged.prediction_id, "Dr A", called == true_label,
+                              None if called == true_label else true_label)
+    return predictor, truth
+
+
+def test_scores_are_read_from_the_image_store_by_hash(engine, reviewed_site):
+    predictor, truth = reviewed_site
+    scores = score_reviewed_cases(engine, predictor)
+    assert len(scores.cases) == 60 and not scores.skipped
+    assert scores.labels.tolist() == truth.tolist()
+    assert all(c.image_path.name.startswith(c.image_sha256) for c in scores.cases)
+    figures = site_performance(engine, predictor, bootstrap=50)
+    assert figures["n"] == 60 and figures["n_normal"] == int((truth == 0).sum())
+    assert figures["operating_point"]["origin"] == "checkpoint"
+
+
+def _calibrate(*extra: str) -> int:
+    from training.calibrate import get_args_parser, main
+
+    return main(get_args_parser().parse_args(["--from-reviews", "--device", "cpu", "--bootstrap", "50", *extra]))
+
+
+def test_calibrate_from_reviews_refuses_too_few_cases(engine, reviewed_site, tiny_checkpoint, capsys):
+    assert _calibrate("--checkpoint", str(tiny_checkpoint), "--min-cases", "40") == 2
+    assert "need at least 40 resolved reviewed cases of each class" in capsys.readouterr().err
+    with session_scope(engine) as session:
+        assert repository.latest_threshold_change(session, reviewed_site[0].checkpoint_sha256) is None
+
+
+def test_calibrate_from_reviews_saves_a_point_every_entry_point_uses(engine, reviewed_site, tiny_checkpoint,
+                                                                    capsys):
+    predictor, _ = reviewed_site
+    assert _calibrate("--checkpoint", str(tiny_checkpoint), "--min-cases", "10", "--dry-run") == 0
+    assert "dry run" in capsys.readouterr().out
+    with session_scope(engine) as session:
+        assert repository.latest_threshold_change(session, predictor.checkpoint_sha256) is None
+
+    assert _calibrate("--checkpoint", str(tiny_checkpoint), "--min-cases", "10", "--by", "Dr Lead") == 0
+    out = capsys.readouterr().out
+    assert "before (" in out and "after, 5-fold cross-validation" in out and "saved as threshold change #1" in out
+    with session_scope(engine) as session:
+        change = repository.latest_threshold_change(session, predictor.checkpoint_sha256)
+        assert change.changed_by == "Dr Lead" and change.temperature is not None and change.bias is not None
+        assert len(change.metrics["review_ids"]) == 60 and change.metrics["n_cases"] == 60
+        assert {"before", "after_cross_validated"} <= set(change.metrics)
+        saved = (change.threshold, change.temperature, change.bias)
+    in_force = actions.predictor_in_force(engine, predictor)
+    assert (in_force.point.threshold, in_force.point.temperature, in_force.point.bias) == pytest.approx(saved)
+    assert in_force.point.origin == "database"
