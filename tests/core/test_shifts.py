@@ -1,0 +1,27 @@
+import numpy as np
+import pytest
+
+from core.shifts import SHIFTS, gamma, shifted_array, zoom
+from tests.helpers import xray_like
+
+
+@pytest.mark.parametrize("name", list(SHIFTS))
+def test_shifts_are_deterministic_and_keep_size_and_mode(name):
+    image = xray_like(3, True, 96)
+    first, second = shifted_array(image, name), shifted_array(image, name)
+    assert np.array_equal(first, second)
+    assert SHIFTS[name](image).size == image.size and SHIFTS[name](image).mode == image.mode
+    assert not np.array_equal(first, np.asarray(image))  # it does change the image
+
+
+def test_zoom_enlarges_the_centre():
+    image = xray_like(1, False, 100)
+    zoomed = np.asarray(zoom(image, 0.5), dtype=float)
+    assert zoomed.shape == (100, 100)
+    # The corners of the zoomed image come from inside the body, brighter than the original's dark corners.
+    assert zoomed[:5, :5].mean() > np.asarray(image, dtype=float)[:5, :5].mean()
+
+
+def test_gamma_below_one_brightens_mid_grays():
+    image = xray_like(2, False, 64)
+    assert np.asarray(gamma(image, 0.75), dtype=float).mean() > np.asarray(image, dtype=float).mean()

@@ -1,0 +1,85 @@
+"""Metrics page: 'On reviewed cases' and 'Propose a site operating point', on a real SQLite file."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+
+from core.inference import Predictor
+from db import actions
+from tests.helpers import REPO_ROOT, xray_like
+from tests.pages.conftest import open_page
+
+
+def _review_cases(n: int, wrong_normals: bool) -> None:
+    """Log ``n`` generated X-rays with the shipped model and review them.
+
+    The truth follows the model's ranking (top half PNEUMONIA); with
+    ``wrong_normals`` the model's threshold is far too low for this "site".
+    """
+    engine = actions.open_store()
+    predictor = Predictor.from_checkpoint(REPO_ROOT / "models" / "best_model.pth", "cpu")
+    images = [xray_like(seed, seed % 2 == 1, 224) for seed in range(n)]
+    margins = np.diff(predictor.logits([i.convert("RGB") for i in images]).numpy(), axis=1)[:, 0]
+    cut = np.quantile(margins, 0.5 if wrong_normals else 0.0)
+    for seed, (image, margin) in enumerate(zip(images, margins, strict=True)):
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        logged = actions.predict_and_log(engine, predictor, buffer.getvalue(), f"site{seed}.png")
+        truth = "PNEUMONIA" if margin > cut else "NORMAL"
+        agrees = logged.result.label == truth
+        actions.submit_review(engine, logged.prediction_id, "Dr Site", agrees, None if agrees else truth)
+
+
+def _table(at, first_column: str):
+    return next(d.value for d in at.dataframe if list(d.value.columns)[:1] == [first_column])
+
+
+def test_no_reviewed_cases_says_so(app_env):
+    at = open_page("metrics")
+    assert not at.exception and not at.error
+    assert any("No resolved reviewed cases" in i.value for i in at.info)
+
+
+def test_reviewed_cases_figures_and_shift_warning(app_env):
+    _review_cases(40, wrong_normals=True)
+    at = open_page("metrics")
+    assert not at.exception and not at.error
+    table = _table(at, "reviewed cases")
+    assert list(table.columns) == ["reviewed cases", "held-out split"]
+    assert table.loc["cases", "reviewed cases"].startswith("40 (20 NORMAL / 20 PNEUMONIA)")
+    assert any(w.value.startswith("Differs beyond the interval: specificity on reviewed cases") for w in at.warning)
+
+
+def test_propose_preview_and_save_a_site_point(app_env):
+    from db.engine import make_engine, session_scope
+    from db.models import ThresholdChange
+
+    _review_cases(40, wrong_normals=True)
+    at = open_page("metrics")
+    at.number_input(key="site_min").set_value(10).run()
+    at.button(key="site_preview").click().run()
+    assert not at.exception and not at.error
+    preview = _table(at, "in force now")
+    assert list(preview.columns) == ["in force now", "proposed (cross-validated)"]
+    name = [t for t in at.text_input if t.label == "Your name"][-1]
+    name.input("Dr Lead")
+    next(b for b in at.button if b.label == "Save site operating point").click().run()
+    assert not at.exception and any("Site operating point saved" in s.value for s in at.success)
+    with session_scope(make_engine()) as session:
+        change = session.query(ThresholdChange).one()
+        assert change.changed_by == "Dr Lead" and change.temperature is not None
+        assert len(change.metrics["review_ids"]) == 40
+    again = open_page("metrics")
+    assert any("saved site operating point" in c.value for c in again.caption)
+    assert again.slider(key="shipped_threshold").value == pytest.approx(round(change.threshold, 3))
+
+
+def test_propose_with_too_few_cases_is_refused(app_env):
+    _review_cases(12, wrong_normals=True)
+    at = open_page("metrics")
+    at.button(key="site_preview").click().run()
+    assert not at.exception
+    assert any("need at least 20 resolved reviewed cases of each class" in e.value for e in at.error)
