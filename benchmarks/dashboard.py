@@ -16,8 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.helpers import xray_like  # noqa: E402
 from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, start_dashboard  # noqa: E402
+from tests.helpers import xray_like  # noqa: E402
 
 
 def main() -> None:
@@ -43,8 +43,10 @@ def main() -> None:
             page.locator("input[type=file]").set_input_files(str(images[0]))
             page.get_by_text("logged as prediction #1").wait_for()
             first = time.monotonic() - started
-            print(f"server healthy after {healthy:.1f} s; first prediction shown {first:.1f} s after start "
-                  "(model load and first inference included)")
+            print(
+                f"server healthy after {healthy:.1f} s; first prediction shown {first:.1f} s after start "
+                "(model load and first inference included)"
+            )
             trips = []
             for i, image in enumerate(images[1:], start=2):
                 page.goto(f"{url}/predict")
@@ -53,8 +55,11 @@ def main() -> None:
                 page.locator("input[type=file]").set_input_files(str(image))
                 page.get_by_text(f"logged as prediction #{i}").wait_for()
                 trips.append(time.monotonic() - begin)
-            print(f"prediction round trip (upload -> result shown, heat map on): median {statistics.median(trips):.2f} s, "
-                  f"max {max(trips):.2f} s over {len(trips)} uploads")
+            median = statistics.median(trips)
+            print(
+                f"prediction round trip (upload -> result shown, heat map on): median {median:.2f} s, "
+                f"max {max(trips):.2f} s over {len(trips)} uploads"
+            )
             browser.close()
     finally:
         process.terminate()

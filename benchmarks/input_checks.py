@@ -1,6 +1,6 @@
 """Input-check error rates: false refusals on real X-rays, acceptances of generated non-X-rays.
 
-    python benchmarks/input_checks.py [--data-dir ../shared/data/chest_xray/train]
+python benchmarks/input_checks.py [--data-dir ../shared/data/chest_xray/train]
 """
 
 from __future__ import annotations

@@ -62,10 +62,11 @@ def main() -> None:
         target = site / ("PNEUMONIA" if record.label else "NORMAL") / Path(record.path).name
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            site_shift(load_image(record.path)).convert("L").save(target, "PNG" if target.suffix == ".png" else "JPEG",
-                                                                  quality=95)
+            site_shift(load_image(record.path)).convert("L").save(
+                target, "PNG" if target.suffix == ".png" else "JPEG", quality=95
+            )
         paths.append((target, record.label))
-    reviewed, others = paths[:args.reviewed], paths[args.reviewed:]
+    reviewed, others = paths[: args.reviewed], paths[args.reviewed :]
     other_dir = out / "other"
     for path, _ in others:
         link = other_dir / path.parent.name / path.name
@@ -76,8 +77,7 @@ def main() -> None:
     database = out / "reviews.db"
     database.unlink(missing_ok=True)
     env = {**os.environ, "DATABASE_URL": f"sqlite:///{database}", "IMAGE_STORE_DIR": str(out / "store")}
-    before = _run("-m", "training.evaluate", "--data-dir", str(other_dir), "--no-progress", "--bootstrap", "0",
-                  env=env)
+    before = _run("-m", "training.evaluate", "--data-dir", str(other_dir), "--no-progress", "--bootstrap", "0", env=env)
     print("other images, checkpoint operating point:", before.strip())
     logged = _run("-m", "core.predict", "--log", "--json", *[str(p) for p, _ in reviewed], env=env)
     ids = [json.loads(line)["prediction_id"] for line in logged.splitlines()]
@@ -90,19 +90,28 @@ def main() -> None:
         truth = "PNEUMONIA" if label else "NORMAL"
         with session_scope(engine) as session:
             called = get_prediction(session, prediction_id).predicted_label
-            add_review(session, prediction_id, "simulated reader", called == truth,
-                       None if called == truth else truth)
+            add_review(session, prediction_id, "simulated reader", called == truth, None if called == truth else truth)
     print(_run("-m", "training.calibrate", "--from-reviews", "--by", "site simulation", env=env).strip())
-    after = _run("-m", "training.evaluate", "--data-dir", str(other_dir), "--no-progress", "--bootstrap", "0",
-                 "--output", str(out / "other_after.json"), env=env)
+    after = _run(
+        "-m",
+        "training.evaluate",
+        "--data-dir",
+        str(other_dir),
+        "--no-progress",
+        "--bootstrap",
+        "0",
+        "--output",
+        str(out / "other_after.json"),
+        env=env,
+    )
     print("other images, site operating point:", after.strip())
     _draws(out / "other_after.json", other_dir, reviewed, args)
 
 
 def _draws(report_path: Path, other_dir: Path, reviewed: list[tuple[Path, int]], args: argparse.Namespace) -> None:
     """Refit on random draws of reviewed cases among all site images; score the rest."""
-    from core.evaluation import score_records
     from core.data import scan_image_folder
+    from core.evaluation import score_records
     from core.inference import Predictor
     from core.site_adaptation import fit_site_operating_point, performance_at
 
@@ -115,12 +124,14 @@ def _draws(report_path: Path, other_dir: Path, reviewed: list[tuple[Path, int]],
     rng = np.random.default_rng(1)
     for _ in range(args.draws):
         pick = rng.permutation(len(labels))
-        fit, rest = pick[:args.reviewed], pick[args.reviewed:]
+        fit, rest = pick[: args.reviewed], pick[args.reviewed :]
         point = fit_site_operating_point(margins[fit], labels[fit], "sensitivity>=0.95", min_per_class=5)
         results.append(performance_at(point, margins[rest], labels[rest], bootstrap=0))
     checkpoint = performance_at(predictor.point, margins, labels, bootstrap=0)
-    print(f"all {len(labels)} site images, checkpoint operating point: " + " ".join(
-        f"{k}={checkpoint[k]:.3f}" for k in ("accuracy", "sensitivity", "specificity", "roc_auc", "ece")))
+    print(
+        f"all {len(labels)} site images, checkpoint operating point: "
+        + " ".join(f"{k}={checkpoint[k]:.3f}" for k in ("accuracy", "sensitivity", "specificity", "roc_auc", "ece"))
+    )
     print(f"{args.draws} draws of {args.reviewed} reviewed cases, figures on the other images (mean, min-max):")
     for key in ("accuracy", "sensitivity", "specificity", "roc_auc", "ece"):
         values = np.array([r[key] for r in results])

@@ -73,14 +73,21 @@ class CheckpointMeta:
             validate_calibration(self.threshold, self.temperature)
         except ValueError as error:
             raise CheckpointError(f"checkpoint metadata: {error}") from None
-        if isinstance(self.image_size, bool) or not isinstance(self.image_size, int) \
-                or not 16 <= self.image_size <= 2048:
-            raise CheckpointError(f"checkpoint metadata: image_size must be an integer in [16, 2048], "
-                                  f"got {str(self.image_size)[:40]!r}")
+        if (
+            isinstance(self.image_size, bool)
+            or not isinstance(self.image_size, int)
+            or not 16 <= self.image_size <= 2048
+        ):
+            raise CheckpointError(
+                f"checkpoint metadata: image_size must be an integer in [16, 2048], got {str(self.image_size)[:40]!r}"
+            )
         for name in ("mean", "std"):
             values = getattr(self, name)
-            if not isinstance(values, (list, tuple)) or len(values) != 3 or not all(
-                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+            if (
+                not isinstance(values, (list, tuple))
+                or len(values) != 3
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+            ):
                 raise CheckpointError(f"checkpoint metadata: {name} must be three numbers")
         if any(v <= 0 for v in self.std):
             raise CheckpointError("checkpoint metadata: std must be positive")

@@ -203,13 +203,9 @@ def load_split(path: str | Path, root: str | Path) -> dict[str, list[ImageRecord
     }
 
 
-def apply_label_overrides(
-    records: Sequence[ImageRecord], overrides: dict[str, int]
-) -> list[ImageRecord]:
+def apply_label_overrides(records: Sequence[ImageRecord], overrides: dict[str, int]) -> list[ImageRecord]:
     """Replace labels by file name (relabeling feedback); other records unchanged."""
-    return [
-        ImageRecord(r.path, overrides.get(Path(r.path).name, r.label), r.patient_id) for r in records
-    ]
+    return [ImageRecord(r.path, overrides.get(Path(r.path).name, r.label), r.patient_id) for r in records]
 
 
 class XrayDataset(Dataset):

@@ -7,7 +7,7 @@ Used by ``python -m training.evaluate`` and by the dashboard's Metrics page
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -85,9 +85,16 @@ def score_records(
                 errors.append(failure)
                 continue
             record = records[int(index)]
-            predictions.append({"path": _relative(record.path, root), "label": int(label), "p_pneumonia": float(p),
-                                "p_pneumonia_uncalibrated": float(raw), "logit_margin": float(margin),
-                                "patient_id": record.patient_id})
+            predictions.append(
+                {
+                    "path": _relative(record.path, root),
+                    "label": int(label),
+                    "p_pneumonia": float(p),
+                    "p_pneumonia_uncalibrated": float(raw),
+                    "logit_margin": float(margin),
+                    "patient_id": record.patient_id,
+                }
+            )
         done += len(labels)
         if progress:
             progress(done, len(records))
@@ -111,26 +118,33 @@ def build_report(
             "n_patients": len({p["patient_id"] for p in predictions}),
             "data_dir": str(data_dir),
             "tta": predictor.tta,
-            "checkpoint": {**predictor.describe(), "temperature": predictor.point.temperature,
-                           "threshold_goal": predictor.point.goal},
+            "checkpoint": {
+                **predictor.describe(),
+                "temperature": predictor.point.temperature,
+                "threshold_goal": predictor.point.goal,
+            },
             "operating_point": predictor.point.to_dict(),
-            "evaluated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "predictions": predictions,
         }
     )
     return report
 
 
-def predictions_at(predictions: list[dict[str, Any]], point: OperatingPoint,
-                   report_point: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def predictions_at(
+    predictions: list[dict[str, Any]], point: OperatingPoint, report_point: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
     """A report's per-image predictions re-scored at another operating point.
 
     Uses each entry's raw ``logit_margin`` (or, in older reports, the logit of
     its uncalibrated probability). When ``point`` has the calibration the
     report was made with, the stored probabilities are returned unchanged.
     """
-    if report_point and report_point.get("temperature") == point.temperature \
-            and report_point.get("bias", 0.0) == point.bias:
+    if (
+        report_point
+        and report_point.get("temperature") == point.temperature
+        and report_point.get("bias", 0.0) == point.bias
+    ):
         return predictions
     rescored = []
     for row in predictions:

@@ -15,7 +15,6 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from core.inference import Predictor
 from core.models import get_spec
-from core.transforms import eval_transform
 
 
 def _layer(model: torch.nn.Module, dotted: str) -> torch.nn.Module:
@@ -36,12 +35,11 @@ def gradcam(predictor: Predictor, image: Image.Image, class_name: str | None = N
     Returns:
         ``(H, W)`` float array in [0, 1] at the model's input resolution.
     """
-    meta = predictor.meta
     if class_name is None:
         class_name = predictor.predict_one(image).label
     target = predictor.class_names.index(class_name)
-    tensor = eval_transform(meta.image_size, meta.mean, meta.std)(image).unsqueeze(0).to(predictor.device)
-    layer = _layer(predictor.model, get_spec(meta.arch).cam_layer)
+    tensor = predictor.input_tensor(image).unsqueeze(0).to(predictor.device)
+    layer = _layer(predictor.model, get_spec(predictor.meta.arch).cam_layer)
     with GradCAM(model=predictor.model, target_layers=[layer]) as cam:
         heat = cam(input_tensor=tensor, targets=[ClassifierOutputTarget(target)])[0]
     predictor.model.eval()

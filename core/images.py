@@ -85,9 +85,7 @@ def load_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
             image = Image.open(io.BytesIO(data))
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise ImageLoadError(
-                    f"{label}: image too large ({width}x{height} pixels, limit {MAX_PIXELS:,})"
-                )
+                raise ImageLoadError(f"{label}: image too large ({width}x{height} pixels, limit {MAX_PIXELS:,})")
             if getattr(image, "n_frames", 1) > 1 and image.format not in ("PNG",):
                 image.seek(0)
             image.load()

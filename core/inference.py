@@ -115,8 +115,9 @@ class Predictor:
             self.operating_point = operating_point_in_force(self.meta, self.checkpoint_sha256)
 
     @classmethod
-    def from_checkpoint(cls, path: str | Path | None = None, device: str = "auto",
-                        lookup: OperatingPointLookup | None = None) -> Predictor:
+    def from_checkpoint(
+        cls, path: str | Path | None = None, device: str = "auto", lookup: OperatingPointLookup | None = None
+    ) -> Predictor:
         """Load a checkpoint (default: the shipped one) onto ``device``.
 
         Args:
@@ -126,10 +127,11 @@ class Predictor:
         path = Path(path) if path is not None else default_checkpoint()
         model, meta = load_checkpoint(path)
         torch_device = resolve_device(device)
-        model = model.to(torch_device, memory_format=torch.channels_last).eval()
+        model = model.to(torch_device).to(memory_format=torch.channels_last).eval()
         sha256 = file_sha256(path)
-        return cls(model, meta, torch_device, str(path), sha256,
-                   operating_point=operating_point_in_force(meta, sha256, lookup))
+        return cls(
+            model, meta, torch_device, str(path), sha256, operating_point=operating_point_in_force(meta, sha256, lookup)
+        )
 
     def at(self, operating_point: OperatingPoint) -> Predictor:
         """The same loaded model at another operating point (the model is shared, not copied)."""
@@ -172,7 +174,7 @@ class Predictor:
         flat = views.reshape(n * v, *views.shape[2:])
         step = self.batch_size * v
         for start in range(0, len(flat), step):
-            chunks.append(forward_logits(self.model, flat[start:start + step], self.device))
+            chunks.append(forward_logits(self.model, flat[start : start + step], self.device))
         if not chunks:
             return torch.empty(0, len(self.class_names))
         return torch.cat(chunks).reshape(n, v, -1).mean(1)
@@ -181,7 +183,7 @@ class Predictor:
         """Raw (uncalibrated) logits ``(N, 2)`` for PIL images."""
         chunks = []
         for start in range(0, len(images), self.batch_size):
-            views = torch.stack([self.view_tensors(i) for i in images[start:start + self.batch_size]])
+            views = torch.stack([self.view_tensors(i) for i in images[start : start + self.batch_size]])
             chunks.append(self.logits_from_views(views))
         return torch.cat(chunks) if chunks else torch.empty(0, len(self.class_names))
 
@@ -221,8 +223,14 @@ class Predictor:
 
     def describe(self) -> dict[str, Any]:
         """Provenance for reports: checkpoint, version and the operating point used."""
-        return {"path": self.checkpoint_path, "sha256": self.checkpoint_sha256, "arch": self.meta.arch,
-                "version": self.version, "tta": self.tta, "operating_point": self.point.to_dict()}
+        return {
+            "path": self.checkpoint_path,
+            "sha256": self.checkpoint_sha256,
+            "arch": self.meta.arch,
+            "version": self.version,
+            "tta": self.tta,
+            "operating_point": self.point.to_dict(),
+        }
 
 
 @lru_cache(maxsize=4)

@@ -6,10 +6,10 @@ any figure at a new threshold from a stored report, without the images.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.metrics import (
     accuracy_score,
     brier_score_loss,
@@ -33,7 +33,7 @@ def strict_json(value: Any) -> Any:
     return value
 
 
-def _arrays(labels: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def _arrays(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     y = np.asarray(labels, dtype=int)
     p = np.asarray(scores, dtype=float)
     if y.shape != p.shape or y.ndim != 1:
@@ -41,7 +41,7 @@ def _arrays(labels: Sequence[int], scores: Sequence[float]) -> tuple[np.ndarray,
     return y, p
 
 
-def expected_calibration_error(labels: Sequence[int], scores: Sequence[float], bins: int = 15) -> float:
+def expected_calibration_error(labels: ArrayLike, scores: ArrayLike, bins: int = 15) -> float:
     """ECE over the predicted class's confidence, in ``bins`` equal-width bins.
 
     Confidence is ``max(p, 1 - p)`` and correctness is whether the 0.5-threshold
@@ -63,7 +63,7 @@ def expected_calibration_error(labels: Sequence[int], scores: Sequence[float], b
 
 
 def operating_point(
-    labels: Sequence[int], scores: Sequence[float], threshold: float, prevalence: float | None = None
+    labels: ArrayLike, scores: ArrayLike, threshold: float, prevalence: float | None = None
 ) -> dict[str, Any]:
     """Confusion matrix and rates at one threshold (``p >= threshold`` means PNEUMONIA).
 
@@ -105,7 +105,7 @@ def operating_point(
     }
 
 
-def choose_threshold(labels: Sequence[int], scores: Sequence[float], goal: str = "youden") -> float:
+def choose_threshold(labels: ArrayLike, scores: ArrayLike, goal: str = "youden") -> float:
     """Pick a decision threshold on validation scores for a stated goal.
 
     Args:
@@ -131,8 +131,8 @@ def choose_threshold(labels: Sequence[int], scores: Sequence[float], goal: str =
 
 
 def bootstrap_intervals(
-    labels: Sequence[int],
-    scores: Sequence[float],
+    labels: ArrayLike,
+    scores: ArrayLike,
     threshold: float,
     n_resamples: int = 1000,
     seed: int = 0,
@@ -143,9 +143,9 @@ def bootstrap_intervals(
 
 
 def bootstrap_call_intervals(
-    labels: Sequence[int],
-    calls: Sequence[int],
-    scores: Sequence[float],
+    labels: ArrayLike,
+    calls: ArrayLike,
+    scores: ArrayLike,
     n_resamples: int = 1000,
     seed: int = 0,
 ) -> dict[str, list[float]]:
@@ -173,9 +173,7 @@ def bootstrap_call_intervals(
     return {k: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for k, v in samples.items() if v}
 
 
-def classification_report(
-    labels: Sequence[int], scores: Sequence[float], threshold: float = 0.5
-) -> dict[str, Any]:
+def classification_report(labels: ArrayLike, scores: ArrayLike, threshold: float = 0.5) -> dict[str, Any]:
     """The full evaluation report used by ``training.evaluate`` and the dashboard.
 
     Returns:
@@ -186,9 +184,7 @@ def classification_report(
     """
     y, p = _arrays(labels, scores)
     predicted = (p >= threshold).astype(int)
-    precision, recall, f1, support = precision_recall_fscore_support(
-        y, predicted, labels=[0, 1], zero_division=0
-    )
+    precision, recall, f1, support = precision_recall_fscore_support(y, predicted, labels=[0, 1], zero_division=0)
     both_classes = len(np.unique(y)) == 2
     report: dict[str, Any] = {
         "n_images": int(len(y)),

@@ -98,12 +98,20 @@ def _build_efficientnet_lite0(pretrained: str | Path | None, num_classes: int) -
 
 MODEL_SPECS: dict[str, ModelSpec] = {
     "resnet18": ModelSpec(
-        _build_resnet18, 224, IMAGENET_MEAN, IMAGENET_STD, "layer4",
+        _build_resnet18,
+        224,
+        IMAGENET_MEAN,
+        IMAGENET_STD,
+        "layer4",
         ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4."),
     ),
     # EfficientNet-Lite was trained on inputs scaled to [-1, 1].
     "efficientnet_lite0": ModelSpec(
-        _build_efficientnet_lite0, 224, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), "_bn1",
+        _build_efficientnet_lite0,
+        224,
+        (0.5, 0.5, 0.5),
+        (0.5, 0.5, 0.5),
+        "_bn1",
         ("_conv_stem.", "_bn0.", *(f"_blocks.{i}." for i in range(16))),
     ),
 }
@@ -119,14 +127,10 @@ def get_spec(name: str) -> ModelSpec:
     try:
         return MODEL_SPECS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown model {name!r}; choose one of: {', '.join(available_models())}"
-        ) from None
+        raise ValueError(f"unknown model {name!r}; choose one of: {', '.join(available_models())}") from None
 
 
-def get_model(
-    name: str, pretrained: str | Path | None = None, num_classes: int = len(CLASS_NAMES)
-) -> nn.Module:
+def get_model(name: str, pretrained: str | Path | None = None, num_classes: int = len(CLASS_NAMES)) -> nn.Module:
     """Build a classifier.
 
     Args:

@@ -94,8 +94,14 @@ class OperatingPoint:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, as stored in reports."""
-        return {"threshold": self.threshold, "temperature": self.temperature, "bias": self.bias,
-                "origin": self.origin, "goal": self.goal, "change_id": self.change_id}
+        return {
+            "threshold": self.threshold,
+            "temperature": self.temperature,
+            "bias": self.bias,
+            "origin": self.origin,
+            "goal": self.goal,
+            "change_id": self.change_id,
+        }
 
 
 OperatingPointLookup = Callable[[str], "OperatingPoint | None"]
@@ -104,12 +110,17 @@ OperatingPointLookup = Callable[[str], "OperatingPoint | None"]
 
 def checkpoint_operating_point(meta: Any) -> OperatingPoint:
     """The operating point a checkpoint carries (``meta``: :class:`core.checkpoint.CheckpointMeta`)."""
-    return OperatingPoint(threshold=float(meta.threshold), temperature=float(meta.temperature),
-                          origin=CHECKPOINT, goal=str(meta.threshold_goal))
+    return OperatingPoint(
+        threshold=float(meta.threshold),
+        temperature=float(meta.temperature),
+        origin=CHECKPOINT,
+        goal=str(meta.threshold_goal),
+    )
 
 
-def operating_point_in_force(meta: Any, checkpoint_sha256: str,
-                             lookup: OperatingPointLookup | None = None) -> OperatingPoint:
+def operating_point_in_force(
+    meta: Any, checkpoint_sha256: str, lookup: OperatingPointLookup | None = None
+) -> OperatingPoint:
     """The operating point in force for a model version.
 
     Args:

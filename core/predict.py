@@ -19,8 +19,8 @@ from PIL import Image
 
 from core.checkpoint import CheckpointError
 from core.images import ImageLoadError
-from core.input_checks import load_xray
 from core.inference import Prediction, Predictor, default_checkpoint
+from core.input_checks import load_xray
 from core.operating_point import operating_point_in_force
 
 
@@ -33,11 +33,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", default=None, help=f"checkpoint (default {default_checkpoint()})")
     parser.add_argument("--json", action="store_true", help="print one JSON object per image")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--heatmap", default=None, metavar="PATH",
-                        help="write a Grad-CAM overlay PNG (a folder when several images are given)")
+    parser.add_argument(
+        "--heatmap",
+        default=None,
+        metavar="PATH",
+        help="write a Grad-CAM overlay PNG (a folder when several images are given)",
+    )
     parser.add_argument("--tta", action="store_true", help="test-time augmentation (average of 4 views)")
-    parser.add_argument("--log", action="store_true",
-                        help="store images and predictions in the review database ($DATABASE_URL)")
+    parser.add_argument(
+        "--log", action="store_true", help="store images and predictions in the review database ($DATABASE_URL)"
+    )
     return parser
 
 
@@ -50,8 +55,7 @@ def _print_text(prediction: Prediction, many: bool) -> None:
         print(f"{name}: {value:.4f}")
 
 
-def _write_heatmap(predictor: Predictor, image: Image.Image, label: str, source: str, target: str,
-                   many: bool) -> None:
+def _write_heatmap(predictor: Predictor, image: Image.Image, label: str, source: str, target: str, many: bool) -> None:
     from core.explain import gradcam, overlay
 
     path = Path(target) / f"{Path(source).stem}_heatmap.png" if many else Path(target)
@@ -123,8 +127,16 @@ def main(args: argparse.Namespace) -> int:
             failures += 1
             continue
         if args.json:
-            print(json.dumps({**prediction.to_dict(), "model": predictor.version,
-                              "operating_point": predictor.point.origin, **extra}))
+            print(
+                json.dumps(
+                    {
+                        **prediction.to_dict(),
+                        "model": predictor.version,
+                        "operating_point": predictor.point.origin,
+                        **extra,
+                    }
+                )
+            )
         else:
             _print_text(prediction, many=many)
         sys.stdout.flush()

@@ -47,7 +47,8 @@ def check_counts(labels: np.ndarray, min_per_class: int) -> None:
     if min(normal, pneumonia) < min_per_class:
         raise NotEnoughCases(
             f"need at least {min_per_class} resolved reviewed cases of each class; have {normal} NORMAL "
-            f"and {pneumonia} PNEUMONIA")
+            f"and {pneumonia} PNEUMONIA"
+        )
 
 
 def fit_platt(margins: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -95,8 +96,9 @@ def threshold_between_cases(labels: np.ndarray, scores: np.ndarray, goal: str) -
     return float(1 / (1 + np.exp(-middle)))
 
 
-def fit_site_operating_point(margins: np.ndarray, labels: np.ndarray, goal: str,
-                             min_per_class: int = DEFAULT_MIN_PER_CLASS) -> OperatingPoint:
+def fit_site_operating_point(
+    margins: np.ndarray, labels: np.ndarray, goal: str, min_per_class: int = DEFAULT_MIN_PER_CLASS
+) -> OperatingPoint:
     """Calibration and threshold fitted on reviewed cases for ``goal`` (e.g. ``"sensitivity>=0.95"``)."""
     margins, labels = np.asarray(margins, dtype=float), np.asarray(labels, dtype=int)
     check_counts(labels, min_per_class)
@@ -114,8 +116,9 @@ def cross_validation_folds(labels: np.ndarray, folds: int = 5, seed: int = 0) ->
     return [(fit, estimate) for fit, estimate in splitter.split(np.zeros(len(labels)), labels)]
 
 
-def figures_with_intervals(labels: np.ndarray, calls: np.ndarray, scores: np.ndarray,
-                           bootstrap: int = 1000) -> dict[str, Any]:
+def figures_with_intervals(
+    labels: np.ndarray, calls: np.ndarray, scores: np.ndarray, bootstrap: int = 1000
+) -> dict[str, Any]:
     """Accuracy, sensitivity, specificity, ROC-AUC and ECE with bootstrap 95 % intervals (``None`` when undefined)."""
     labels, calls = np.asarray(labels, dtype=int), np.asarray(calls, dtype=int)
     normal, pneumonia = labels == 0, labels == 1
@@ -123,19 +126,23 @@ def figures_with_intervals(labels: np.ndarray, calls: np.ndarray, scores: np.nda
         return {"n": 0, "n_normal": 0, "n_pneumonia": 0, **{name: None for name in FIGURES}}
     report = classification_report(labels, scores, 0.5)
     figures: dict[str, Any] = {
-        "n": int(len(labels)), "n_normal": int(normal.sum()), "n_pneumonia": int(pneumonia.sum()),
+        "n": int(len(labels)),
+        "n_normal": int(normal.sum()),
+        "n_pneumonia": int(pneumonia.sum()),
         "accuracy": float((calls == labels).mean()) if len(labels) else None,
         "sensitivity": float(calls[pneumonia].mean()) if pneumonia.any() else None,
         "specificity": float(1 - calls[normal].mean()) if normal.any() else None,
-        "roc_auc": report["roc_auc"], "ece": report["ece"],
+        "roc_auc": report["roc_auc"],
+        "ece": report["ece"],
     }
     if bootstrap and normal.any() and pneumonia.any():
         figures["confidence_intervals"] = bootstrap_call_intervals(labels, calls, scores, bootstrap)
     return figures
 
 
-def performance_at(point: OperatingPoint, margins: np.ndarray, labels: np.ndarray,
-                   bootstrap: int = 1000) -> dict[str, Any]:
+def performance_at(
+    point: OperatingPoint, margins: np.ndarray, labels: np.ndarray, bootstrap: int = 1000
+) -> dict[str, Any]:
     """Figures of a fixed operating point on reviewed cases (nothing fitted on them)."""
     margins, labels = np.asarray(margins, dtype=float), np.asarray(labels, dtype=int)
     scores = point.p_pneumonia_from_margin(margins)
@@ -144,8 +151,9 @@ def performance_at(point: OperatingPoint, margins: np.ndarray, labels: np.ndarra
     return figures
 
 
-def cross_validated_scores(margins: np.ndarray, labels: np.ndarray, goal: str,
-                           folds: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+def cross_validated_scores(
+    margins: np.ndarray, labels: np.ndarray, goal: str, folds: list[tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
     """Each case's calibrated score and call from a site operating point fitted on the other folds only.
 
     Returns:
@@ -160,8 +168,9 @@ def cross_validated_scores(margins: np.ndarray, labels: np.ndarray, goal: str,
     return scores, calls
 
 
-def cross_validated_performance(margins: np.ndarray, labels: np.ndarray, goal: str, folds: int = 5,
-                                seed: int = 0, bootstrap: int = 1000) -> dict[str, Any]:
+def cross_validated_performance(
+    margins: np.ndarray, labels: np.ndarray, goal: str, folds: int = 5, seed: int = 0, bootstrap: int = 1000
+) -> dict[str, Any]:
     """Figures a site operating point fitted on these cases is expected to give on new ones.
 
     Each case is scored by a calibration and threshold fitted on the other folds only.
@@ -189,8 +198,14 @@ class SiteProposal:
         return {"before": self.before, "after_cross_validated": self.after}
 
 
-def propose_site_operating_point(current: OperatingPoint, margins: np.ndarray, labels: np.ndarray, goal: str,
-                                 min_per_class: int = DEFAULT_MIN_PER_CLASS, bootstrap: int = 1000) -> SiteProposal:
+def propose_site_operating_point(
+    current: OperatingPoint,
+    margins: np.ndarray,
+    labels: np.ndarray,
+    goal: str,
+    min_per_class: int = DEFAULT_MIN_PER_CLASS,
+    bootstrap: int = 1000,
+) -> SiteProposal:
     """Fit a site operating point on all reviewed cases; report before (in force) and after (cross-validated).
 
     Raises:
@@ -199,8 +214,11 @@ def propose_site_operating_point(current: OperatingPoint, margins: np.ndarray, l
     labels = np.asarray(labels, dtype=int)
     check_counts(labels, min_per_class)
     point = fit_site_operating_point(margins, labels, goal, min_per_class)
-    return SiteProposal(point, performance_at(current, margins, labels, bootstrap),
-                        cross_validated_performance(margins, labels, goal, bootstrap=bootstrap))
+    return SiteProposal(
+        point,
+        performance_at(current, margins, labels, bootstrap),
+        cross_validated_performance(margins, labels, goal, bootstrap=bootstrap),
+    )
 
 
 def shift_warnings(site: dict[str, Any], heldout: dict[str, Any]) -> list[str]:
@@ -213,6 +231,8 @@ def shift_warnings(site: dict[str, Any], heldout: dict[str, Any]) -> list[str]:
             continue
         if not ci[0] <= reference <= ci[1]:
             label = name.replace("roc_auc", "ROC-AUC")
-            lines.append(f"{label} on reviewed cases {value:.3f} ({ci[0]:.3f}-{ci[1]:.3f}) vs {reference:.3f} "
-                         "on the held-out split")
+            lines.append(
+                f"{label} on reviewed cases {value:.3f} ({ci[0]:.3f}-{ci[1]:.3f}) vs {reference:.3f} "
+                "on the held-out split"
+            )
     return lines

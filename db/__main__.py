@@ -1,8 +1,8 @@
 """Command line for the review database.
 
-    python -m db export --output relabel.csv [--only-disagreements] [--images-dir DIR]
-    python -m db upgrade
-    python -m db summary
+python -m db export --output relabel.csv [--only-disagreements] [--images-dir DIR]
+python -m db upgrade
+python -m db summary
 """
 
 from __future__ import annotations

@@ -42,14 +42,37 @@ from db.repository import QueueFilters, ValidationError
 from db.settings import database_configured, image_store_dir
 
 __all__ = [
-    "QueueFilters", "StoreUnavailable", "ValidationError", "predict_and_log", "open_store", "register_model",
-    "operating_point_lookup", "configured_operating_point_lookup", "predictor_in_force", "save_operating_point", "list_models",
-    "load_queue", "load_case", "submit_review", "feedback_view", "write_relabel_export", "reviewed_cases",
+    "QueueFilters",
+    "StoreUnavailable",
+    "ValidationError",
+    "predict_and_log",
+    "open_store",
+    "register_model",
+    "operating_point_lookup",
+    "configured_operating_point_lookup",
+    "predictor_in_force",
+    "save_operating_point",
+    "list_models",
+    "load_queue",
+    "load_case",
+    "submit_review",
+    "feedback_view",
+    "write_relabel_export",
+    "reviewed_cases",
 ]
 
 EXPORT_COLUMNS = [
-    "image_sha256", "file_name", "stored_path", "original_label", "model_label", "p_pneumonia",
-    "model_version", "reviewer_calls", "n_reviewers", "disagreement", "resolved_label",
+    "image_sha256",
+    "file_name",
+    "stored_path",
+    "original_label",
+    "model_label",
+    "p_pneumonia",
+    "model_version",
+    "reviewer_calls",
+    "n_reviewers",
+    "disagreement",
+    "resolved_label",
 ]
 
 T = TypeVar("T")
@@ -112,15 +135,18 @@ class ModelInfo:
 
 
 def _model_row(session: Session, predictor: Predictor):  # noqa: ANN202 - ORM row stays inside this module
-    return repository.get_or_create_model(session, predictor.checkpoint_sha256,
-                                          Path(predictor.checkpoint_path).name, predictor.meta.arch)
+    return repository.get_or_create_model(
+        session, predictor.checkpoint_sha256, Path(predictor.checkpoint_path).name, predictor.meta.arch
+    )
 
 
 def register_model(engine: Engine, predictor: Predictor) -> ModelInfo:
     """Make sure the predictor's model version is in the store; returns it."""
+
     def action(session: Session) -> ModelInfo:
         row = _model_row(session, predictor)
         return ModelInfo(row.id, row.sha256, row.name, row.arch)
+
     return _read(engine, action)
 
 
@@ -131,9 +157,14 @@ def list_models(engine: Engine) -> list[ModelInfo]:
 
 def _operating_point(change: Any) -> OperatingPoint:
     # A change without a calibration keeps the checkpoint's temperature: resolved by the caller.
-    return OperatingPoint(threshold=change.threshold, temperature=change.temperature or 1.0,
-                          bias=change.bias or 0.0, origin=DATABASE, goal=change.goal or "",
-                          change_id=change.id)
+    return OperatingPoint(
+        threshold=change.threshold,
+        temperature=change.temperature or 1.0,
+        bias=change.bias or 0.0,
+        origin=DATABASE,
+        goal=change.goal or "",
+        change_id=change.id,
+    )
 
 
 def operating_point_lookup(engine: Engine, checkpoint_temperature: float | None = None) -> OperatingPointLookup:
@@ -141,6 +172,7 @@ def operating_point_lookup(engine: Engine, checkpoint_temperature: float | None 
 
     A saved threshold without its own calibration keeps ``checkpoint_temperature``.
     """
+
     def lookup(sha256: str) -> OperatingPoint | None:
         def action(session: Session) -> OperatingPoint | None:
             change = repository.latest_threshold_change(session, sha256)
@@ -148,10 +180,13 @@ def operating_point_lookup(engine: Engine, checkpoint_temperature: float | None 
                 return None
             point = _operating_point(change)
             if change.temperature is None and checkpoint_temperature is not None:
-                point = OperatingPoint(point.threshold, checkpoint_temperature, point.bias, DATABASE,
-                                       point.goal, point.change_id)
+                point = OperatingPoint(
+                    point.threshold, checkpoint_temperature, point.bias, DATABASE, point.goal, point.change_id
+                )
             return point
+
         return _read(engine, action)
+
     return lookup
 
 
@@ -199,8 +234,9 @@ def save_operating_point(
     ``temperature``/``bias`` of ``None`` keep the checkpoint's calibration.
     """
     with _transaction(engine) as session:
-        change = repository.record_threshold_change(session, _model_row(session, predictor), threshold,
-                                                    changed_by, metrics, reason, temperature, bias, goal)
+        change = repository.record_threshold_change(
+            session, _model_row(session, predictor), threshold, changed_by, metrics, reason, temperature, bias, goal
+        )
         return change.id
 
 
@@ -246,8 +282,13 @@ def predict_and_log(
     with _transaction(engine) as session:
         image_row = repository.store_image(session, data, file_name, original_label, size=image.size)
         row = repository.log_prediction(
-            session, image=image_row, model=_model_row(session, predictor), p_pneumonia=result.p_pneumonia,
-            threshold=result.threshold, predicted_label=result.label, channel=channel,
+            session,
+            image=image_row,
+            model=_model_row(session, predictor),
+            p_pneumonia=result.p_pneumonia,
+            threshold=result.threshold,
+            predicted_label=result.label,
+            channel=channel,
         )
         return LoggedPrediction(row.id, image_row.id, result, predictor.version, image)
 
@@ -287,17 +328,31 @@ class CaseView:
 
 
 def _review_view(review: Review) -> ReviewView:
-    return ReviewView(review.id, review.reviewer, review.agrees, review.corrected_label, review.call,
-                      review.confidence, review.notes, review.created_at, review.supersedes_id)
+    return ReviewView(
+        review.id,
+        review.reviewer,
+        review.agrees,
+        review.corrected_label,
+        review.call,
+        review.confidence,
+        review.notes,
+        review.created_at,
+        review.supersedes_id,
+    )
 
 
 def _case_view(prediction: Prediction) -> CaseView:
     return CaseView(
-        id=prediction.id, file_name=prediction.image.file_name, image_path=repository.image_path(prediction.image),
-        predicted_label=prediction.predicted_label, p_normal=prediction.p_normal,
-        p_pneumonia=prediction.p_pneumonia, threshold=prediction.threshold,
+        id=prediction.id,
+        file_name=prediction.image.file_name,
+        image_path=repository.image_path(prediction.image),
+        predicted_label=prediction.predicted_label,
+        p_normal=prediction.p_normal,
+        p_pneumonia=prediction.p_pneumonia,
+        threshold=prediction.threshold,
         model_version=model_version(prediction.model.arch, prediction.model.sha256),
-        created_at=prediction.created_at, reviews=[_review_view(r) for r in prediction.reviews],
+        created_at=prediction.created_at,
+        reviews=[_review_view(r) for r in prediction.reviews],
     )
 
 
@@ -344,13 +399,23 @@ class FeedbackView:
 
 def feedback_view(engine: Engine) -> FeedbackView:
     """Counts, per-reviewer figures, kappa and the current disagreements (newest first)."""
+
     def action(session: Session) -> FeedbackView:
-        rows = [{
-            "prediction": r.prediction_id, "image": r.prediction.image.file_name,
-            "model": r.prediction.predicted_label, "reviewer": r.reviewer, "reviewer says": r.corrected_label,
-            "confidence": r.confidence, "notes": r.notes, "when": r.created_at.strftime("%Y-%m-%d %H:%M"),
-        } for r in repository.disagreements(session)]
+        rows = [
+            {
+                "prediction": r.prediction_id,
+                "image": r.prediction.image.file_name,
+                "model": r.prediction.predicted_label,
+                "reviewer": r.reviewer,
+                "reviewer says": r.corrected_label,
+                "confidence": r.confidence,
+                "notes": r.notes,
+                "when": r.created_at.strftime("%Y-%m-%d %H:%M"),
+            }
+            for r in repository.disagreements(session)
+        ]
         return FeedbackView(repository.feedback_summary(session), rows)
+
     return _read(engine, action)
 
 
@@ -366,17 +431,20 @@ def write_relabel_export(
         Number of rows written.
     """
     rows = _read(engine, lambda s: repository.relabel_rows(s, only_disagreements))
-    handle = output if isinstance(output, io.StringIO) else open(output, "w", newline="", encoding="utf-8")
-    try:
-        writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    finally:
-        if handle is not output:
-            handle.close()
+    if isinstance(output, io.StringIO):
+        _write_csv(output, rows)
+    else:
+        with open(output, "w", newline="", encoding="utf-8") as handle:
+            _write_csv(handle, rows)
     if images_dir is not None:
         export_image_folder(rows, Path(images_dir))
     return len(rows)
+
+
+def _write_csv(handle: Any, rows: list[dict[str, Any]]) -> None:
+    writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
 
 
 def export_image_folder(rows: list[dict[str, Any]], root: Path) -> int:
@@ -419,6 +487,7 @@ def reviewed_cases(engine: Engine, model_sha256: str | None = None) -> list[Revi
     Args:
         model_sha256: only images this model version predicted (any version when ``None``).
     """
+
     def action(session: Session) -> list[ReviewedCase]:
         cases = []
         for calls in repository.latest_calls_by_image(session).values():
@@ -430,7 +499,17 @@ def reviewed_cases(engine: Engine, model_sha256: str | None = None) -> list[Revi
             if not predictions:
                 continue
             newest = max(predictions, key=lambda p: p.id)
-            cases.append(ReviewedCase(image.sha256, repository.image_path(image), image.file_name, label,
-                                      tuple(sorted(r.id for r in calls.values())), newest.id, newest.created_at))
+            cases.append(
+                ReviewedCase(
+                    image.sha256,
+                    repository.image_path(image),
+                    image.file_name,
+                    label,
+                    tuple(sorted(r.id for r in calls.values())),
+                    newest.id,
+                    newest.created_at,
+                )
+            )
         return sorted(cases, key=lambda c: c.prediction_id)
+
     return _read(engine, action)

@@ -226,9 +226,7 @@ def review_history(session: Session, prediction_id: int) -> list[Review]:
 
 def _current_reviews_query() -> Select:
     """Each reviewer's latest review per prediction."""
-    latest = (
-        select(func.max(Review.id).label("id")).group_by(Review.prediction_id, Review.reviewer).subquery()
-    )
+    latest = select(func.max(Review.id).label("id")).group_by(Review.prediction_id, Review.reviewer).subquery()
     return select(Review).join(latest, Review.id == latest.c.id)
 
 
@@ -379,8 +377,15 @@ def relabel_rows(session: Session, only_disagreements: bool = False) -> list[dic
 
 
 def record_threshold_change(
-    session: Session, model: ModelVersion, threshold: float, changed_by: str, metrics: dict[str, Any],
-    reason: str = "", temperature: float | None = None, bias: float | None = None, goal: str = "",
+    session: Session,
+    model: ModelVersion,
+    threshold: float,
+    changed_by: str,
+    metrics: dict[str, Any],
+    reason: str = "",
+    temperature: float | None = None,
+    bias: float | None = None,
+    goal: str = "",
 ) -> ThresholdChange:
     """Log a new operating point: who, when, the metrics there, and optionally a new calibration.
 

@@ -63,24 +63,40 @@ def site_performance(engine: Engine, predictor: Predictor, bootstrap: int = 1000
     return figures
 
 
-def propose(engine: Engine, predictor: Predictor, goal: str, min_per_class: int,
-            bootstrap: int = 1000) -> tuple[SiteProposal, ReviewedScores]:
+def propose(
+    engine: Engine, predictor: Predictor, goal: str, min_per_class: int, bootstrap: int = 1000
+) -> tuple[SiteProposal, ReviewedScores]:
     """A site operating point fitted on the reviewed cases, with before / cross-validated after figures.
 
     Raises:
         core.site_adaptation.NotEnoughCases: too few resolved cases of a class.
     """
     scores = score_reviewed_cases(engine, predictor)
-    proposal = propose_site_operating_point(predictor.point, scores.margins, scores.labels, goal, min_per_class,
-                                            bootstrap)
+    proposal = propose_site_operating_point(
+        predictor.point, scores.margins, scores.labels, goal, min_per_class, bootstrap
+    )
     return proposal, scores
 
 
-def save_proposal(engine: Engine, predictor: Predictor, proposal: SiteProposal, scores: ReviewedScores,
-                  changed_by: str, reason: str) -> int:
+def save_proposal(
+    engine: Engine, predictor: Predictor, proposal: SiteProposal, scores: ReviewedScores, changed_by: str, reason: str
+) -> int:
     """Store a proposal as the operating point in force (a logged threshold change); returns its id."""
-    metrics = {**proposal.figures(), "review_ids": scores.review_ids, "n_cases": len(scores.cases),
-               "source": "reviewed cases"}
+    metrics = {
+        **proposal.figures(),
+        "review_ids": scores.review_ids,
+        "n_cases": len(scores.cases),
+        "source": "reviewed cases",
+    }
     point = proposal.point
-    return actions.save_operating_point(engine, predictor, point.threshold, changed_by, metrics, reason,
-                                        temperature=point.temperature, bias=point.bias, goal=point.goal)
+    return actions.save_operating_point(
+        engine,
+        predictor,
+        point.threshold,
+        changed_by,
+        metrics,
+        reason,
+        temperature=point.temperature,
+        bias=point.bias,
+        goal=point.goal,
+    )

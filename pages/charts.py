@@ -10,28 +10,60 @@ import plotly.graph_objects as go
 from core.labels import CLASS_NAMES
 
 
-def roc_figure(fpr: Sequence[float], tpr: Sequence[float], thresholds: Sequence[float], auc: float | None,
-               point: tuple[float, float] | None = None) -> go.Figure:
+def roc_figure(
+    fpr: Sequence[float],
+    tpr: Sequence[float],
+    thresholds: Sequence[float],
+    auc: float | None,
+    point: tuple[float, float] | None = None,
+) -> go.Figure:
     """Interactive ROC curve; ``point`` marks the current operating point (FPR, TPR)."""
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=list(fpr), y=list(tpr), mode="lines", name=f"ROC (AUC {auc:.3f})" if auc else "ROC",
-                             customdata=list(thresholds),
-                             hovertemplate="FPR %{x:.3f}<br>TPR %{y:.3f}<br>threshold %{customdata:.3f}"))
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"},
-                             name="chance", hoverinfo="skip"))
+    fig.add_trace(
+        go.Scatter(
+            x=list(fpr),
+            y=list(tpr),
+            mode="lines",
+            name=f"ROC (AUC {auc:.3f})" if auc else "ROC",
+            customdata=list(thresholds),
+            hovertemplate="FPR %{x:.3f}<br>TPR %{y:.3f}<br>threshold %{customdata:.3f}",
+        )
+    )
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="chance", hoverinfo="skip"
+        )
+    )
     if point is not None:
-        fig.add_trace(go.Scatter(x=[point[0]], y=[point[1]], mode="markers", marker={"size": 12, "color": "red"},
-                                 name="threshold"))
-    fig.update_layout(xaxis_title="1 - specificity (FPR)", yaxis_title="sensitivity (TPR)", height=420,
-                      margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend={"x": 0.55, "y": 0.1})
+        fig.add_trace(
+            go.Scatter(
+                x=[point[0]], y=[point[1]], mode="markers", marker={"size": 12, "color": "red"}, name="threshold"
+            )
+        )
+    fig.update_layout(
+        xaxis_title="1 - specificity (FPR)",
+        yaxis_title="sensitivity (TPR)",
+        height=420,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"x": 0.55, "y": 0.1},
+    )
     return fig
 
 
 def confusion_figure(matrix: Sequence[Sequence[int]]) -> go.Figure:
     """Confusion matrix ``[[TN, FP], [FN, TP]]`` as an annotated heat map."""
     z = np.asarray(matrix)
-    fig = go.Figure(go.Heatmap(z=z, x=[f"predicted {c}" for c in CLASS_NAMES], y=[f"true {c}" for c in CLASS_NAMES],
-                               text=z, texttemplate="%{text}", colorscale="Blues", showscale=False))
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[f"predicted {c}" for c in CLASS_NAMES],
+            y=[f"true {c}" for c in CLASS_NAMES],
+            text=z,
+            texttemplate="%{text}",
+            colorscale="Blues",
+            showscale=False,
+        )
+    )
     fig.update_layout(height=360, margin={"l": 10, "r": 10, "t": 30, "b": 10}, yaxis={"autorange": "reversed"})
     return fig
 
@@ -40,8 +72,11 @@ def reliability_figure(labels: Sequence[int], curves: dict[str, Sequence[float]]
     """Reliability diagram: observed PNEUMONIA rate against mean predicted probability, per bin."""
     y = np.asarray(labels)
     fig = go.Figure()
-    fig.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"},
-                             name="perfect", hoverinfo="skip"))
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="perfect", hoverinfo="skip"
+        )
+    )
     edges = np.linspace(0, 1, bins + 1)
     for name, scores in curves.items():
         p = np.asarray(scores)
@@ -53,8 +88,20 @@ def reliability_figure(labels: Sequence[int], curves: dict[str, Sequence[float]]
                 xs.append(float(p[mask].mean()))
                 ys.append(float(y[mask].mean()))
                 ns.append(int(mask.sum()))
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines+markers", name=name, customdata=ns,
-                                 hovertemplate="predicted %{x:.2f}<br>observed %{y:.2f}<br>n=%{customdata}"))
-    fig.update_layout(xaxis_title="predicted P(PNEUMONIA)", yaxis_title="observed fraction PNEUMONIA", height=380,
-                      margin={"l": 10, "r": 10, "t": 30, "b": 10})
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines+markers",
+                name=name,
+                customdata=ns,
+                hovertemplate="predicted %{x:.2f}<br>observed %{y:.2f}<br>n=%{customdata}",
+            )
+        )
+    fig.update_layout(
+        xaxis_title="predicted P(PNEUMONIA)",
+        yaxis_title="observed fraction PNEUMONIA",
+        height=380,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+    )
     return fig

@@ -46,8 +46,7 @@ def page_header(title: str) -> None:
     the same when Streamlit runs a page file on its own (a first visit straight
     to ``/review`` before the router has run).
     """
-    st.set_page_config(page_title=f"{title} · Pneumonia X-ray review", page_icon=":material/radiology:",
-                       layout="wide")
+    st.set_page_config(page_title=f"{title} · Pneumonia X-ray review", page_icon=":material/radiology:", layout="wide")
     with st.sidebar:
         for entry in NAVIGATION:
             st.page_link(entry.path, label=entry.title, icon=entry.icon)
@@ -92,8 +91,10 @@ def predictor_or_stop(engine: Engine | None = None) -> Predictor:
         predictor = get_predictor()
     except CheckpointError as error:
         st.error(f"The model could not be loaded: {error}")
-        st.info("Train one (`python -m training.train ...`) and copy its best_model.pth to models/, "
-                "or set PNEUMONIA_CHECKPOINT to a checkpoint file.")
+        st.info(
+            "Train one (`python -m training.train ...`) and copy its best_model.pth to models/, "
+            "or set PNEUMONIA_CHECKPOINT to a checkpoint file."
+        )
         st.stop()
         raise
     if engine is None:
@@ -122,7 +123,8 @@ def _read_json(path: str, _mtime: float) -> dict[str, Any] | None:
 
 def reviewer_name_input() -> str:
     """A reviewer-name box remembered for the browser session."""
-    name = st.text_input("Reviewer name", value=st.session_state.get("reviewer_name", ""), max_chars=100,
-                         key="reviewer_name_box")
+    name = st.text_input(
+        "Reviewer name", value=st.session_state.get("reviewer_name", ""), max_chars=100, key="reviewer_name_box"
+    )
     st.session_state["reviewer_name"] = name
     return name.strip()

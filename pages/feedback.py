@@ -25,8 +25,10 @@ cols[1].metric("Reviewed", summary["reviewed_predictions"])
 cols[2].metric("Current reviews", summary["reviews"])
 cols[3].metric("Disagreements", summary["disagreements"])
 cols[4].metric("Cohen's kappa (model vs reviewers)", "n/a" if summary["kappa"] is None else f"{summary['kappa']:.3f}")
-st.caption("Counts use each reviewer's latest review of a case; earlier ones stay in the history "
-           f"({summary['all_reviews']} reviews in all).")
+st.caption(
+    "Counts use each reviewer's latest review of a case; earlier ones stay in the history "
+    f"({summary['all_reviews']} reviews in all)."
+)
 
 if summary["per_reviewer"]:
     st.subheader("Per reviewer")
@@ -45,7 +47,8 @@ try:
 except actions.StoreUnavailable as error:
     show_store_error(error)
     st.stop()
-st.download_button(f"Download relabel CSV ({count} rows)", buffer.getvalue(), file_name="relabel.csv",
-                   mime="text/csv")
-st.caption("Feed it to training: `python -m training.train ... --relabel relabel.csv`; "
-           "or `python -m db export --output relabel.csv --images-dir DIR` for an ImageFolder tree.")
+st.download_button(f"Download relabel CSV ({count} rows)", buffer.getvalue(), file_name="relabel.csv", mime="text/csv")
+st.caption(
+    "Feed it to training: `python -m training.train ... --relabel relabel.csv`; "
+    "or `python -m db export --output relabel.csv --images-dir DIR` for an ImageFolder tree."
+)

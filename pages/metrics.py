@@ -49,15 +49,28 @@ def render_report(report: dict[str, Any], threshold: float, key: str) -> float:
     cols[4].metric("Images / patients", f"{report.get('n_images', len(predictions))} / {report.get('n_patients', '?')}")
     st.caption(f"Figures above at the report's threshold {report['threshold']:.3f}; intervals: bootstrap 95 %.")
     per_class = pd.DataFrame(report["per_class"]).T[["precision", "recall", "f1", "support"]]
-    st.dataframe(per_class.style.format({"precision": "{:.3f}", "recall": "{:.3f}", "f1": "{:.3f}", "support": "{:.0f}"}))
+    three = "{:.3f}"
+    st.dataframe(per_class.style.format({"precision": three, "recall": three, "f1": three, "support": "{:.0f}"}))
 
     st.subheader("Operating point")
     left, right = st.columns(2)
-    chosen = left.slider("Decision threshold on P(PNEUMONIA)", 0.0, 1.0, float(round(threshold, 3)), 0.001,
-                         format="%.3f", key=f"{key}_threshold")
-    prevalence = right.number_input("Pneumonia prevalence for PPV/NPV (%)", 0.1, 99.9,
-                                    float(round(100 * sum(labels) / max(len(labels), 1), 1)), 0.5,
-                                    key=f"{key}_prevalence")
+    chosen = left.slider(
+        "Decision threshold on P(PNEUMONIA)",
+        0.0,
+        1.0,
+        float(round(threshold, 3)),
+        0.001,
+        format="%.3f",
+        key=f"{key}_threshold",
+    )
+    prevalence = right.number_input(
+        "Pneumonia prevalence for PPV/NPV (%)",
+        0.1,
+        99.9,
+        float(round(100 * sum(labels) / max(len(labels), 1), 1)),
+        0.5,
+        key=f"{key}_prevalence",
+    )
     point = operating_point(labels, scores, chosen, prevalence / 100)
     cols = st.columns(4)
     for col, name in zip(cols, ("sensitivity", "specificity", "ppv", "npv"), strict=True):
@@ -66,8 +79,16 @@ def render_report(report: dict[str, Any], threshold: float, key: str) -> float:
     left.plotly_chart(confusion_figure(point["confusion_matrix"]), key=f"{key}_cm")
     roc = report.get("roc_curve")
     if roc:
-        right.plotly_chart(roc_figure(roc["fpr"], roc["tpr"], roc["thresholds"], report.get("roc_auc"),
-                                      (1 - point["specificity"], point["sensitivity"])), key=f"{key}_roc")
+        right.plotly_chart(
+            roc_figure(
+                roc["fpr"],
+                roc["tpr"],
+                roc["thresholds"],
+                report.get("roc_auc"),
+                (1 - point["specificity"], point["sensitivity"]),
+            ),
+            key=f"{key}_roc",
+        )
 
     st.subheader("Calibration")
     raw = [p.get("p_pneumonia_uncalibrated", p["p_pneumonia"]) for p in predictions]
@@ -82,20 +103,26 @@ def render_report(report: dict[str, Any], threshold: float, key: str) -> float:
 
 def report_in_force(report: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
     """The stored report re-scored at the calibration in force (a saved site calibration changes it)."""
-    made_with = report.get("operating_point") or {"temperature": report.get("checkpoint", {}).get("temperature"),
-                                                  "bias": 0.0}
+    made_with = report.get("operating_point") or {
+        "temperature": report.get("checkpoint", {}).get("temperature"),
+        "bias": 0.0,
+    }
     predictions = predictions_at(report.get("predictions", []), predictor.point, made_with)
     if predictions is report.get("predictions"):
         return report
-    return {**build_report(predictor, predictions, report.get("data_dir", ""), bootstrap=200),
-            "n_patients": report.get("n_patients")}
+    return {
+        **build_report(predictor, predictions, report.get("data_dir", ""), bootstrap=200),
+        "n_patients": report.get("n_patients"),
+    }
 
 
 def save_threshold_form(engine: Any, predictor: Predictor, report: dict[str, Any], chosen: float) -> None:
     """Threshold governance: who saved which operating point, when, with its metrics."""
     with st.form("save_threshold"):
-        st.write(f"Save **{chosen:.3f}** as the operating point for `{predictor.version}` "
-                 "(the calibration in force is kept).")
+        st.write(
+            f"Save **{chosen:.3f}** as the operating point for `{predictor.version}` "
+            "(the calibration in force is kept)."
+        )
         name = st.text_input("Your name", value=st.session_state.get("reviewer_name", ""), max_chars=100)
         reason = st.text_area("Reason", max_chars=2000)
         if st.form_submit_button("Save threshold"):
@@ -104,8 +131,17 @@ def save_threshold_form(engine: Any, predictor: Predictor, report: dict[str, Any
             metrics = operating_point(labels, scores, chosen)
             point = predictor.point
             try:
-                actions.save_operating_point(engine, predictor, chosen, name, metrics, reason,
-                                             temperature=point.temperature, bias=point.bias, goal="manual")
+                actions.save_operating_point(
+                    engine,
+                    predictor,
+                    chosen,
+                    name,
+                    metrics,
+                    reason,
+                    temperature=point.temperature,
+                    bias=point.bias,
+                    goal="manual",
+                )
                 st.success(f"Threshold {chosen:.3f} saved; new predictions use it.")
             except (actions.ValidationError, actions.StoreUnavailable) as error:
                 show_store_error(error)
@@ -123,8 +159,12 @@ def evaluate_folder_section(predictor: Predictor) -> None:
                 return
             bar = st.progress(0.0, text=f"Scoring {len(records)} images…")
             predictions, errors = score_records(
-                predictor, records, batch_size=32,
-                progress=lambda done, total: bar.progress(done / total, text=f"{done}/{total} images"), root=folder)
+                predictor,
+                records,
+                batch_size=32,
+                progress=lambda done, total: bar.progress(done / total, text=f"{done}/{total} images"),
+                root=folder,
+            )
             for line in errors[:20]:
                 st.warning(f"Skipped {line}")
             if not predictions:
@@ -140,14 +180,17 @@ def evaluate_folder_section(predictor: Predictor) -> None:
 page_header("Model performance on held-out patients")
 engine = engine_or_stop()
 predictor = predictor_or_stop(engine)
-st.caption(f"Model `{predictor.version}` · {predictor.point.describe()} · "
-           f"threshold goal `{predictor.point.goal or 'n/a'}`")
+st.caption(
+    f"Model `{predictor.version}` · {predictor.point.describe()} · threshold goal `{predictor.point.goal or 'n/a'}`"
+)
 st.markdown(DATA_CARD)
 report = load_report()
 if report is None:
-    st.warning("No evaluation report next to the checkpoint. Create one with "
-               "`python -m training.evaluate --checkpoint models/best_model.pth --data-dir DIR "
-               "--output models/best_model.json`.")
+    st.warning(
+        "No evaluation report next to the checkpoint. Create one with "
+        "`python -m training.evaluate --checkpoint models/best_model.pth --data-dir DIR "
+        "--output models/best_model.json`."
+    )
 else:
     report = report_in_force(report, predictor)
     chosen = render_report(report, predictor.threshold, "shipped")

@@ -14,8 +14,10 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm"]
 page_header("Predict")
 engine = engine_or_stop()
 predictor = predictor_or_stop(engine)
-st.caption(f"Model `{predictor.version}` · {predictor.point.describe()} on calibrated P(PNEUMONIA). "
-           "Every prediction is stored for review.")
+st.caption(
+    f"Model `{predictor.version}` · {predictor.point.describe()} on calibrated P(PNEUMONIA). "
+    "Every prediction is stored for review."
+)
 
 files = st.file_uploader("Chest X-rays (PNG, JPEG or DICOM)", type=UPLOAD_TYPES, accept_multiple_files=True)
 show_heatmap = st.toggle("Show Grad-CAM heat map", value=True)
@@ -59,7 +61,13 @@ for upload in files or []:
         st.metric("Confidence", f"{result.confidence:.4f}")
         st.write(f"NORMAL: {result.probabilities['NORMAL']:.4f}")
         st.write(f"PNEUMONIA: {result.probabilities['PNEUMONIA']:.4f}")
-        st.caption(f"Model `{entry.model_version}` · threshold {result.threshold:.3f} · "
-                   f"logged as prediction #{entry.prediction_id}")
-        st.page_link("pages/review.py", label=f"Review prediction #{entry.prediction_id}",
-                     icon=":material/rate_review:", query_params={"prediction": str(entry.prediction_id)})
+        st.caption(
+            f"Model `{entry.model_version}` · threshold {result.threshold:.3f} · "
+            f"logged as prediction #{entry.prediction_id}"
+        )
+        st.page_link(
+            "pages/review.py",
+            label=f"Review prediction #{entry.prediction_id}",
+            icon=":material/rate_review:",
+            query_params={"prediction": str(entry.prediction_id)},
+        )

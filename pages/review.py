@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 
 import pandas as pd
 import streamlit as st
@@ -33,12 +33,16 @@ with st.sidebar:
     first_day = st.date_input("Predicted from", value=None, key="since_filter")
     last_day = st.date_input("Predicted until", value=None, key="until_filter")
 
-since = datetime.combine(first_day, time.min, tzinfo=timezone.utc) if first_day else None
-until = datetime.combine(last_day, time.max, tzinfo=timezone.utc) if last_day else None
-filters = actions.QueueFilters(model_id=models.get(model_choice),
-                               predicted_label=None if label_filter == "any" else label_filter,
-                               reviewer=reviewer if only_mine and reviewer else None,
-                               since=since, until=until, include_reviewed=include_reviewed)
+since = datetime.combine(first_day, time.min, tzinfo=UTC) if first_day else None
+until = datetime.combine(last_day, time.max, tzinfo=UTC) if last_day else None
+filters = actions.QueueFilters(
+    model_id=models.get(model_choice),
+    predicted_label=None if label_filter == "any" else label_filter,
+    reviewer=reviewer if only_mine and reviewer else None,
+    since=since,
+    until=until,
+    include_reviewed=include_reviewed,
+)
 case = None
 try:
     queue = actions.load_queue(engine, filters, limit=100)
@@ -81,24 +85,43 @@ with right:
     if history:
         st.write("Earlier reviews")
         superseded = {r.supersedes_id for r in history}
-        st.dataframe(pd.DataFrame([{
-            "when": r.created_at.strftime("%Y-%m-%d %H:%M"), "reviewer": r.reviewer,
-            "verdict": "agrees" if r.agrees else f"says {r.corrected_label}", "confidence": r.confidence,
-            "notes": r.notes, "superseded": r.id in superseded,
-        } for r in history]), hide_index=True)  # a dataframe shows notes as plain text
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "when": r.created_at.strftime("%Y-%m-%d %H:%M"),
+                        "reviewer": r.reviewer,
+                        "verdict": "agrees" if r.agrees else f"says {r.corrected_label}",
+                        "confidence": r.confidence,
+                        "notes": r.notes,
+                        "superseded": r.id in superseded,
+                    }
+                    for r in history
+                ]
+            ),
+            hide_index=True,
+        )  # a dataframe shows notes as plain text
 
     with st.form("review_form", clear_on_submit=True):
         verdict = st.radio("Your verdict", ["Agree", "Disagree"], horizontal=True, key="verdict")
         other = "NORMAL" if case.predicted_label == "PNEUMONIA" else "PNEUMONIA"
         corrected = st.selectbox("Correct label (if you disagree)", [other, case.predicted_label], key="corrected")
-        confidence = st.select_slider("Your confidence", ["unsure", "low", "medium", "high"], value="high",
-                                      key="confidence")
+        confidence = st.select_slider(
+            "Your confidence", ["unsure", "low", "medium", "high"], value="high", key="confidence"
+        )
         notes = st.text_area("Notes", max_chars=MAX_NOTES, key="notes")
         submitted = st.form_submit_button("Submit review")
     if submitted:
         try:
-            actions.submit_review(engine, case.id, reviewer, verdict == "Agree",
-                                  None if verdict == "Agree" else corrected, confidence, notes)
+            actions.submit_review(
+                engine,
+                case.id,
+                reviewer,
+                verdict == "Agree",
+                None if verdict == "Agree" else corrected,
+                confidence,
+                notes,
+            )
         except (actions.ValidationError, actions.StoreUnavailable) as error:
             show_store_error(error)
         else:

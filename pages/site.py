@@ -26,18 +26,24 @@ def _cell(figures: dict[str, Any], name: str) -> str:
 
 def figures_table(columns: dict[str, dict[str, Any]]) -> pd.DataFrame:
     """One row per figure, one column per set of figures, values with their 95 % intervals."""
-    rows = {name.replace("roc_auc", "ROC-AUC").replace("ece", "ECE"): {k: _cell(v, name) for k, v in columns.items()}
-            for name in FIGURES}
-    counts = {k: f"{v.get('n', 0)} ({v.get('n_normal', 0)} NORMAL / {v.get('n_pneumonia', 0)} PNEUMONIA)"
-              for k, v in columns.items()}
+    rows = {
+        name.replace("roc_auc", "ROC-AUC").replace("ece", "ECE"): {k: _cell(v, name) for k, v in columns.items()}
+        for name in FIGURES
+    }
+    counts = {
+        k: f"{v.get('n', 0)} ({v.get('n_normal', 0)} NORMAL / {v.get('n_pneumonia', 0)} PNEUMONIA)"
+        for k, v in columns.items()
+    }
     return pd.DataFrame({"cases": counts, **rows}).T
 
 
 def reviewed_cases_section(engine: Engine, predictor: Predictor, heldout: dict[str, Any] | None) -> None:
     """How the model does on this site's reviewed cases, at the operating point in force."""
     st.subheader("On reviewed cases")
-    st.caption("Ground truth: the reviewers' resolved label (majority of each reviewer's latest call; ties left "
-               f"out). Model `{predictor.version}` at the operating point in force; bootstrap 95 % intervals.")
+    st.caption(
+        "Ground truth: the reviewers' resolved label (majority of each reviewer's latest call; ties left "
+        f"out). Model `{predictor.version}` at the operating point in force; bootstrap 95 % intervals."
+    )
     try:
         figures = site.site_performance(engine, predictor, bootstrap=300)
     except actions.StoreUnavailable as error:
@@ -48,10 +54,12 @@ def reviewed_cases_section(engine: Engine, predictor: Predictor, heldout: dict[s
         return
     columns = {"reviewed cases": figures}
     if heldout:
-        columns["held-out split"] = {**heldout, "n": heldout.get("n_images", 0),
-                                     "n_normal": heldout.get("per_class", {}).get("NORMAL", {}).get("support", 0),
-                                     "n_pneumonia": heldout.get("per_class", {}).get("PNEUMONIA", {})
-                                     .get("support", 0)}
+        columns["held-out split"] = {
+            **heldout,
+            "n": heldout.get("n_images", 0),
+            "n_normal": heldout.get("per_class", {}).get("NORMAL", {}).get("support", 0),
+            "n_pneumonia": heldout.get("per_class", {}).get("PNEUMONIA", {}).get("support", 0),
+        }
     st.dataframe(figures_table(columns), key="site_figures")
     for line in shift_warnings(figures, heldout or {}):
         st.warning(f"Differs beyond the interval: {line}")
@@ -62,8 +70,7 @@ def site_proposal_section(engine: Engine, predictor: Predictor) -> None:
     with st.expander("Propose a site operating point"):
         left, right = st.columns(2)
         goal = left.selectbox("Goal", GOALS, key="site_goal")
-        minimum = right.number_input("Minimum resolved cases per class", 5, 1000, DEFAULT_MIN_PER_CLASS,
-                                     key="site_min")
+        minimum = right.number_input("Minimum resolved cases per class", 5, 1000, DEFAULT_MIN_PER_CLASS, key="site_min")
         if st.button("Preview", key="site_preview"):
             try:
                 st.session_state["site_proposal"] = site.propose(engine, predictor, goal, int(minimum), 300)
@@ -78,8 +85,10 @@ def site_proposal_section(engine: Engine, predictor: Predictor) -> None:
         proposal, scores = stored
         point = proposal.point
         st.write(f"Proposed: {point.describe()} for `{point.goal}`, fitted on {len(scores.cases)} reviewed cases.")
-        st.dataframe(figures_table({"in force now": proposal.before,
-                                    "proposed (cross-validated)": proposal.after}), key="site_preview_table")
+        st.dataframe(
+            figures_table({"in force now": proposal.before, "proposed (cross-validated)": proposal.after}),
+            key="site_preview_table",
+        )
         st.caption("'Proposed' figures are cross-validated: each case is scored by a calibration fitted without it.")
         with st.form("save_site_point"):
             name = st.text_input("Your name", value=st.session_state.get("reviewer_name", ""), max_chars=100)

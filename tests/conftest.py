@@ -33,8 +33,9 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"
-    meta = CheckpointMeta(arch="resnet18", image_size=64, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD),
-                          threshold=0.5, temperature=1.5)
+    meta = CheckpointMeta(
+        arch="resnet18", image_size=64, mean=list(IMAGENET_MEAN), std=list(IMAGENET_STD), threshold=0.5, temperature=1.5
+    )
     save_checkpoint(path, get_model("resnet18"), meta)
     return path
 

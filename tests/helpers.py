@@ -5,9 +5,14 @@ Everything is generated; no test reads the shared training images.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import io
 import os
 import socket
+import subprocess
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -71,7 +76,6 @@ def make_image_folder(root: Path, per_class: int = 12, size: int = 64, images_pe
     return root
 
 
-
 def png_bytes(seed: int = 0, size: int = 32) -> bytes:
     """An X-ray-like PNG file's bytes."""
     buffer = io.BytesIO()
@@ -79,8 +83,14 @@ def png_bytes(seed: int = 0, size: int = 32) -> bytes:
     return buffer.getvalue()
 
 
-def make_dicom(pixels: np.ndarray, photometric: str = "MONOCHROME2", frames: int = 1, window=None,
-               patient: str = "Doe^Jane", with_pixels: bool = True) -> bytes:
+def make_dicom(
+    pixels: np.ndarray,
+    photometric: str = "MONOCHROME2",
+    frames: int = 1,
+    window=None,
+    patient: str = "Doe^Jane",
+    with_pixels: bool = True,
+) -> bytes:
     """A DICOM file's bytes written with pydicom (Modality CR, a patient name and id)."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
@@ -122,3 +132,41 @@ def non_xrays() -> dict[str, Image.Image]:
         "tiny": xray_like(1, True, 32).convert("RGB"),
         "red square": Image.new("RGB", (128, 128), (200, 30, 30)),
     }
+
+
+@dataclass
+class CliResult:
+    """What a command printed and returned."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_main(module: str, *args: object) -> CliResult:
+    """Run a command in this process: ``main(get_args_parser().parse_args(args))``, output captured.
+
+    Much faster than a subprocess (no second torch import); each command keeps
+    one subprocess smoke test (:func:`run_subprocess`).
+    """
+    command = importlib.import_module(module if module != "db" else "db.__main__")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = command.main(command.get_args_parser().parse_args([str(a) for a in args]))
+        except SystemExit as exit_:  # argparse refusing the arguments
+            code = exit_.code if isinstance(exit_.code, int) else 2
+    return CliResult(int(code or 0), out.getvalue(), err.getvalue())
+
+
+def run_subprocess(module: str, *args: object, env: dict[str, str] | None = None, timeout: int = 600) -> CliResult:
+    """Run ``python -m module args`` as users do (the smoke test of a command)."""
+    result = subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+    )
+    return CliResult(result.returncode, result.stdout, result.stderr)

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from core.evaluation import build_report, score_records
 from core.data import scan_image_folder
+from core.evaluation import build_report, score_records
 from core.inference import Predictor
 from core.operating_point import OperatingPoint
 from db import actions
@@ -40,18 +40,29 @@ def saved(tmp_path, monkeypatch, tiny_checkpoint):
     own = predictor.predict([xray_like(5, True, 96).convert("RGB")])[0]
     threshold = (p + 1) / 2 if own == "PNEUMONIA" else p / 2  # the saved point calls it the other way
     engine = actions.open_store()
-    change = actions.save_operating_point(engine, predictor, threshold, "Dr Site", {"why": "test"},
-                                          temperature=0.8, bias=0.3, goal="test")
+    change = actions.save_operating_point(
+        engine, predictor, threshold, "Dr Site", {"why": "test"}, temperature=0.8, bias=0.3, goal="test"
+    )
     expected = "NORMAL" if own == "PNEUMONIA" else "PNEUMONIA"
-    return {"engine": engine, "image": image, "threshold": threshold, "p": p, "label": expected,
-            "checkpoint": tiny_checkpoint, "change": change}
+    return {
+        "engine": engine,
+        "image": image,
+        "threshold": threshold,
+        "p": p,
+        "label": expected,
+        "checkpoint": tiny_checkpoint,
+        "change": change,
+    }
 
 
 def test_core_predict_without_log_uses_the_saved_point(saved, capsys):
     from core.predict import get_args_parser, main
 
-    code = main(get_args_parser().parse_args([str(saved["image"]), "--json", "--checkpoint",
-                                              str(saved["checkpoint"]), "--device", "cpu"]))
+    code = main(
+        get_args_parser().parse_args(
+            [str(saved["image"]), "--json", "--checkpoint", str(saved["checkpoint"]), "--device", "cpu"]
+        )
+    )
     assert code == 0
     row = json.loads(capsys.readouterr().out)
     assert row["prediction"] == saved["label"] and row["operating_point"] == "database"
@@ -62,8 +73,11 @@ def test_core_predict_without_log_uses_the_saved_point(saved, capsys):
 def test_core_predict_log_stores_what_was_shown(saved, capsys):
     from core.predict import get_args_parser, main
 
-    code = main(get_args_parser().parse_args([str(saved["image"]), "--json", "--log", "--checkpoint",
-                                              str(saved["checkpoint"]), "--device", "cpu"]))
+    code = main(
+        get_args_parser().parse_args(
+            [str(saved["image"]), "--json", "--log", "--checkpoint", str(saved["checkpoint"]), "--device", "cpu"]
+        )
+    )
     assert code == 0
     row = json.loads(capsys.readouterr().out)
     with saved["engine"].connect() as connection:
@@ -78,19 +92,55 @@ def test_training_evaluate_reports_the_point_it_used(saved, tmp_path):
 
     folder = make_image_folder(tmp_path / "eval", per_class=3, size=64)
     out = tmp_path / "report.json"
-    code = main(get_args_parser().parse_args(["--checkpoint", str(saved["checkpoint"]), "--data-dir", str(folder),
-                                              "--output", str(out), "--bootstrap", "0", "--workers", "0",
-                                              "--no-progress", "--device", "cpu"]))
+    code = main(
+        get_args_parser().parse_args(
+            [
+                "--checkpoint",
+                str(saved["checkpoint"]),
+                "--data-dir",
+                str(folder),
+                "--output",
+                str(out),
+                "--bootstrap",
+                "0",
+                "--workers",
+                "0",
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+    )
     assert code == 0
     report = json.loads(out.read_text())
     assert report["threshold"] == pytest.approx(saved["threshold"])
-    assert report["operating_point"] == {"threshold": pytest.approx(saved["threshold"]), "temperature": 0.8,
-                                         "bias": 0.3, "origin": "database", "goal": "test",
-                                         "change_id": saved["change"]}
+    assert report["operating_point"] == {
+        "threshold": pytest.approx(saved["threshold"]),
+        "temperature": 0.8,
+        "bias": 0.3,
+        "origin": "database",
+        "goal": "test",
+        "change_id": saved["change"],
+    }
     # --checkpoint-operating-point ignores the database
-    code = main(get_args_parser().parse_args(["--checkpoint", str(saved["checkpoint"]), "--data-dir", str(folder),
-                                              "--output", str(out), "--bootstrap", "0", "--workers", "0",
-                                              "--no-progress", "--checkpoint-operating-point"]))
+    code = main(
+        get_args_parser().parse_args(
+            [
+                "--checkpoint",
+                str(saved["checkpoint"]),
+                "--data-dir",
+                str(folder),
+                "--output",
+                str(out),
+                "--bootstrap",
+                "0",
+                "--workers",
+                "0",
+                "--no-progress",
+                "--checkpoint-operating-point",
+            ]
+        )
+    )
     assert code == 0 and json.loads(out.read_text())["operating_point"]["origin"] == "checkpoint"
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +32,8 @@ from core.calibration import fit_temperature
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.data import XrayDataset, load_split
 from core.inference import Predictor, resolve_device
-from core.site_adaptation import DEFAULT_MIN_PER_CLASS
 from core.metrics import choose_threshold, classification_report
+from core.site_adaptation import DEFAULT_MIN_PER_CLASS
 from core.transforms import eval_transform
 from training.engine import collect_logits
 
@@ -60,33 +60,46 @@ def calibrate_checkpoint(
         "ece_uncalibrated": before["ece"],
         "brier_uncalibrated": before["brier"],
     }
-    meta.created_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    meta.created_at = datetime.now(UTC).isoformat(timespec="seconds")
     save_checkpoint(path, model, meta)
-    tqdm.write(f"calibrated: temperature={meta.temperature:.3f} threshold={meta.threshold:.4f} ({goal}) "
-               f"val_acc={report['accuracy']:.4f} sens={report['sensitivity']:.4f} "
-               f"spec={report['specificity']:.4f} ece {before['ece']:.4f} -> {report['ece']:.4f}")
+    tqdm.write(
+        f"calibrated: temperature={meta.temperature:.3f} threshold={meta.threshold:.4f} ({goal}) "
+        f"val_acc={report['accuracy']:.4f} sens={report['sensitivity']:.4f} "
+        f"spec={report['specificity']:.4f} ece {before['ece']:.4f} -> {report['ece']:.4f}"
+    )
     return report
 
 
 def get_args_parser() -> argparse.ArgumentParser:
     """Arguments of the calibration command."""
     p = argparse.ArgumentParser(prog="python -m training.calibrate", description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", default=None,
-                   help="rewritten in place with --data-dir; with --from-reviews only identifies the model version "
-                        "(default: the shipped model)")
+    p.add_argument(
+        "--checkpoint",
+        default=None,
+        help="rewritten in place with --data-dir; with --from-reviews only identifies the model version "
+        "(default: the shipped model)",
+    )
     p.add_argument("--data-dir", default=None)
     p.add_argument("--split-file", default=None, help="the split.json of the training run")
     p.add_argument("--threshold-goal", default="sensitivity>=0.95")
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=1)
     reviews = p.add_argument_group("site calibration from reviewed cases ($DATABASE_URL)")
-    reviews.add_argument("--from-reviews", action="store_true",
-                         help="fit temperature, bias and threshold on this site's resolved reviewed cases and save "
-                              "them as the operating point in force (the checkpoint is not changed)")
-    reviews.add_argument("--min-cases", type=int, default=DEFAULT_MIN_PER_CLASS,
-                         help="refuse with fewer resolved cases of either class (default %(default)s)")
-    reviews.add_argument("--by", default=os.environ.get("USER") or "training.calibrate",
-                         help="who is recorded as making the change")
+    reviews.add_argument(
+        "--from-reviews",
+        action="store_true",
+        help="fit temperature, bias and threshold on this site's resolved reviewed cases and save "
+        "them as the operating point in force (the checkpoint is not changed)",
+    )
+    reviews.add_argument(
+        "--min-cases",
+        type=int,
+        default=DEFAULT_MIN_PER_CLASS,
+        help="refuse with fewer resolved cases of either class (default %(default)s)",
+    )
+    reviews.add_argument(
+        "--by", default=os.environ.get("USER") or "training.calibrate", help="who is recorded as making the change"
+    )
     reviews.add_argument("--reason", default="site calibration from reviewed cases")
     reviews.add_argument("--dry-run", action="store_true", help="print the figures, save nothing")
     reviews.add_argument("--bootstrap", type=int, default=1000)
@@ -118,8 +131,10 @@ def calibrate_from_reviews(args: argparse.Namespace) -> int:
     for line in scores.skipped:
         print(f"warning: skipped {line}", file=sys.stderr)
     point = proposal.point
-    print(f"model {predictor.version}: {len(scores.cases)} resolved reviewed cases "
-          f"({int((scores.labels == 0).sum())} NORMAL, {int((scores.labels == 1).sum())} PNEUMONIA)")
+    print(
+        f"model {predictor.version}: {len(scores.cases)} resolved reviewed cases "
+        f"({int((scores.labels == 0).sum())} NORMAL, {int((scores.labels == 1).sum())} PNEUMONIA)"
+    )
     print(_line(f"before ({predictor.point.describe()})", proposal.before))
     print(_line(f"after, {proposal.after['estimate']}", proposal.after))
     print(f"proposed: {point.describe()} for {point.goal}")

@@ -45,10 +45,16 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for 95 %% CIs (0: none)")
     p.add_argument("--tta", action="store_true", help="test-time augmentation (average of 4 views)")
     p.add_argument("--no-progress", action="store_true")
-    p.add_argument("--from-reviews", action="store_true",
-                   help="evaluate on this site's resolved reviewed cases ($DATABASE_URL) instead of a folder")
-    p.add_argument("--checkpoint-operating-point", action="store_true",
-                   help="ignore an operating point saved in the review database")
+    p.add_argument(
+        "--from-reviews",
+        action="store_true",
+        help="evaluate on this site's resolved reviewed cases ($DATABASE_URL) instead of a folder",
+    )
+    p.add_argument(
+        "--checkpoint-operating-point",
+        action="store_true",
+        help="ignore an operating point saved in the review database",
+    )
     return p
 
 
@@ -97,8 +103,9 @@ def main(args: argparse.Namespace) -> int:
         # RuntimeError: db.actions.StoreUnavailable
         print(f"error: {error}", file=sys.stderr)
         return 2
-    predictions, errors = score_records(predictor, records, args.batch_size, args.workers,
-                                        show_progress=not args.no_progress, root=args.data_dir)
+    predictions, errors = score_records(
+        predictor, records, args.batch_size, args.workers, show_progress=not args.no_progress, root=args.data_dir
+    )
     for line in errors:
         print(f"warning: skipped {line}", file=sys.stderr)
     if not predictions:
@@ -113,11 +120,13 @@ def main(args: argparse.Namespace) -> int:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
         Path(args.output).write_text(json.dumps(report, indent=1, allow_nan=False))
     auc = report["roc_auc"]
-    print(f"images={report['n_images']} patients={report['n_patients']} accuracy={report['accuracy']:.4f} "
-          f"roc_auc={auc if auc is None else f'{auc:.4f}'} sensitivity={report['sensitivity']:.4f} "
-          f"specificity={_fmt(report['specificity'])} ece={_fmt(report['ece'])} threshold={report['threshold']:.4f} "
-          f"operating_point={predictor.point.origin} temperature={predictor.point.temperature:.4f} "
-          f"bias={predictor.point.bias:+.4f}")
+    print(
+        f"images={report['n_images']} patients={report['n_patients']} accuracy={report['accuracy']:.4f} "
+        f"roc_auc={auc if auc is None else f'{auc:.4f}'} sensitivity={report['sensitivity']:.4f} "
+        f"specificity={_fmt(report['specificity'])} ece={_fmt(report['ece'])} threshold={report['threshold']:.4f} "
+        f"operating_point={predictor.point.origin} temperature={predictor.point.temperature:.4f} "
+        f"bias={predictor.point.bias:+.4f}"
+    )
     return 0
 
 

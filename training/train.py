@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, DistributedSampler, WeightedRandomSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, WeightedRandomSampler
 from tqdm import tqdm
 
 from core.checkpoint import CheckpointMeta, save_checkpoint
@@ -65,8 +65,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="efficientnet_lite0", choices=available_models())
     p.add_argument("--pretrained", default=None, help="'imagenet' or a weights file; none = scratch")
     p.add_argument("--freeze-stages", type=int, default=0, help="freeze this many early backbone stages")
-    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=True,
-                   help="channels-last memory layout (much faster convolutions on CPU)")
+    p.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="channels-last memory layout (much faster convolutions on CPU)",
+    )
     p.add_argument("--image-size", type=int, default=None, help="input side (default: the model's)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch that passes this")
@@ -76,14 +80,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--hflip", action="store_true", help="random horizontal flips (mirror anatomy)")
     p.add_argument("--rotation", type=float, default=10.0)
     p.add_argument("--color-jitter", type=float, default=0.2)
-    p.add_argument("--balance", choices=["weights", "sampler", "none"], default="weights",
-                   help="class weights 1/count in the loss, a balanced sampler, or nothing")
+    p.add_argument(
+        "--balance",
+        choices=["weights", "sampler", "none"],
+        default="weights",
+        help="class weights 1/count in the loss, a balanced sampler, or nothing",
+    )
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--select-metric", choices=["roc_auc", "balanced_accuracy", "val_loss"], default="roc_auc")
     p.add_argument("--patience", type=int, default=4, help="early stop after this many epochs without gain")
     p.add_argument("--lr-patience", type=int, default=1, help="ReduceLROnPlateau patience")
-    p.add_argument("--threshold-goal", default="sensitivity>=0.95",
-                   help="operating point chosen on validation: 'sensitivity>=X' (best specificity there) or 'youden'")
+    p.add_argument(
+        "--threshold-goal",
+        default="sensitivity>=0.95",
+        help="operating point chosen on validation: 'sensitivity>=X' (best specificity there) or 'youden'",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=2)
@@ -134,16 +145,23 @@ def _split(args: argparse.Namespace, records, root: Path, out: Path, rank: int):
 
 def _train_loader(args, dataset: XrayDataset, world_size: int) -> DataLoader:
     generator = torch.Generator().manual_seed(args.seed)
-    sampler = None
+    sampler: Sampler[int] | None = None
     if world_size > 1:
         sampler = DistributedSampler(dataset, shuffle=True, seed=args.seed)
     elif args.balance == "sampler":
         counts = np.bincount(dataset.labels, minlength=2)
         weights = [1.0 / counts[y] for y in dataset.labels]
         sampler = WeightedRandomSampler(weights, len(weights), generator=generator)
-    return DataLoader(dataset, batch_size=args.batch_size, shuffle=sampler is None, sampler=sampler,
-                      num_workers=args.workers, generator=generator, drop_last=len(dataset) > args.batch_size,
-                      persistent_workers=args.workers > 0)
+    return DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        num_workers=args.workers,
+        generator=generator,
+        drop_last=len(dataset) > args.batch_size,
+        persistent_workers=args.workers > 0,
+    )
 
 
 def _criterion(args, labels: list[int], device: torch.device) -> nn.Module:
@@ -155,7 +173,9 @@ def _criterion(args, labels: list[int], device: torch.device) -> nn.Module:
     return nn.CrossEntropyLoss(weight=weight, label_smoothing=args.label_smoothing)
 
 
-def _validation_scores(model, loader, device, show: bool, layout) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
+def _validation_scores(
+    model: nn.Module, loader: DataLoader, device: torch.device, show: bool
+) -> tuple[dict[str, float], torch.Tensor, torch.Tensor]:
     logits, labels = collect_logits(model, loader, device, "validate", show)
     p = torch.softmax(logits, 1)[:, 1].numpy()
     report = classification_report(labels.numpy(), p, 0.5)
@@ -173,8 +193,8 @@ def _score_for_selection(metric: str, scores: dict[str, float]) -> float:
     return -scores["val_loss"] if metric == "val_loss" else scores[metric]
 
 
-def main(args: argparse.Namespace) -> int:
-    """Train; returns the exit status."""
+def train(args: argparse.Namespace) -> int:
+    """Train; returns the exit status (expected failures raise, see :func:`main`)."""
     state = None
     if args.resume:
         state = load_train_state(args.resume)
@@ -198,8 +218,10 @@ def main(args: argparse.Namespace) -> int:
         parts = {k: apply_label_overrides(v, overrides) for k, v in parts.items()}
     spec = get_spec(args.model)
     size = args.image_size or spec.image_size
-    train_ds = XrayDataset(parts["train"], train_transform(size, spec.mean, spec.std, args.hflip,
-                                                           args.rotation, color_jitter=args.color_jitter))
+    train_ds = XrayDataset(
+        parts["train"],
+        train_transform(size, spec.mean, spec.std, args.hflip, args.rotation, color_jitter=args.color_jitter),
+    )
     val_ds = XrayDataset(parts["val"], eval_transform(size, spec.mean, spec.std))
     train_loader = _train_loader(args, train_ds, world_size)
     val_loader = DataLoader(val_ds, batch_size=args.batch_size * 2, num_workers=args.workers)
@@ -207,11 +229,10 @@ def main(args: argparse.Namespace) -> int:
     model = get_model(args.model, pretrained=args.pretrained)
     freeze_stages(model, args.model, args.freeze_stages)
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=layout)
+    model = model.to(device).to(memory_format=layout)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=args.lr, weight_decay=args.weight_decay)
-    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.3,
-                                                           patience=args.lr_patience)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="max", factor=0.3, patience=args.lr_patience)
     criterion = _criterion(args, train_ds.labels, device)
     start_epoch, best_score, bad_epochs, history = 1, -float("inf"), 0, []
     if state is not None:
@@ -224,11 +245,22 @@ def main(args: argparse.Namespace) -> int:
         model = DistributedDataParallel(model)
     plain_model = getattr(model, "module", model)
 
-    split_info = {"summary": split_summary(parts), "seed": args.seed, "scored_on": "val",
-                  "val_fraction": args.val_fraction, "test_fraction": args.test_fraction,
-                  "grouped_by": "patient id from file name, exact duplicates merged"}
-    meta_base = dict(arch=args.model, image_size=size, mean=list(spec.mean), std=list(spec.std),
-                     train_args=vars(args).copy(), split=split_info)
+    split_info = {
+        "summary": split_summary(parts),
+        "seed": args.seed,
+        "scored_on": "val",
+        "val_fraction": args.val_fraction,
+        "test_fraction": args.test_fraction,
+        "grouped_by": "patient id from file name, exact duplicates merged",
+    }
+    meta_base = dict(
+        arch=args.model,
+        image_size=size,
+        mean=list(spec.mean),
+        std=list(spec.std),
+        train_args=vars(args).copy(),
+        split=split_info,
+    )
     started = time.monotonic()
     epochs = tqdm(range(start_epoch, args.epochs + 1), desc="epochs", disable=not show, unit="epoch")
     for epoch in epochs:
@@ -237,27 +269,44 @@ def main(args: argparse.Namespace) -> int:
         train_stats = train_one_epoch(model, train_loader, criterion, optimizer, device, epoch, show, layout)
         stop = False
         if rank == 0:
-            scores, _, _ = _validation_scores(plain_model, val_loader, device, show, layout)
+            scores, _, _ = _validation_scores(plain_model, val_loader, device, show)
             score = _score_for_selection(args.select_metric, scores)
             if score != score:  # NaN, e.g. ROC-AUC on a one-class validation set
                 score = -float("inf")
             improved = score > best_score or not (out / "best_model.pth").exists()
             if improved:
                 best_score, bad_epochs = score, 0
-                save_checkpoint(out / "best_model.pth", plain_model,
-                                CheckpointMeta(**meta_base, val_metrics=scores, epoch=epoch))
+                save_checkpoint(
+                    out / "best_model.pth", plain_model, CheckpointMeta(**meta_base, val_metrics=scores, epoch=epoch)
+                )
             else:
                 bad_epochs += 1
-            row = {"epoch": epoch, **train_stats, **scores, "lr": optimizer.param_groups[0]["lr"],
-                   "best": improved, "seconds": round(time.monotonic() - started, 1)}
+            row = {
+                "epoch": epoch,
+                **train_stats,
+                **scores,
+                "lr": optimizer.param_groups[0]["lr"],
+                "best": improved,
+                "seconds": round(time.monotonic() - started, 1),
+            }
             history.append(row)
             with open(out / "train_log.jsonl", "a") as log:
                 log.write(json.dumps(row) + "\n")
             epochs.write(" ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
-            torch.save({"format": STATE_FORMAT, "args": vars(args), "model": plain_model.state_dict(),
-                        "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                        "epoch": epoch, "best_score": best_score, "bad_epochs": bad_epochs,
-                        "history": history}, out / "last.pth")
+            torch.save(
+                {
+                    "format": STATE_FORMAT,
+                    "args": vars(args),
+                    "model": plain_model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "epoch": epoch,
+                    "best_score": best_score,
+                    "bad_epochs": bad_epochs,
+                    "history": history,
+                },
+                out / "last.pth",
+            )
             over_time = args.max_minutes is not None and time.monotonic() - started > args.max_minutes * 60
             stop = bad_epochs >= args.patience or over_time
             scheduler.step(score)
@@ -274,15 +323,14 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-def cli() -> int:
-    """Parse arguments, run, and turn expected failures into one-line errors."""
-    args = get_args_parser().parse_args()
+def main(args: argparse.Namespace) -> int:
+    """Train, turning expected failures into one-line errors; returns the exit status."""
     try:
-        return main(args)
+        return train(args)
     except (FileNotFoundError, ValueError, WeightsUnavailableError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
 
 if __name__ == "__main__":
-    sys.exit(cli())
+    sys.exit(main(get_args_parser().parse_args()))

@@ -13,8 +13,13 @@ def _meta(**kwargs):
 
 def test_round_trip_keeps_weights_and_metadata(tmp_path):
     model = get_model("resnet18")
-    meta = _meta(threshold=0.37, temperature=1.7, train_args={"lr": 0.01}, val_metrics={"roc_auc": 0.9},
-                 split={"scored_on": "val"})
+    meta = _meta(
+        threshold=0.37,
+        temperature=1.7,
+        train_args={"lr": 0.01},
+        val_metrics={"roc_auc": 0.9},
+        split={"scored_on": "val"},
+    )
     save_checkpoint(tmp_path / "m.pth", model, meta)
     loaded, loaded_meta = load_checkpoint(tmp_path / "m.pth")
     assert loaded_meta == meta and loaded_meta.class_names == ["NORMAL", "PNEUMONIA"]
@@ -64,26 +69,37 @@ def test_weights_of_another_architecture(tmp_path):
 
 
 def test_metadata_missing_fields(tmp_path):
-    torch.save({"format": "pneumonia-xray-checkpoint", "meta": {"arch": "resnet18"}, "state_dict": {}},
-               tmp_path / "m.pth")
+    torch.save(
+        {"format": "pneumonia-xray-checkpoint", "meta": {"arch": "resnet18"}, "state_dict": {}}, tmp_path / "m.pth"
+    )
     with pytest.raises(CheckpointError, match="lacks"):
         load_checkpoint(tmp_path / "m.pth")
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("temperature", 0.0, "temperature"),
-    ("threshold", "high", "threshold"),
-    ("threshold", float("nan"), "threshold"),
-    ("image_size", -3, "image_size"),
-    ("image_size", "224", "image_size"),
-    ("std", [0.5, 0.0, 0.5], "std"),
-    ("mean", [0.5], "mean"),
-    ("class_names", ["CAT", "DOG"], "classes"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("temperature", 0.0, "temperature"),
+        ("threshold", "high", "threshold"),
+        ("threshold", float("nan"), "threshold"),
+        ("image_size", -3, "image_size"),
+        ("image_size", "224", "image_size"),
+        ("std", [0.5, 0.0, 0.5], "std"),
+        ("mean", [0.5], "mean"),
+        ("class_names", ["CAT", "DOG"], "classes"),
+    ],
+)
 def test_metadata_is_validated_on_load(tmp_path, field, value, message):
     meta = _meta().to_dict()
     meta[field] = value
-    torch.save({"format": "pneumonia-xray-checkpoint", "format_version": 1, "meta": meta,
-                "state_dict": get_model("resnet18").state_dict()}, tmp_path / "m.pth")
+    torch.save(
+        {
+            "format": "pneumonia-xray-checkpoint",
+            "format_version": 1,
+            "meta": meta,
+            "state_dict": get_model("resnet18").state_dict(),
+        },
+        tmp_path / "m.pth",
+    )
     with pytest.raises(CheckpointError, match=message):
         load_checkpoint(tmp_path / "m.pth")

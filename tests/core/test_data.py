@@ -100,7 +100,7 @@ def test_dataset_returns_normalised_tensors(image_folder):
     dataset = XrayDataset(records, eval_transform(32, [0.5] * 3, [0.5] * 3))
     tensor, label = dataset[0]
     assert tensor.shape == (3, 32, 32) and label in (0, 1)
-    assert -1.0 <= float(tensor.min()) and float(tensor.max()) <= 1.0
+    assert float(tensor.min()) >= -1.0 and float(tensor.max()) <= 1.0
 
 
 def test_label_overrides(tmp_path, image_folder):
@@ -123,15 +123,17 @@ def test_label_overrides_reject_bad_csv(tmp_path):
 
 def test_hugging_face_path_with_local_dataset(tmp_path):
     """Same code path as the hub id: datasets.load_dataset on a folder of parquet files."""
-    from datasets import ClassLabel, Dataset, Features, Image as HFImage, Value
+    from datasets import ClassLabel, Dataset, Features, Value
+    from datasets import Image as HFImage
 
     rows = {
         "image_file_path": ["/x/person5_virus_1.jpeg", "/x/IM-0007-0001.jpeg", "/x/person5_virus_2.jpeg"],
         "image": [xray_like(1, True, 16), xray_like(2, False, 16), xray_like(3, True, 16).convert("RGBA")],
         "labels": [1, 0, 1],
     }
-    features = Features({"image_file_path": Value("string"), "image": HFImage(),
-                         "labels": ClassLabel(names=["NORMAL", "PNEUMONIA"])})
+    features = Features(
+        {"image_file_path": Value("string"), "image": HFImage(), "labels": ClassLabel(names=["NORMAL", "PNEUMONIA"])}
+    )
     source = tmp_path / "hf"
     (source / "data").mkdir(parents=True)
     Dataset.from_dict(rows, features=features).to_parquet(source / "data" / "train-00000-of-00001.parquet")

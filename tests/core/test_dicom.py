@@ -1,7 +1,5 @@
 """DICOM files written with pydicom, read through the same path as every upload."""
 
-import io
-
 import numpy as np
 import pytest
 
@@ -53,7 +51,7 @@ def test_identifying_tags_never_reach_database_or_store(tiny_checkpoint, tmp_pat
 
     monkeypatch.setenv("PNEUMONIA_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    pixels = (np.asarray(xray_like(3, True, 128), dtype=np.uint16) * 16)
+    pixels = np.asarray(xray_like(3, True, 128), dtype=np.uint16) * 16
     data = make_dicom(pixels, patient="Secretname^Patient")
     engine = init_db(make_engine())
     logged = predict_and_log(engine, Predictor.from_checkpoint(tiny_checkpoint, "cpu"), data, "scan.dcm")

@@ -2,9 +2,7 @@
 
 import random
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from core.images import load_image
 from core.input_checks import NotAnXrayError, load_xray, xray_problem

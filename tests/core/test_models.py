@@ -34,11 +34,13 @@ def test_resnet18_weights_from_file(tmp_path):
 
 def test_resnet18_imagenet_without_network_says_how(monkeypatch, tmp_path):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))  # empty cache: must download
-    try:
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")  # the discard port: no download can succeed
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    with pytest.raises(WeightsUnavailableError) as error:
         get_model("resnet18", pretrained="imagenet")
-    except WeightsUnavailableError as error:
-        assert "pretrained=PATH" in str(error) and "\n" not in str(error)
-    # With a network the weights download and the call succeeds; both are fine.
+    assert "pretrained=PATH" in str(error.value) and "\n" not in str(error.value)
 
 
 def test_unknown_model_and_missing_weights():

@@ -31,10 +31,20 @@ def test_bias_moves_probability_on_the_logit_scale():
     assert p == pytest.approx(1 / (1 + np.exp(-(4.0 / 2.0 - 1.0))))
 
 
-@pytest.mark.parametrize("threshold, temperature, bias", [
-    (1.5, 1.0, 0.0), (-0.1, 1.0, 0.0), (float("nan"), 1.0, 0.0), ("0.5", 1.0, 0.0),
-    (0.5, 0.0, 0.0), (0.5, -1.0, 0.0), (0.5, float("inf"), 0.0), (0.5, 1.0, float("nan")), (True, 1.0, 0.0),
-])
+@pytest.mark.parametrize(
+    "threshold, temperature, bias",
+    [
+        (1.5, 1.0, 0.0),
+        (-0.1, 1.0, 0.0),
+        (float("nan"), 1.0, 0.0),
+        ("0.5", 1.0, 0.0),
+        (0.5, 0.0, 0.0),
+        (0.5, -1.0, 0.0),
+        (0.5, float("inf"), 0.0),
+        (0.5, 1.0, float("nan")),
+        (True, 1.0, 0.0),
+    ],
+)
 def test_bad_values_are_refused(threshold, temperature, bias):
     with pytest.raises(ValueError):
         validate_calibration(threshold, temperature, bias)
@@ -43,8 +53,15 @@ def test_bad_values_are_refused(threshold, temperature, bias):
 
 
 def test_in_force_prefers_the_saved_point():
-    meta = CheckpointMeta(arch="resnet18", image_size=64, mean=[0.5] * 3, std=[0.2] * 3, threshold=0.3,
-                          temperature=1.2, threshold_goal="youden")
+    meta = CheckpointMeta(
+        arch="resnet18",
+        image_size=64,
+        mean=[0.5] * 3,
+        std=[0.2] * 3,
+        threshold=0.3,
+        temperature=1.2,
+        threshold_goal="youden",
+    )
     own = operating_point_in_force(meta, "a" * 64)
     assert (own.threshold, own.temperature, own.origin, own.goal) == (0.3, 1.2, CHECKPOINT, "youden")
     saved = OperatingPoint(threshold=0.9, temperature=2.0, bias=0.5, origin=DATABASE, change_id=7)

@@ -1,19 +1,16 @@
-"""The prediction command as users run it: a real subprocess, real files."""
+"""The prediction command: in-process runs of ``main`` on real files, and one subprocess smoke test."""
 
 import io
 import json
-import subprocess
-import sys
 
 import numpy as np
 from PIL import Image
 
-from tests.helpers import REPO_ROOT, xray_like
+from tests.helpers import run_main, run_subprocess, xray_like
 
 
 def run_predict(*args):
-    return subprocess.run([sys.executable, "-m", "core.predict", *map(str, args)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return run_main("core.predict", *args)
 
 
 def _inputs(tmp_path):
@@ -22,7 +19,7 @@ def _inputs(tmp_path):
     rgba = tmp_path / "rgba.png"
     xray_like(2, False).convert("RGBA").save(rgba)
     sixteen = tmp_path / "sixteen.png"
-    Image.fromarray((np.asarray(xray_like(3, False), dtype=np.uint16) * 200)).save(sixteen)
+    Image.fromarray(np.asarray(xray_like(3, False), dtype=np.uint16) * 200).save(sixteen)
     jpeg = tmp_path / "rgb.jpg"
     xray_like(4, True).convert("RGB").save(jpeg)
     return [good, rgba, sixteen, jpeg]
@@ -78,9 +75,14 @@ def test_bad_checkpoint_is_one_line(tmp_path):
     assert result.stderr.count("\n") == 1
 
 
-def test_log_stores_predictions_in_the_database(tiny_checkpoint, tmp_path, monkeypatch):
-    import os
+def test_smoke_as_users_run_it(tiny_checkpoint, tmp_path):
+    good = _inputs(tmp_path)[0]
+    result = run_subprocess("core.predict", good, "--checkpoint", tiny_checkpoint, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Prediction: ")
 
+
+def test_log_stores_predictions_in_the_database(tiny_checkpoint, tmp_path, monkeypatch):
     from sqlalchemy import text
 
     from db.engine import make_engine
@@ -88,11 +90,10 @@ def test_log_stores_predictions_in_the_database(tiny_checkpoint, tmp_path, monke
     good = _inputs(tmp_path)[0]
     bad = tmp_path / "bad.png"
     bad.write_text("nope")
-    env = {**os.environ, "PNEUMONIA_DATA_DIR": str(tmp_path / "data")}
-    env.pop("DATABASE_URL", None)
-    result = subprocess.run([sys.executable, "-m", "core.predict", str(good), str(bad), str(good), "--json", "--log",
-                             "--checkpoint", str(tiny_checkpoint)], cwd=REPO_ROOT, capture_output=True, text=True,
-                            timeout=300, env=env)
+    monkeypatch.setenv("PNEUMONIA_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("IMAGE_STORE_DIR", raising=False)
+    result = run_predict(good, bad, good, "--json", "--log", "--checkpoint", tiny_checkpoint)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     ids = [json.loads(line)["prediction_id"] for line in result.stdout.splitlines()]
     engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'reviews.db'}")

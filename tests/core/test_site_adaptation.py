@@ -104,7 +104,11 @@ def test_proposal_reports_before_and_cross_validated_after():
 
 
 def test_shift_warning_names_the_figure_and_both_values():
-    site = {"specificity": 0.74, "confidence_intervals": {"specificity": [0.68, 0.80]}, "sensitivity": 0.99,
-            "accuracy": None}
+    site = {
+        "specificity": 0.74,
+        "confidence_intervals": {"specificity": [0.68, 0.80]},
+        "sensitivity": 0.99,
+        "accuracy": None,
+    }
     lines = shift_warnings(site, {"specificity": 0.995, "sensitivity": 0.99})
     assert lines == ["specificity on reviewed cases 0.740 (0.680-0.800) vs 0.995 on the held-out split"]

@@ -16,8 +16,14 @@ def _write_reviews(url: str, prediction_id: int, worker: int, count: int) -> Non
     engine = make_engine(url)
     for i in range(count):
         with session_scope(engine) as session:
-            repository.add_review(session, prediction_id, f"reviewer-{worker}", i % 2 == 0,
-                                  None if i % 2 == 0 else "NORMAL", notes=f"{worker}/{i}")
+            repository.add_review(
+                session,
+                prediction_id,
+                f"reviewer-{worker}",
+                i % 2 == 0,
+                None if i % 2 == 0 else "NORMAL",
+                notes=f"{worker}/{i}",
+            )
     engine.dispose()
 
 

@@ -33,14 +33,24 @@ def test_upgrade_from_first_schema_keeps_rows(data_dir):
     assert current_revision(engine) == "0001"
     assert "threshold_changes" not in inspect(engine).get_table_names()
     with engine.begin() as connection:
-        connection.execute(text(
-            "INSERT INTO images (sha256, file_name, storage_path, width, height, created_at) "
-            "VALUES ('ab', 'old.png', 'ab/ab.png', 1, 1, '2026-01-01')"))
-        connection.execute(text(
-            "INSERT INTO model_versions (sha256, name, arch, created_at) VALUES ('cd', 'm', 'resnet18', '2026-01-01')"))
-        connection.execute(text(
-            "INSERT INTO predictions (image_id, model_id, p_normal, p_pneumonia, threshold, predicted_label, "
-            "created_at) VALUES (1, 1, 0.2, 0.8, 0.5, 'PNEUMONIA', '2026-01-01')"))
+        connection.execute(
+            text(
+                "INSERT INTO images (sha256, file_name, storage_path, width, height, created_at) "
+                "VALUES ('ab', 'old.png', 'ab/ab.png', 1, 1, '2026-01-01')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO model_versions (sha256, name, arch, created_at) "
+                "VALUES ('cd', 'm', 'resnet18', '2026-01-01')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO predictions (image_id, model_id, p_normal, p_pneumonia, threshold, predicted_label, "
+                "created_at) VALUES (1, 1, 0.2, 0.8, 0.5, 'PNEUMONIA', '2026-01-01')"
+            )
+        )
     init_db(engine)  # what the app does on start
     assert current_revision(engine) == head_revision() == "0003"
     with engine.connect() as connection:

@@ -1,5 +1,5 @@
-import dataclasses
 import csv
+import dataclasses
 import subprocess
 import sys
 
@@ -7,8 +7,8 @@ from core.data import apply_label_overrides, read_label_overrides, scan_image_fo
 from db import repository
 from db.actions import write_relabel_export
 from db.engine import session_scope
-from tests.helpers import REPO_ROOT
 from tests.db.conftest import add_prediction
+from tests.helpers import REPO_ROOT, run_main
 
 
 def _reviewed(engine):
@@ -47,7 +47,9 @@ def test_export_image_folder_feeds_training(engine, tmp_path):
     write_relabel_export(engine, tmp_path / "r.csv", images_dir=tmp_path / "tree")
     records = scan_image_folder(tmp_path / "tree")
     assert sorted((r.path.split("/")[-1], r.label) for r in records) == [
-        ("IM-0001-0001.jpeg", 0), ("person1_virus_1.jpeg", 1)]
+        ("IM-0001-0001.jpeg", 0),
+        ("person1_virus_1.jpeg", 1),
+    ]
     # The CSV works as label overrides for training data with the same file names.
     overrides = read_label_overrides(tmp_path / "r.csv")
     flipped = [dataclasses.replace(r, label=1) for r in scan_image_folder(tmp_path / "tree")]
@@ -57,14 +59,18 @@ def test_export_image_folder_feeds_training(engine, tmp_path):
 
 def test_cli_export(engine, data_dir, tmp_path):
     _reviewed(engine)
-    result = subprocess.run([sys.executable, "-m", "db", "export", "--output", str(tmp_path / "x.csv"),
-                             "--only-disagreements"], cwd=REPO_ROOT, capture_output=True, text=True,
-                            env={"PNEUMONIA_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"}, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "db", "export", "--output", str(tmp_path / "x.csv"), "--only-disagreements"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        env={"PNEUMONIA_DATA_DIR": str(data_dir), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "wrote 2 rows" in result.stdout and len(_read(tmp_path / "x.csv")) == 2
 
 
 def test_cli_bad_database_is_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "db", "--database-url", "sqlite:////proc/nope/x.db", "summary"],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    result = run_main("db", "--database-url", "sqlite:////proc/nope/x.db", "summary")
     assert result.returncode == 2 and result.stderr.startswith("error:") and "Traceback" not in result.stderr

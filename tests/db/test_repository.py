@@ -1,6 +1,5 @@
-from datetime import datetime, timedelta, timezone
-
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sklearn.metrics import cohen_kappa_score
@@ -37,8 +36,15 @@ def test_review_history_supersedes_without_overwriting(engine):
     with session_scope(engine) as session:
         first = repository.add_review(session, prediction_id, "Dr A", agrees=True)
     with session_scope(engine) as session:
-        second = repository.add_review(session, prediction_id, "Dr A", agrees=False, corrected_label="normal",
-                                       confidence="unsure", notes="<script>alert(1)</script>")
+        second = repository.add_review(
+            session,
+            prediction_id,
+            "Dr A",
+            agrees=False,
+            corrected_label="normal",
+            confidence="unsure",
+            notes="<script>alert(1)</script>",
+        )
         repository.add_review(session, prediction_id, "Dr B", agrees=True, confidence="medium")
     with session_scope(engine) as session:
         history = repository.review_history(session, prediction_id)
@@ -64,9 +70,8 @@ def test_review_history_supersedes_without_overwriting(engine):
 def test_bad_reviews_write_nothing(engine, kwargs, message):
     prediction_id = add_prediction(engine, p=0.9)
     arguments = {"prediction_id": prediction_id, "reviewer": "Dr A", "agrees": True, **kwargs}
-    with pytest.raises(ValidationError, match=message):
-        with session_scope(engine) as session:
-            repository.add_review(session, **arguments)
+    with pytest.raises(ValidationError, match=message), session_scope(engine) as session:
+        repository.add_review(session, **arguments)
     with session_scope(engine) as session:
         assert session.scalar(select(func.count(Review.id))) == 0
 
@@ -78,12 +83,17 @@ def test_queue_unreviewed_first_then_most_uncertain(engine):
     with session_scope(engine) as session:
         queue = [p.p_pneumonia for p in repository.review_queue(session)]
         assert queue == [0.45, 0.7, 0.1, 0.95, 0.52]
-        assert [p.p_pneumonia for p in repository.review_queue(session, QueueFilters(reviewer="Dr A"))] == \
-            [0.45, 0.7, 0.1, 0.95]
-        assert {p.predicted_label for p in repository.review_queue(
-            session, QueueFilters(predicted_label="normal"))} == {"NORMAL"}
+        assert [p.p_pneumonia for p in repository.review_queue(session, QueueFilters(reviewer="Dr A"))] == [
+            0.45,
+            0.7,
+            0.1,
+            0.95,
+        ]
+        assert {
+            p.predicted_label for p in repository.review_queue(session, QueueFilters(predicted_label="normal"))
+        } == {"NORMAL"}
         assert len(repository.review_queue(session, QueueFilters(include_reviewed=False))) == 4
-        future = datetime.now(timezone.utc) + timedelta(days=1)
+        future = datetime.now(UTC) + timedelta(days=1)
         assert repository.review_queue(session, QueueFilters(since=future)) == []
         assert repository.review_queue(session, QueueFilters(model_id=12345)) == []
 
@@ -98,8 +108,10 @@ def test_summary_counts_and_kappa(engine):
     with session_scope(engine) as session:
         summary = repository.feedback_summary(session)
         assert summary["reviews"] == 5 and summary["disagreements"] == 2
-        assert summary["per_reviewer"] == {"Dr A": {"reviews": 2, "disagreements": 2},
-                                           "Dr B": {"reviews": 3, "disagreements": 0}}
+        assert summary["per_reviewer"] == {
+            "Dr A": {"reviews": 2, "disagreements": 2},
+            "Dr B": {"reviews": 3, "disagreements": 0},
+        }
         model = ["PNEUMONIA", "PNEUMONIA", "NORMAL", "NORMAL", "PNEUMONIA"]
         human = ["PNEUMONIA", "NORMAL", "NORMAL", "PNEUMONIA", "PNEUMONIA"]
         assert summary["kappa"] == pytest.approx(cohen_kappa_score(model, human))
@@ -117,22 +129,21 @@ def test_threshold_changes_are_logged(engine):
         assert repository.latest_threshold_change(session, "e" * 64).threshold == 0.4
         history = repository.threshold_history(session, model)
         assert [(h.changed_by, h.metrics["sensitivity"]) for h in history] == [("Dr B", 0.95), ("Dr A", 0.97)]
-    with pytest.raises(ValidationError):
-        with session_scope(engine) as session:
-            repository.record_threshold_change(session, model, 1.5, "Dr A", {})
-    with pytest.raises(ValidationError):  # a NaN threshold or a zero temperature is refused, not stored
-        with session_scope(engine) as session:
-            repository.record_threshold_change(session, model, float("nan"), "Dr A", {})
-    with pytest.raises(ValidationError):
-        with session_scope(engine) as session:
-            repository.record_threshold_change(session, model, 0.5, "Dr A", {}, temperature=0.0)
+    with pytest.raises(ValidationError), session_scope(engine) as session:
+        repository.record_threshold_change(session, model, 1.5, "Dr A", {})
+    # a NaN threshold or a zero temperature is refused, not stored
+    with pytest.raises(ValidationError), session_scope(engine) as session:
+        repository.record_threshold_change(session, model, float("nan"), "Dr A", {})
+    with pytest.raises(ValidationError), session_scope(engine) as session:
+        repository.record_threshold_change(session, model, 0.5, "Dr A", {}, temperature=0.0)
 
 
 def test_threshold_change_metrics_are_strict_json(engine):
     with session_scope(engine) as session:
         model = repository.get_or_create_model(session, "e" * 64, "m.pth", "resnet18")
-        repository.record_threshold_change(session, model, 0.0, "Dr A", {"specificity": float("nan"),
-                                                                          "nested": [float("inf"), 1.0]})
+        repository.record_threshold_change(
+            session, model, 0.0, "Dr A", {"specificity": float("nan"), "nested": [float("inf"), 1.0]}
+        )
     with engine.connect() as connection:
         stored = connection.exec_driver_sql("SELECT metrics FROM threshold_changes").scalar()
     assert "NaN" not in stored and "Infinity" not in stored

@@ -20,10 +20,10 @@ def test_resolve_label_majority_and_ties():
 
 
 def test_reviewed_cases_use_latest_calls_and_leave_ties_out(engine):
-    agreed = add_prediction(engine, seed=1, p=0.9)       # model: PNEUMONIA
+    agreed = add_prediction(engine, seed=1, p=0.9)  # model: PNEUMONIA
     changed = add_prediction(engine, seed=2, p=0.9)
-    tied = add_prediction(engine, seed=3, p=0.2)         # model: NORMAL
-    add_prediction(engine, seed=4, p=0.2)                # never reviewed
+    tied = add_prediction(engine, seed=3, p=0.2)  # model: NORMAL
+    add_prediction(engine, seed=4, p=0.2)  # never reviewed
     actions.submit_review(engine, agreed, "Dr A", True)
     actions.submit_review(engine, changed, "Dr A", True)
     actions.submit_review(engine, changed, "Dr A", False, "NORMAL")  # supersedes the agreement
@@ -51,8 +51,9 @@ def reviewed_site(engine, tiny_checkpoint):
         logged = actions.predict_and_log(engine, predictor, buffer.getvalue(), f"case{seed}.png")
         called = logged.result.label
         true_label = "PNEUMONIA" if label else "NORMAL"
-        actions.submit_review(engine, logged.prediction_id, "Dr A", called == true_label,
-                              None if called == true_label else true_label)
+        actions.submit_review(
+            engine, logged.prediction_id, "Dr A", called == true_label, None if called == true_label else true_label
+        )
     return predictor, truth
 
 
@@ -80,8 +81,7 @@ def test_calibrate_from_reviews_refuses_too_few_cases(engine, reviewed_site, tin
         assert repository.latest_threshold_change(session, reviewed_site[0].checkpoint_sha256) is None
 
 
-def test_calibrate_from_reviews_saves_a_point_every_entry_point_uses(engine, reviewed_site, tiny_checkpoint,
-                                                                    capsys):
+def test_calibrate_from_reviews_saves_a_point_every_entry_point_uses(engine, reviewed_site, tiny_checkpoint, capsys):
     predictor, _ = reviewed_site
     assert _calibrate("--checkpoint", str(tiny_checkpoint), "--min-cases", "10", "--dry-run") == 0
     assert "dry run" in capsys.readouterr().out

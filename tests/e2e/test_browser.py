@@ -19,9 +19,16 @@ import pytest
 from tests.helpers import REPO_ROOT, free_port, skip_unless_available, xray_like
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
-                 "--disable-background-networking", "--disable-component-update", "--disable-dev-shm-usage"]
-
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-dev-shm-usage",
+]
 
 
 def start_dashboard(data_dir: Path) -> tuple[subprocess.Popen, str, float]:
@@ -31,10 +38,28 @@ def start_dashboard(data_dir: Path) -> tuple[subprocess.Popen, str, float]:
     env.pop("DATABASE_URL", None)
     started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "streamlit_app.py", "--server.headless", "true",
-         "--server.address", "127.0.0.1", "--server.port", str(port), "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "streamlit_app.py",
+            "--server.headless",
+            "true",
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--browser.gatherUsageStats",
+            "false",
+            "--server.fileWatcherType",
+            "none",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(600):
         try:
@@ -59,8 +84,9 @@ def dashboard(tmp_path):
 
 @pytest.fixture()
 def browser_page():
-    skip_unless_available(Path(CHROMIUM).exists(), "Debian's chromium",
-                          "enable with 'apt-get install chromium' (.ci/run does)")
+    skip_unless_available(
+        Path(CHROMIUM).exists(), "Debian's chromium", "enable with 'apt-get install chromium' (.ci/run does)"
+    )
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
@@ -109,8 +135,9 @@ def test_upload_predict_review_in_a_real_browser(browser_page, dashboard, tmp_pa
 
     with sqlite3.connect(data_dir / "reviews.db") as connection:
         predictions = connection.execute("SELECT id, predicted_label, source FROM predictions").fetchall()
-        reviews = connection.execute("SELECT prediction_id, reviewer, agrees, corrected_label, notes "
-                                     "FROM reviews").fetchall()
+        reviews = connection.execute(
+            "SELECT prediction_id, reviewer, agrees, corrected_label, notes FROM reviews"
+        ).fetchall()
         images = connection.execute("SELECT file_name, storage_path FROM images").fetchall()
     assert len(predictions) == 1 and predictions[0][2] == "dashboard"
     predicted = predictions[0][1]

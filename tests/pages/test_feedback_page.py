@@ -1,4 +1,3 @@
-
 from db import repository
 from db.engine import init_db, make_engine, session_scope
 from tests.db.conftest import add_prediction

@@ -16,8 +16,16 @@ def test_renders_report_figures(app_env):
     at = open_page("metrics")
     assert not at.exception and not at.error
     labels = [m.label for m in at.metric]
-    assert {"Accuracy (95% CI)", "ROC-AUC (95% CI)", "Sensitivity", "Specificity", "PPV", "NPV",
-            "ECE before", "ECE after (temperature)"} <= set(labels)
+    assert {
+        "Accuracy (95% CI)",
+        "ROC-AUC (95% CI)",
+        "Sensitivity",
+        "Specificity",
+        "PPV",
+        "NPV",
+        "ECE before",
+        "ECE after (temperature)",
+    } <= set(labels)
     report = _report()
     images = next(m.value for m in at.metric if m.label == "Images / patients")
     assert images == f"{report['n_images']} / {report['n_patients']}"

@@ -1,7 +1,7 @@
 from sqlalchemy import text
 
-from db.engine import make_engine, session_scope
 from db import repository
+from db.engine import make_engine, session_scope
 from tests.db.conftest import add_prediction
 from tests.pages.conftest import open_page
 

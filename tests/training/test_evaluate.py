@@ -1,27 +1,60 @@
 import json
 from pathlib import Path
-import subprocess
-import sys
 
 import pytest
 
 from core.metrics import classification_report
-from tests.helpers import REPO_ROOT, make_image_folder
+from tests.helpers import make_image_folder, run_main, run_subprocess
 
 
 def run_evaluate(*args):
-    return subprocess.run([sys.executable, "-m", "training.evaluate", *map(str, args)], cwd=REPO_ROOT,
-                          capture_output=True, text=True, timeout=300)
+    return run_main("training.evaluate", *args)
+
+
+def test_smoke_as_users_run_it(tiny_checkpoint, image_folder):
+    result = run_subprocess(
+        "training.evaluate",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--data-dir",
+        image_folder,
+        "--bootstrap",
+        "0",
+        "--workers",
+        "0",
+        "--no-progress",
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("images=24 ")
 
 
 def test_report_has_required_keys_and_recomputes(tiny_checkpoint, image_folder, tmp_path):
     out = tmp_path / "report.json"
-    result = run_evaluate("--checkpoint", tiny_checkpoint, "--data-dir", image_folder, "--output", out,
-                          "--bootstrap", "100", "--workers", "0")
+    result = run_evaluate(
+        "--checkpoint",
+        tiny_checkpoint,
+        "--data-dir",
+        image_folder,
+        "--output",
+        out,
+        "--bootstrap",
+        "100",
+        "--workers",
+        "0",
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
-    assert {"accuracy", "roc_auc", "confusion_matrix", "threshold", "predictions", "ece",
-            "confidence_intervals", "per_class", "n_patients"} <= set(report)
+    assert {
+        "accuracy",
+        "roc_auc",
+        "confusion_matrix",
+        "threshold",
+        "predictions",
+        "ece",
+        "confidence_intervals",
+        "per_class",
+        "n_patients",
+    } <= set(report)
     assert len(report["predictions"]) == report["n_images"] == 24 and report["n_patients"] == 12
     assert {"path", "label", "p_pneumonia"} <= set(report["predictions"][0])
     labels = [p["label"] for p in report["predictions"]]
@@ -38,8 +71,9 @@ def test_unreadable_images_are_skipped_with_a_warning(tiny_checkpoint, tmp_path)
     root = make_image_folder(tmp_path / "data", per_class=3, size=32)
     (root / "NORMAL" / "IM-0099-0001.png").write_text("not an image")
     out = tmp_path / "r.json"
-    result = run_evaluate("--checkpoint", tiny_checkpoint, "--data-dir", root, "--output", out,
-                          "--bootstrap", "0", "--workers", "0")
+    result = run_evaluate(
+        "--checkpoint", tiny_checkpoint, "--data-dir", root, "--output", out, "--bootstrap", "0", "--workers", "0"
+    )
     assert result.returncode == 0, result.stderr
     report = json.loads(out.read_text())
     assert report["n_images"] == 6 and len(report["skipped"]) == 1
@@ -53,9 +87,22 @@ def test_split_part_only(tiny_checkpoint, tmp_path):
     parts = grouped_split(scan_image_folder(root), seed=0)
     save_split(parts, tmp_path / "split.json", root)
     out = tmp_path / "r.json"
-    result = run_evaluate("--checkpoint", tiny_checkpoint, "--data-dir", root, "--split-file",
-                          tmp_path / "split.json", "--split", "test", "--output", out, "--bootstrap", "0",
-                          "--workers", "0")
+    result = run_evaluate(
+        "--checkpoint",
+        tiny_checkpoint,
+        "--data-dir",
+        root,
+        "--split-file",
+        tmp_path / "split.json",
+        "--split",
+        "test",
+        "--output",
+        out,
+        "--bootstrap",
+        "0",
+        "--workers",
+        "0",
+    )
     assert result.returncode == 0, result.stderr
     paths = {p["path"] for p in json.loads(out.read_text())["predictions"]}
     assert paths == {str(Path(r.path).relative_to(root)) for r in parts["test"]}

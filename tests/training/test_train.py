@@ -9,24 +9,55 @@ import sys
 import pytest
 
 from core.checkpoint import load_checkpoint
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, run_main
 
-TINY = ["--model", "resnet18", "--image-size", "32", "--batch-size", "4", "--workers", "0",
-        "--val-fraction", "0.25", "--test-fraction", "0.25", "--lr", "0.01", "--seed", "1"]
+TINY = [
+    "--model",
+    "resnet18",
+    "--image-size",
+    "32",
+    "--batch-size",
+    "4",
+    "--workers",
+    "0",
+    "--val-fraction",
+    "0.25",
+    "--test-fraction",
+    "0.25",
+    "--lr",
+    "0.01",
+    "--seed",
+    "1",
+]
 
 
-def run(module, *args, launcher=None, timeout=600):
+def run(module, *args, launcher=None, subprocess_smoke=False, timeout=600):
+    """In-process by default; a real process for the smoke test and for torchrun."""
+    if launcher is None and not subprocess_smoke:
+        return run_main(module, *args)
     command = launcher or [sys.executable, "-m"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([*command, module, *map(str, args)], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=timeout, env=env)
+    return subprocess.run(
+        [*command, module, *map(str, args)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout, env=env
+    )
 
 
 @pytest.fixture(scope="module")
 def trained(image_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    result = run("training.train", "--data-dir", image_folder, "--epochs", "2", "--output-dir", out,
-                 "--patience", "10", *TINY)
+    result = run(
+        "training.train",
+        "--data-dir",
+        image_folder,
+        "--epochs",
+        "2",
+        "--output-dir",
+        out,
+        "--patience",
+        "10",
+        *TINY,
+        subprocess_smoke=True,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     return out, result
 
@@ -50,8 +81,17 @@ def test_resume_continues_from_last_epoch(trained, tmp_path):
     out, _ = trained
     resumed = tmp_path / "resumed"
     shutil.copytree(out, resumed)
-    result = run("training.train", "--data-dir", "unused-restored-from-state", "--resume", resumed / "last.pth",
-                 "--epochs", "3", "--output-dir", resumed)
+    result = run(
+        "training.train",
+        "--data-dir",
+        "unused-restored-from-state",
+        "--resume",
+        resumed / "last.pth",
+        "--epochs",
+        "3",
+        "--output-dir",
+        resumed,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     log = [json.loads(line) for line in (resumed / "train_log.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in log] == [1, 2, 3]
@@ -76,8 +116,20 @@ def test_relabel_csv_changes_training_labels(image_folder, tmp_path):
     csv = tmp_path / "relabel.csv"
     csv.write_text("file_name,resolved_label\n" + "".join(f"{p.name},PNEUMONIA\n" for p in normal))
     out = tmp_path / "relabeled"
-    result = run("training.train", "--data-dir", image_folder, "--epochs", "1", "--output-dir", out,
-                 "--relabel", csv, "--balance", "none", *TINY)
+    result = run(
+        "training.train",
+        "--data-dir",
+        image_folder,
+        "--epochs",
+        "1",
+        "--output-dir",
+        out,
+        "--relabel",
+        csv,
+        "--balance",
+        "none",
+        *TINY,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     _, meta = load_checkpoint(out / "best_model.pth")
     assert meta.split["summary"]["train"]["NORMAL"] == 0
@@ -87,10 +139,21 @@ def test_relabel_csv_changes_training_labels(image_folder, tmp_path):
 
 def test_torchrun_two_cpu_processes(image_folder, tmp_path):
     out = tmp_path / "ddp"
-    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                "-m"]
-    result = run("training.train", "--data-dir", image_folder, "--epochs", "2", "--output-dir", out,
-                 "--device", "cpu", "--no-progress", *TINY, launcher=torchrun)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m"]
+    result = run(
+        "training.train",
+        "--data-dir",
+        image_folder,
+        "--epochs",
+        "2",
+        "--output-dir",
+        out,
+        "--device",
+        "cpu",
+        "--no-progress",
+        *TINY,
+        launcher=torchrun,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in log] == [1, 2]  # written once, by rank 0
@@ -100,20 +163,35 @@ def test_torchrun_two_cpu_processes(image_folder, tmp_path):
 
 def test_training_from_a_hugging_face_dataset_folder(tmp_path):
     """--hf-dataset goes through datasets.load_dataset, here on a local parquet data set."""
-    from datasets import ClassLabel, Dataset, Features, Image as HFImage, Value
+    from datasets import ClassLabel, Dataset, Features, Value
+    from datasets import Image as HFImage
 
     from tests.helpers import xray_like
 
     names = [f"person{i // 2}_virus_{i}.jpeg" if i % 2 else f"IM-{i:04d}-0001.jpeg" for i in range(24)]
-    rows = {"image_file_path": names, "image": [xray_like(i, i % 2 == 1, 32) for i in range(24)],
-            "labels": [i % 2 for i in range(24)]}
-    features = Features({"image_file_path": Value("string"), "image": HFImage(),
-                         "labels": ClassLabel(names=["NORMAL", "PNEUMONIA"])})
+    rows = {
+        "image_file_path": names,
+        "image": [xray_like(i, i % 2 == 1, 32) for i in range(24)],
+        "labels": [i % 2 for i in range(24)],
+    }
+    features = Features(
+        {"image_file_path": Value("string"), "image": HFImage(), "labels": ClassLabel(names=["NORMAL", "PNEUMONIA"])}
+    )
     (tmp_path / "hf" / "data").mkdir(parents=True)
     Dataset.from_dict(rows, features=features).to_parquet(tmp_path / "hf" / "data" / "train-00000.parquet")
     out = tmp_path / "run"
-    result = run("training.train", "--hf-dataset", tmp_path / "hf", "--hf-cache-dir", tmp_path / "cache",
-                 "--epochs", "1", "--output-dir", out, *TINY)
+    result = run(
+        "training.train",
+        "--hf-dataset",
+        tmp_path / "hf",
+        "--hf-cache-dir",
+        tmp_path / "cache",
+        "--epochs",
+        "1",
+        "--output-dir",
+        out,
+        *TINY,
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(list((tmp_path / "cache").rglob("*.png"))) == 24
     _, meta = load_checkpoint(out / "best_model.pth")

@@ -53,8 +53,7 @@ def upgrade() -> None:
     op.create_table(
         "reviews",
         sa.Column("id", sa.Integer, primary_key=True),
-        sa.Column("prediction_id", sa.Integer, sa.ForeignKey("predictions.id", ondelete="RESTRICT"),
-                  nullable=False),
+        sa.Column("prediction_id", sa.Integer, sa.ForeignKey("predictions.id", ondelete="RESTRICT"), nullable=False),
         sa.Column("reviewer", sa.String(100), nullable=False),
         sa.Column("agrees", sa.Boolean, nullable=False),
         sa.Column("corrected_label", sa.String(16), nullable=True),

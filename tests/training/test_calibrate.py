@@ -1,0 +1,52 @@
+"""``python -m training.calibrate``: re-fitting on validation, and the refusal of --from-reviews without cases."""
+
+from __future__ import annotations
+
+import os
+
+from tests.helpers import run_main, run_subprocess
+
+
+def test_smoke_from_reviews_without_cases_is_one_line(tmp_path, tiny_checkpoint):
+    env = {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'r.db'}", "IMAGE_STORE_DIR": str(tmp_path / "s")}
+    result = run_subprocess("training.calibrate", "--checkpoint", tiny_checkpoint, "--from-reviews", env=env)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip() == (
+        "error: need at least 20 resolved reviewed cases of each class; have 0 NORMAL and 0 PNEUMONIA"
+    )
+
+
+def test_validation_refit_rewrites_the_checkpoint(tmp_path, tiny_checkpoint, image_folder):
+    import shutil
+
+    from core.checkpoint import load_checkpoint
+    from core.data import grouped_split, save_split, scan_image_folder
+
+    checkpoint = tmp_path / "model.pth"
+    shutil.copy(tiny_checkpoint, checkpoint)
+    split = tmp_path / "split.json"
+    save_split(grouped_split(scan_image_folder(image_folder), 0.4, 0.2, 0), split, image_folder)
+    result = run_main(
+        "training.calibrate",
+        "--checkpoint",
+        checkpoint,
+        "--data-dir",
+        image_folder,
+        "--split-file",
+        split,
+        "--threshold-goal",
+        "youden",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+    )
+    assert result.returncode == 0, result.stderr
+    _, meta = load_checkpoint(checkpoint)
+    assert meta.threshold_goal == "youden" and meta.temperature != 1.5  # the fixture's value was refitted
+
+
+def test_missing_arguments_are_one_line(tiny_checkpoint):
+    result = run_main("training.calibrate", "--checkpoint", tiny_checkpoint)
+    assert result.returncode == 2
+    assert result.stderr.strip() == "error: give --checkpoint, --data-dir and --split-file, or --from-reviews"
