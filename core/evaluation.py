@@ -115,7 +115,7 @@ def build_report(
         report["confidence_intervals"] = bootstrap_intervals(labels, scores, predictor.threshold, bootstrap)
     report.update(
         {
-            "n_patients": len({p["patient_id"] for p in predictions}),
+            "n_patients": len({p.get("patient_id", p["path"]) for p in predictions}),
             "data_dir": str(data_dir),
             "tta": predictor.tta,
             "checkpoint": {
@@ -154,3 +154,11 @@ def predictions_at(
             margin = float(np.log(raw / (1 - raw)))
         rescored.append({**row, "p_pneumonia": float(point.p_pneumonia_from_margin(np.array([margin]))[0])})
     return rescored
+
+
+def report_operating_point(report: dict[str, Any]) -> dict[str, Any]:
+    """The calibration a report's probabilities were made with (older reports name only the temperature)."""
+    return report.get("operating_point") or {
+        "temperature": report.get("checkpoint", {}).get("temperature"),
+        "bias": 0.0,
+    }

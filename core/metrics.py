@@ -213,3 +213,53 @@ def classification_report(labels: ArrayLike, scores: ArrayLike, threshold: float
             "thresholds": np.clip(thresholds, 0, 1).tolist(),
         }
     return report
+
+
+def roc_points(labels: ArrayLike, scores: ArrayLike) -> dict[str, list[float]]:
+    """ROC curve points (``fpr``, ``tpr``, ``thresholds`` clipped to [0, 1]) for plotting."""
+    y, p = _arrays(labels, scores)
+    fpr, tpr, thresholds = roc_curve(y, p)
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist(), "thresholds": np.clip(thresholds, 0, 1).tolist()}
+
+
+def paired_bootstrap_difference(
+    labels: ArrayLike,
+    calls_a: ArrayLike,
+    scores_a: ArrayLike,
+    calls_b: ArrayLike,
+    scores_b: ArrayLike,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Difference B - A in accuracy and ROC-AUC on the same cases, with a paired bootstrap 95 % interval.
+
+    Each resample draws cases once and scores both models on them, so the
+    interval reflects the difference, not each model's own uncertainty.
+
+    Returns:
+        ``{"accuracy": {"difference", "ci"}, "roc_auc": {"difference", "ci"}}``; ``ci`` is
+        ``None`` when no resample had both classes.
+    """
+    y, pa = _arrays(labels, scores_a)
+    _, pb = _arrays(labels, scores_b)
+    ca, cb = np.asarray(calls_a, dtype=int), np.asarray(calls_b, dtype=int)
+    both = len(np.unique(y)) == 2
+    result: dict[str, dict[str, Any]] = {
+        "accuracy": {"difference": float((cb == y).mean() - (ca == y).mean()), "ci": None},
+        "roc_auc": {
+            "difference": float(roc_auc_score(y, pb) - roc_auc_score(y, pa)) if both else None,
+            "ci": None,
+        },
+    }
+    rng = np.random.default_rng(seed)
+    samples: dict[str, list[float]] = {"accuracy": [], "roc_auc": []}
+    for _ in range(n_resamples):
+        idx = rng.integers(0, len(y), len(y))
+        yy = y[idx]
+        samples["accuracy"].append(float((cb[idx] == yy).mean() - (ca[idx] == yy).mean()))
+        if yy.min() != yy.max():
+            samples["roc_auc"].append(float(roc_auc_score(yy, pb[idx]) - roc_auc_score(yy, pa[idx])))
+    for key, values in samples.items():
+        if values:
+            result[key]["ci"] = [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
+    return result

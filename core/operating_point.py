@@ -104,8 +104,10 @@ class OperatingPoint:
         }
 
 
-OperatingPointLookup = Callable[[str], "OperatingPoint | None"]
-"""Given a checkpoint's SHA-256, the saved operating point for it, or ``None``."""
+OperatingPointLookup = Callable[[str, float], "OperatingPoint | None"]
+"""Given a checkpoint's SHA-256 and its own temperature, the saved operating point for it, or ``None``.
+
+(A threshold saved without a calibration keeps the checkpoint's temperature.)"""
 
 
 def checkpoint_operating_point(meta: Any) -> OperatingPoint:
@@ -131,5 +133,5 @@ def operating_point_in_force(
     Returns:
         The saved one when ``lookup`` has one for this version, else the checkpoint's.
     """
-    saved = lookup(checkpoint_sha256) if lookup is not None else None
+    saved = lookup(checkpoint_sha256, float(meta.temperature)) if lookup is not None else None
     return saved if saved is not None else checkpoint_operating_point(meta)

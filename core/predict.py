@@ -3,7 +3,7 @@
 Each good image is predicted even when others in the same call are bad; bad
 ones get one line on stderr and the exit status is 1. The operating point is
 the one in force: saved in the review database when one is configured, else
-the checkpoint's. :func:`_database_session` is the only place ``core`` uses
+the checkpoint's. :func:`_load` is the only place ``core`` uses
 ``db`` (imported lazily, so plain prediction needs no database).
 """
 
@@ -21,7 +21,6 @@ from core.checkpoint import CheckpointError
 from core.images import ImageLoadError
 from core.inference import Prediction, Predictor, default_checkpoint
 from core.input_checks import load_xray
-from core.operating_point import operating_point_in_force
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -63,30 +62,22 @@ def _write_heatmap(predictor: Predictor, image: Image.Image, label: str, source:
     overlay(image, gradcam(predictor, image, label)).save(path)
 
 
-def _database_session(log: bool, predictor: Predictor) -> tuple[Predictor, Any]:
-    """The one place ``core`` reaches the review store (``db.actions``, imported here only).
+def _load(args: argparse.Namespace) -> tuple[Predictor, Any]:
+    """The model at the operating point in force, and the store to log to (``None`` without ``--log``).
 
-    With a database configured (``$DATABASE_URL``, or the dashboard's default
-    file), the operating point saved there is used, with or without ``--log``;
-    ``--log`` also opens (creating if needed) the store to write predictions.
-
-    Returns:
-        ``(predictor at the operating point in force, engine or None)``.
+    This is the one place ``core`` reaches the review store (``db``, imported
+    here only, and only when a database is configured or ``--log`` is given):
+    the promoted checkpoint (when ``--checkpoint`` is not given) and the
+    operating point saved there are used with or without ``--log``.
     """
     from db.settings import database_configured
 
-    if not log and not database_configured():
-        return predictor, None
-    from db import actions
+    if not args.log and not database_configured():
+        return Predictor.from_checkpoint(args.checkpoint, args.device), None
+    from db import actions, versions
 
-    engine = actions.open_store() if log else None
-    if engine is not None:
-        return actions.predictor_in_force(engine, predictor), engine
-    lookup = actions.configured_operating_point_lookup(predictor.meta.temperature)
-    if lookup is None:
-        return predictor, None
-    point = operating_point_in_force(predictor.meta, predictor.checkpoint_sha256, lookup)
-    return predictor.at(point), None
+    engine = actions.open_store() if args.log else actions.configured_store()
+    return versions.load_predictor_in_force(args.checkpoint, args.device, engine), engine if args.log else None
 
 
 def _predict_one(predictor: Predictor, engine: Any, path: str, args: argparse.Namespace) -> tuple[Any, dict]:
@@ -104,9 +95,8 @@ def _predict_one(predictor: Predictor, engine: Any, path: str, args: argparse.Na
 def main(args: argparse.Namespace) -> int:
     """Predict every image; return the exit status (0 all good, 1 some failed, 2 no model or store)."""
     try:
-        predictor = Predictor.from_checkpoint(args.checkpoint, args.device)
+        predictor, engine = _load(args)
         predictor.tta = args.tta
-        predictor, engine = _database_session(args.log, predictor)
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

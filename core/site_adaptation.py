@@ -236,3 +236,16 @@ def shift_warnings(site: dict[str, Any], heldout: dict[str, Any]) -> list[str]:
                 "on the held-out split"
             )
     return lines
+
+
+COMPARISON_MODULUS = 5
+"""One reviewed image in this many is kept out of fine-tuning, for comparing model versions."""
+
+
+def is_comparison_case(image_sha256: str) -> bool:
+    """True for the fixed part of reviewed images kept for comparison (never trained on).
+
+    Decided by the image's content hash, so the part is the same in every run
+    and a case never moves between training and comparison as reviews accumulate.
+    """
+    return int(image_sha256[:8], 16) % COMPARISON_MODULUS == 0

@@ -49,7 +49,7 @@ __all__ = [
     "open_store",
     "register_model",
     "operating_point_lookup",
-    "configured_operating_point_lookup",
+    "configured_store",
     "predictor_in_force",
     "save_operating_point",
     "list_models",
@@ -90,8 +90,8 @@ def _store_message(error: Exception) -> str:
 
 
 @contextmanager
-def _transaction(engine: Engine) -> Iterator[Session]:
-    """:func:`db.engine.session_scope` with store failures turned into :class:`StoreUnavailable`."""
+def transaction(engine: Engine) -> Iterator[Session]:
+    """:func:`db.engine.session_scope`, store failures turned into :class:`StoreUnavailable` (for ``db`` modules)."""
     try:
         with session_scope(engine) as session:
             yield session
@@ -100,7 +100,7 @@ def _transaction(engine: Engine) -> Iterator[Session]:
 
 
 def _read(engine: Engine, action: Callable[[Session], T]) -> T:
-    with _transaction(engine) as session:
+    with transaction(engine) as session:
         return action(session)
 
 
@@ -155,48 +155,36 @@ def list_models(engine: Engine) -> list[ModelInfo]:
     return _read(engine, lambda s: [ModelInfo(m.id, m.sha256, m.name, m.arch) for m in repository.list_models(s)])
 
 
-def _operating_point(change: Any) -> OperatingPoint:
-    # A change without a calibration keeps the checkpoint's temperature: resolved by the caller.
-    return OperatingPoint(
-        threshold=change.threshold,
-        temperature=change.temperature or 1.0,
-        bias=change.bias or 0.0,
-        origin=DATABASE,
-        goal=change.goal or "",
-        change_id=change.id,
-    )
+def operating_point_lookup(engine: Engine) -> OperatingPointLookup:
+    """A lookup for :func:`core.operating_point.operating_point_in_force` backed by this store."""
 
-
-def operating_point_lookup(engine: Engine, checkpoint_temperature: float | None = None) -> OperatingPointLookup:
-    """A lookup for :func:`core.operating_point.operating_point_in_force` backed by this store.
-
-    A saved threshold without its own calibration keeps ``checkpoint_temperature``.
-    """
-
-    def lookup(sha256: str) -> OperatingPoint | None:
+    def lookup(sha256: str, checkpoint_temperature: float) -> OperatingPoint | None:
         def action(session: Session) -> OperatingPoint | None:
             change = repository.latest_threshold_change(session, sha256)
             if change is None:
                 return None
-            point = _operating_point(change)
-            if change.temperature is None and checkpoint_temperature is not None:
-                point = OperatingPoint(
-                    point.threshold, checkpoint_temperature, point.bias, DATABASE, point.goal, point.change_id
-                )
-            return point
+            temperature = checkpoint_temperature if change.temperature is None else change.temperature
+            return OperatingPoint(
+                threshold=change.threshold,
+                temperature=temperature,
+                bias=change.bias or 0.0,
+                origin=DATABASE,
+                goal=change.goal or "",
+                change_id=change.id,
+            )
 
         return _read(engine, action)
 
     return lookup
 
 
-def configured_operating_point_lookup(checkpoint_temperature: float | None = None) -> OperatingPointLookup | None:
-    """The store's lookup when a database is configured (``$DATABASE_URL``, or the default file exists).
+def configured_store() -> Engine | None:
+    """The review store when one is configured (``$DATABASE_URL``, or the default file exists) and has a schema.
 
-    Never creates a database; an empty one has no saved operating points.
+    Never creates a database.
 
     Raises:
-        StoreUnavailable: a configured database cannot be read.
+        StoreUnavailable: a configured database cannot be read or migrated.
     """
     if not database_configured():
         return None
@@ -204,18 +192,17 @@ def configured_operating_point_lookup(checkpoint_temperature: float | None = Non
         engine = make_engine()
         if not has_schema(engine):
             return None
-        init_db(engine)
+        return init_db(engine)
     except (SQLAlchemyError, OSError) as error:
         raise StoreUnavailable(_store_message(error)) from error
-    return operating_point_lookup(engine, checkpoint_temperature)
 
 
 def predictor_in_force(engine: Engine, predictor: Predictor) -> Predictor:
     """The loaded model at the operating point in force for its version (the store's, else the checkpoint's)."""
     from core.operating_point import operating_point_in_force
 
-    lookup = operating_point_lookup(engine, predictor.meta.temperature)
-    return predictor.at(operating_point_in_force(predictor.meta, predictor.checkpoint_sha256, lookup))
+    point = operating_point_in_force(predictor.meta, predictor.checkpoint_sha256, operating_point_lookup(engine))
+    return predictor.at(point)
 
 
 def save_operating_point(
@@ -233,7 +220,7 @@ def save_operating_point(
 
     ``temperature``/``bias`` of ``None`` keep the checkpoint's calibration.
     """
-    with _transaction(engine) as session:
+    with transaction(engine) as session:
         change = repository.record_threshold_change(
             session, _model_row(session, predictor), threshold, changed_by, metrics, reason, temperature, bias, goal
         )
@@ -279,7 +266,7 @@ def predict_and_log(
         image.convert("L").save(buffer, format="PNG")
         data = buffer.getvalue()
     result = predictor.predict_one(image, image_name=file_name)
-    with _transaction(engine) as session:
+    with transaction(engine) as session:
         image_row = repository.store_image(session, data, file_name, original_label, size=image.size)
         row = repository.log_prediction(
             session,
@@ -380,7 +367,7 @@ def submit_review(
     notes: str = "",
 ) -> ReviewView:
     """Record a review (validated before anything is written)."""
-    with _transaction(engine) as session:
+    with transaction(engine) as session:
         review = repository.add_review(session, prediction_id, reviewer, agrees, corrected_label, confidence, notes)
         session.refresh(review, ["prediction"])
         return _review_view(review)

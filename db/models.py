@@ -104,3 +104,18 @@ class ThresholdChange(Base):
     bias: Mapped[float | None] = mapped_column(Float, default=None)
     goal: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ModelPromotion(Base):
+    """A checkpoint made the one in use (append-only; the newest row is in force)."""
+
+    __tablename__ = "model_promotions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="RESTRICT"), index=True)
+    checkpoint_path: Mapped[str] = mapped_column(String(1024))
+    promoted_by: Mapped[str] = mapped_column(String(100))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    model: Mapped[ModelVersion] = relationship()

@@ -22,7 +22,7 @@ from core.checkpoint import model_version
 from core.labels import CLASS_NAMES
 from core.metrics import strict_json
 from core.operating_point import validate_calibration
-from db.models import Image, ModelVersion, Prediction, Review, ThresholdChange
+from db.models import Image, ModelPromotion, ModelVersion, Prediction, Review, ThresholdChange
 from db.settings import image_store_dir
 
 MAX_NOTES = 5000
@@ -428,3 +428,27 @@ def threshold_history(session: Session, model: ModelVersion) -> list[ThresholdCh
             select(ThresholdChange).where(ThresholdChange.model_id == model.id).order_by(ThresholdChange.id.desc())
         )
     )
+
+
+# ---------------------------------------------------------------- promotions
+
+
+def record_promotion(
+    session: Session, model: ModelVersion, checkpoint_path: str, promoted_by: str, reason: str = ""
+) -> ModelPromotion:
+    """Log that a checkpoint is now the one in use."""
+    promotion = ModelPromotion(
+        model_id=model.id,
+        checkpoint_path=_clean_text(checkpoint_path, 1024, "checkpoint path", required=True),
+        promoted_by=_clean_text(promoted_by, MAX_REVIEWER, "name", required=True),
+        reason=_clean_text(reason, MAX_NOTES, "reason"),
+    )
+    session.add(promotion)
+    session.flush()
+    return promotion
+
+
+def promotions(session: Session, limit: int = 50) -> list[ModelPromotion]:
+    """Promotions, newest first (the first is in force)."""
+    query = select(ModelPromotion).options(selectinload(ModelPromotion.model)).order_by(ModelPromotion.id.desc())
+    return list(session.scalars(query.limit(limit)))

@@ -1,7 +1,8 @@
 """Site adaptation use cases: the model on this site's reviewed cases, and a site operating point from them.
 
 Ground truth for a reviewed image is its resolved label (majority of the
-reviewers' latest calls; ties left out). Images are re-scored from the image
+reviewers' latest calls; ties left out). A model version is never judged or
+calibrated on reviewed images it was fine-tuned on. Images are re-scored from the image
 store with the loaded model, so the figures hold for the operating point in
 force now, not the one in force when each prediction was made.
 """
@@ -18,7 +19,7 @@ from core.data import ImageRecord
 from core.evaluation import score_records
 from core.inference import Predictor
 from core.labels import parse_label
-from core.site_adaptation import SiteProposal, performance_at, propose_site_operating_point
+from core.site_adaptation import SiteProposal, is_comparison_case, performance_at, propose_site_operating_point
 from db import actions
 from db.actions import ReviewedCase
 
@@ -39,13 +40,32 @@ class ReviewedScores:
         return sorted({i for case in self.cases for i in case.review_ids})
 
 
-def score_reviewed_cases(engine: Engine, predictor: Predictor, progress: Any = None) -> ReviewedScores:
-    """Score every resolved reviewed image this model version predicted.
+def trained_on(predictor: Predictor) -> set[str]:
+    """Content hashes of the reviewed images this model version was fine-tuned on (never used to judge it)."""
+    provenance = predictor.meta.train_args.get("reviewed_provenance") or {}
+    return set(provenance.get("train_sha256", []))
+
+
+def score_reviewed_cases(
+    engine: Engine, predictor: Predictor, progress: Any = None, comparison_only: bool = False
+) -> ReviewedScores:
+    """Score the resolved reviewed images with this model version.
+
+    Images reviewed under any version count (the truth is about the image, and
+    each is re-scored here), except those this version was fine-tuned on.
+
+    Args:
+        comparison_only: only the fixed comparison part (no version is ever trained on it).
 
     Raises:
         db.actions.StoreUnavailable: the store cannot be read.
     """
-    cases = actions.reviewed_cases(engine, predictor.checkpoint_sha256)
+    excluded = trained_on(predictor)
+    cases = [
+        c
+        for c in actions.reviewed_cases(engine)
+        if c.image_sha256 not in excluded and (not comparison_only or is_comparison_case(c.image_sha256))
+    ]
     records = [ImageRecord(str(c.image_path), parse_label(c.label), c.image_sha256) for c in cases]
     scored, skipped = score_records(predictor, records, batch_size=32, progress=progress)
     by_path = {row["path"]: row for row in scored}

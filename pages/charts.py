@@ -105,3 +105,22 @@ def reliability_figure(labels: Sequence[int], curves: dict[str, Sequence[float]]
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
     )
     return fig
+
+
+def roc_overlay_figure(curves: dict[str, dict[str, list[float]]]) -> go.Figure:
+    """Several ROC curves on one chart (``{name: {"fpr", "tpr"}}``)."""
+    fig = go.Figure()
+    for name, curve in curves.items():
+        fig.add_trace(go.Scatter(x=curve["fpr"], y=curve["tpr"], mode="lines", name=name))
+    fig.add_trace(
+        go.Scatter(
+            x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="chance", hoverinfo="skip"
+        )
+    )
+    fig.update_layout(
+        xaxis_title="1 - specificity (FPR)",
+        yaxis_title="sensitivity (TPR)",
+        height=400,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+    )
+    return fig

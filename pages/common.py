@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from core.checkpoint import CheckpointError
 from core.inference import Predictor, default_checkpoint
-from db import actions
+from db import actions, versions
 
 REPORT_SUFFIX = ".json"
 
@@ -82,13 +82,21 @@ def engine_or_stop() -> Engine:
 
 
 def predictor_or_stop(engine: Engine | None = None) -> Predictor:
-    """The model at the operating point in force, or a clear message and a stopped page.
+    """The model in use (promoted, else default) at the operating point in force, or a message and a stopped page.
 
     Args:
-        engine: the store whose saved operating point applies; the checkpoint's when ``None``.
+        engine: the store whose promotion and saved operating point apply; the default checkpoint at its own
+            operating point when ``None``.
     """
     try:
-        predictor = get_predictor()
+        path, why = versions.checkpoint_in_force(engine) if engine is not None else (default_checkpoint(), "")
+        if why.startswith("default checkpoint:"):  # a promoted file went missing or changed
+            st.warning(f"Using the {why}")
+        predictor = get_predictor(str(path))
+    except actions.StoreUnavailable as error:
+        show_store_error(error)
+        st.stop()
+        raise
     except CheckpointError as error:
         st.error(f"The model could not be loaded: {error}")
         st.info(

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
 from core.data import scan_image_folder
-from core.evaluation import build_report, predictions_at, score_records
+from core.evaluation import build_report, predictions_at, report_operating_point, score_records
 from core.inference import Predictor
 from core.metrics import operating_point
 from db import actions
 from pages.charts import confusion_figure, reliability_figure, roc_figure
 from pages.common import engine_or_stop, load_report, page_header, predictor_or_stop, show_store_error
 from pages.site import reviewed_cases_section, site_proposal_section
+from pages.versions import versions_section
 
 DATA_CARD = """
 **Data card.** Pediatric chest X-rays (ages 1-5) from a single centre (Guangzhou Women and
@@ -103,11 +105,7 @@ def render_report(report: dict[str, Any], threshold: float, key: str) -> float:
 
 def report_in_force(report: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
     """The stored report re-scored at the calibration in force (a saved site calibration changes it)."""
-    made_with = report.get("operating_point") or {
-        "temperature": report.get("checkpoint", {}).get("temperature"),
-        "bias": 0.0,
-    }
-    predictions = predictions_at(report.get("predictions", []), predictor.point, made_with)
+    predictions = predictions_at(report.get("predictions", []), predictor.point, report_operating_point(report))
     if predictions is report.get("predictions"):
         return report
     return {
@@ -184,7 +182,7 @@ st.caption(
     f"Model `{predictor.version}` · {predictor.point.describe()} · threshold goal `{predictor.point.goal or 'n/a'}`"
 )
 st.markdown(DATA_CARD)
-report = load_report()
+report = load_report(Path(predictor.checkpoint_path).with_suffix(".json"))
 if report is None:
     st.warning(
         "No evaluation report next to the checkpoint. Create one with "
@@ -197,4 +195,5 @@ else:
     save_threshold_form(engine, predictor, report, chosen)
 reviewed_cases_section(engine, predictor, report)
 site_proposal_section(engine, predictor)
+versions_section(engine, predictor)
 evaluate_folder_section(predictor)

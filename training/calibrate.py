@@ -31,7 +31,7 @@ from tqdm import tqdm
 from core.calibration import fit_temperature
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.data import XrayDataset, load_split
-from core.inference import Predictor, resolve_device
+from core.inference import resolve_device
 from core.metrics import choose_threshold, classification_report
 from core.site_adaptation import DEFAULT_MIN_PER_CLASS
 from core.transforms import eval_transform
@@ -118,11 +118,12 @@ def _line(name: str, figures: dict[str, Any]) -> str:
 def calibrate_from_reviews(args: argparse.Namespace) -> int:
     """Fit and save a site operating point from the review database; returns the exit status."""
     from core.site_adaptation import NotEnoughCases
-    from db.actions import open_store, predictor_in_force
+    from db.actions import open_store
     from db.site import propose, save_proposal
+    from db.versions import load_predictor_in_force
 
     engine = open_store()
-    predictor = predictor_in_force(engine, Predictor.from_checkpoint(args.checkpoint, args.device))
+    predictor = load_predictor_in_force(args.checkpoint, args.device, engine)
     try:
         proposal, scores = propose(engine, predictor, args.threshold_goal, args.min_cases, args.bootstrap)
     except NotEnoughCases as error:

@@ -20,10 +20,10 @@ import json
 import sys
 from pathlib import Path
 
-from core.checkpoint import CheckpointError, load_checkpoint
+from core.checkpoint import CheckpointError
 from core.data import load_split, scan_image_folder
 from core.evaluation import build_report, score_records
-from core.inference import Predictor, default_checkpoint
+from core.inference import Predictor
 from core.metrics import strict_json
 
 
@@ -59,12 +59,10 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 
 def load_predictor_in_force(args: argparse.Namespace) -> Predictor:
-    """The checkpoint at the operating point in force: the review database's when one is configured."""
-    from db.actions import configured_operating_point_lookup
+    """The checkpoint (named, else promoted, else default) at the operating point in force."""
+    from db.versions import load_predictor_in_force as load
 
-    _, meta = load_checkpoint(args.checkpoint or default_checkpoint())
-    lookup = None if args.checkpoint_operating_point else configured_operating_point_lookup(meta.temperature)
-    predictor = Predictor.from_checkpoint(args.checkpoint, args.device, lookup)
+    predictor = load(args.checkpoint, args.device, use_saved_point=not args.checkpoint_operating_point)
     predictor.tta = args.tta
     return predictor
 

@@ -3,6 +3,11 @@
     python -m training.train --data-dir ../shared/data/chest_xray/train --model efficientnet_lite0 \
         --pretrained imagenet --epochs 8 --output-dir runs/lite0
 
+Fine-tune a shipped model with this site's reviewed cases (a few CPU minutes)::
+
+    python -m training.train --init-checkpoint models/best_model.pth --data-dir DIR --reviewed \
+        --epochs 1 --max-train-images 1500 --lr 3e-4 --output-dir runs/site_v2
+
 Runs the same under ``torchrun --nproc_per_node N -m training.train ...`` with
 DistributedDataParallel. The best epoch (by a validation metric) is written as a
 self-describing checkpoint, then calibrated (temperature scaling) and given a
@@ -26,7 +31,14 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, WeightedRandomSampler
 from tqdm import tqdm
 
-from core.checkpoint import CheckpointMeta, save_checkpoint
+from core.checkpoint import (
+    CheckpointError,
+    CheckpointMeta,
+    file_sha256,
+    load_checkpoint,
+    model_version,
+    save_checkpoint,
+)
 from core.data import (
     XrayDataset,
     apply_label_overrides,
@@ -42,9 +54,11 @@ from core.inference import resolve_device
 from core.metrics import classification_report
 from core.models import WeightsUnavailableError, available_models, freeze_stages, get_model, get_spec
 from core.transforms import eval_transform, train_transform
+from db.actions import StoreUnavailable
 from training import distributed
 from training.calibrate import calibrate_checkpoint
 from training.engine import collect_logits, train_one_epoch
+from training.reviewed import load_reviewed, merge_training_records
 
 STATE_FORMAT = "pneumonia-train-state"
 RUN_LOCAL_ARGS = ("epochs", "max_minutes", "resume", "output_dir", "device", "workers", "no_progress")
@@ -101,6 +115,21 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="runs/latest")
     p.add_argument("--resume", default=None, help="a last.pth from an earlier run of the same settings")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    tune = p.add_argument_group("fine-tuning with reviewed cases")
+    tune.add_argument(
+        "--init-checkpoint",
+        default=None,
+        help="start from this checkpoint's weights and settings (a short fine-tune); its split.json is reused",
+    )
+    tune.add_argument(
+        "--reviewed",
+        action="store_true",
+        help="add the review database's resolved reviewed images ($DATABASE_URL), joined by content hash; "
+        "a fixed fifth (by hash) is kept out for comparing versions",
+    )
+    tune.add_argument("--reviewed-repeat", type=int, default=5, help="each reviewed image counts this many times")
+    tune.add_argument("--max-train-images", type=int, default=None, help="sample this many original images")
+    tune.add_argument("--database-url", default=None, help="overrides $DATABASE_URL for --reviewed")
     return p
 
 
@@ -193,6 +222,25 @@ def _score_for_selection(metric: str, scores: dict[str, float]) -> float:
     return -scores["val_loss"] if metric == "val_loss" else scores[metric]
 
 
+def _initial_checkpoint(args: argparse.Namespace) -> tuple[nn.Module, CheckpointMeta] | None:
+    """Load ``--init-checkpoint`` and take its architecture, freezing and split; records where it came from."""
+    if not args.init_checkpoint:
+        return None
+    model, meta = load_checkpoint(args.init_checkpoint)
+    args.model = meta.arch
+    args.freeze_stages = max(args.freeze_stages, int(meta.train_args.get("freeze_stages", 0) or 0))
+    beside = Path(args.init_checkpoint).with_name("split.json")
+    if args.split_file is None and beside.exists():
+        args.split_file = str(beside)  # same validation and test patients as the model it starts from
+    sha256 = file_sha256(args.init_checkpoint)
+    args.init_provenance = {
+        "path": str(args.init_checkpoint),
+        "sha256": sha256,
+        "version": model_version(meta.arch, sha256),
+    }
+    return model, meta
+
+
 def train(args: argparse.Namespace) -> int:
     """Train; returns the exit status (expected failures raise, see :func:`main`)."""
     state = None
@@ -211,13 +259,28 @@ def train(args: argparse.Namespace) -> int:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
 
+    initial = _initial_checkpoint(args)
     records, root = _records(args, rank)
     parts = _split(args, records, root, out, rank)
     if args.relabel:
         overrides = read_label_overrides(args.relabel)
         parts = {k: apply_label_overrides(v, overrides) for k, v in parts.items()}
+    reviewed = None
+    if args.reviewed:
+        reviewed = load_reviewed(args.database_url, parts["val"] + parts.get("test", []))
+        parts["train"] = merge_training_records(
+            parts["train"], reviewed, args.reviewed_repeat, args.max_train_images, args.seed
+        )
+        args.reviewed_provenance = reviewed.provenance()
+        if show:
+            tqdm.write(
+                f"reviewed cases: {len(reviewed.train)} for training (x{args.reviewed_repeat}), "
+                f"{len(reviewed.comparison_sha256)} kept for comparison, {reviewed.left_out} left out"
+            )
+    elif args.max_train_images is not None and len(parts["train"]) > args.max_train_images:
+        parts["train"] = random.Random(args.seed).sample(parts["train"], args.max_train_images)
     spec = get_spec(args.model)
-    size = args.image_size or spec.image_size
+    size = initial[1].image_size if initial else (args.image_size or spec.image_size)
     train_ds = XrayDataset(
         parts["train"],
         train_transform(size, spec.mean, spec.std, args.hflip, args.rotation, color_jitter=args.color_jitter),
@@ -226,7 +289,7 @@ def train(args: argparse.Namespace) -> int:
     train_loader = _train_loader(args, train_ds, world_size)
     val_loader = DataLoader(val_ds, batch_size=args.batch_size * 2, num_workers=args.workers)
 
-    model = get_model(args.model, pretrained=args.pretrained)
+    model = initial[0] if initial else get_model(args.model, pretrained=args.pretrained)
     freeze_stages(model, args.model, args.freeze_stages)
     layout = torch.channels_last if args.channels_last else torch.contiguous_format
     model = model.to(device).to(memory_format=layout)
@@ -327,7 +390,7 @@ def main(args: argparse.Namespace) -> int:
     """Train, turning expected failures into one-line errors; returns the exit status."""
     try:
         return train(args)
-    except (FileNotFoundError, ValueError, WeightsUnavailableError) as error:
+    except (FileNotFoundError, ValueError, WeightsUnavailableError, CheckpointError, StoreUnavailable) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 

@@ -80,3 +80,17 @@ def test_bootstrap_intervals_contain_the_estimate():
 def test_single_class_has_no_auc():
     report = classification_report([1, 1], [0.2, 0.9])
     assert report["roc_auc"] is None and math.isnan(report["specificity"])
+
+
+def test_paired_difference_of_a_model_with_itself_is_zero():
+    import numpy as np
+
+    from core.metrics import paired_bootstrap_difference
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 60)
+    scores = rng.random(60)
+    calls = (scores >= 0.5).astype(int)
+    result = paired_bootstrap_difference(labels, calls, scores, calls, scores, 200)
+    assert result["accuracy"] == {"difference": 0.0, "ci": [0.0, 0.0]}
+    assert result["roc_auc"] == {"difference": 0.0, "ci": [0.0, 0.0]}

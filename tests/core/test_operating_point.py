@@ -67,8 +67,9 @@ def test_in_force_prefers_the_saved_point():
     saved = OperatingPoint(threshold=0.9, temperature=2.0, bias=0.5, origin=DATABASE, change_id=7)
     asked = []
 
-    def lookup(sha):
+    def lookup(sha, temperature):
         asked.append(sha)
+        assert temperature == 1.2
         return saved if sha == "b" * 64 else None
 
     assert operating_point_in_force(meta, "b" * 64, lookup) is saved

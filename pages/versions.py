@@ -1,0 +1,134 @@
+"""Metrics page section: model versions side by side, promotion and one-click rollback (all logged)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from sqlalchemy import Engine
+
+from core.checkpoint import CheckpointError
+from core.inference import Predictor
+from core.registry import CheckpointInfo, list_checkpoints, models_dir
+from db import actions, versions
+from pages.charts import roc_overlay_figure
+from pages.common import get_predictor, show_store_error
+from pages.site import figures_table
+
+
+def _report(info: CheckpointInfo) -> dict[str, Any] | None:
+    if info.report_path is None:
+        return None
+    try:
+        return json.loads(info.report_path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _difference(figures: dict[str, Any], key: str) -> str:
+    entry = figures["difference_b_minus_a"][key]
+    if entry["difference"] is None:
+        return "n/a"
+    ci = entry["ci"]
+    return f"{entry['difference']:+.3f}" + (f" ({ci[0]:+.3f} to {ci[1]:+.3f})" if ci else "")
+
+
+def _comparison(title: str, figures: dict[str, Any], names: tuple[str, str], key: str) -> None:
+    st.markdown(f"**{title}** ({figures.get('n', 0)} cases)")
+    if not figures.get("n"):
+        st.info("No cases shared by both versions here.")
+        return
+    st.dataframe(figures_table({names[0]: figures["a"], names[1]: figures["b"]}), key=f"{key}_table")
+    st.write(
+        f"Paired difference B - A: accuracy {_difference(figures, 'accuracy')}, "
+        f"ROC-AUC {_difference(figures, 'roc_auc')} (bootstrap 95 %)"
+    )
+    curves = {name: side["roc"] for name, side in zip(names, (figures["a"], figures["b"]), strict=True) if side["roc"]}
+    if curves:
+        st.plotly_chart(roc_overlay_figure(curves), key=f"{key}_roc")
+
+
+def versions_section(engine: Engine, in_use: Predictor) -> None:
+    """Compare two registered checkpoints; promote one or roll back."""
+    st.subheader("Model versions")
+    candidates = list_checkpoints()
+    st.caption(
+        f"Registered: the checkpoints in {models_dir()} (set PNEUMONIA_MODELS_DIR for another folder). "
+        f"In use: `{in_use.version}`."
+    )
+    if not candidates:
+        st.info("No checkpoints in the models folder.")
+        return
+    labels = {f"{c.version} · {c.path.name}": c for c in candidates}
+    names = list(labels)
+    in_use_index = next((i for i, c in enumerate(candidates) if c.sha256 == in_use.checkpoint_sha256), 0)
+    left, right = st.columns(2)
+    first = left.selectbox("Version A", names, index=in_use_index, key="version_a")
+    second = right.selectbox("Version B", names, index=(in_use_index + 1) % len(names), key="version_b")
+    if st.button("Compare", key="compare_versions", disabled=first == second):
+        try:
+            a, b = (actions.predictor_in_force(engine, get_predictor(str(labels[n].path))) for n in (first, second))
+            st.session_state["version_comparison"] = {
+                "names": (first.split(" · ")[0] + " (A)", second.split(" · ")[0] + " (B)"),
+                "reviewed": versions.compare_on_reviewed(engine, a, b, bootstrap=300),
+                "heldout": versions.compare_on_reports(
+                    a, _report(labels[first]) or {}, b, _report(labels[second]) or {}, bootstrap=300
+                ),
+            }
+        except CheckpointError as error:
+            st.error(f"The model could not be loaded: {error}")
+        except actions.StoreUnavailable as error:
+            show_store_error(error)
+    result = st.session_state.get("version_comparison")
+    if result:
+        _comparison("Held-out reviewed cases (never trained on)", result["reviewed"], result["names"], "cmp_rev")
+        _comparison("Held-out split (images both reports share)", result["heldout"], result["names"], "cmp_split")
+    _promotion_forms(engine, labels, second)
+
+
+def _promotion_forms(engine: Engine, labels: dict[str, CheckpointInfo], chosen: str) -> None:
+    with st.form("promote_version"):
+        st.write(f"Promote version B: the dashboard and the command lines will use `{chosen.split(' · ')[0]}`.")
+        name = st.text_input("Your name", value=st.session_state.get("reviewer_name", ""), max_chars=100)
+        reason = st.text_area("Reason", max_chars=2000)
+        promote = st.form_submit_button("Promote")
+    if promote:
+        try:
+            done = versions.promote(engine, labels[chosen].path, name, reason)
+        except (actions.ValidationError, actions.StoreUnavailable, CheckpointError) as error:
+            show_store_error(error)
+        else:
+            st.success(f"{done.version} promoted; it is in use from now on.")
+    try:
+        history = versions.promotion_history(engine)
+    except actions.StoreUnavailable as error:
+        show_store_error(error)
+        return
+    if history:
+        st.dataframe(
+            pd.DataFrame(
+                [
+                    {
+                        "when": p.created_at.strftime("%Y-%m-%d %H:%M"),
+                        "version": p.version,
+                        "by": p.promoted_by,
+                        "reason": p.reason,
+                        "checkpoint": p.checkpoint_path,
+                    }
+                    for p in history
+                ]
+            ),
+            hide_index=True,
+        )
+        with st.form("rollback_version"):
+            who = st.text_input("Your name", value=st.session_state.get("reviewer_name", ""), max_chars=100)
+            back = st.form_submit_button("Roll back to the previous version")
+        if back:
+            try:
+                done = versions.rollback(engine, who)
+            except (actions.ValidationError, actions.StoreUnavailable, CheckpointError) as error:
+                show_store_error(error)
+            else:
+                st.success(f"Rolled back: {done.version} is in use.")

@@ -1,0 +1,57 @@
+"""Metrics page: model versions compared, promoted and rolled back, on a real SQLite file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import streamlit as st
+
+from core.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
+from tests.pages.conftest import open_page
+
+
+def _versions(folder, tiny_checkpoint):
+    """Two checkpoints, each with a held-out report on the same 6 images (raw logit margins stored)."""
+    folder.mkdir()
+    shutil.copy(tiny_checkpoint, folder / "first.pth")
+    model, meta = load_checkpoint(tiny_checkpoint)
+    save_checkpoint(folder / "second.pth", model, CheckpointMeta(**{**meta.to_dict(), "temperature": 0.7}))
+    for name, margins in (("first", [-2, -1, 0.5, 1, 2, -0.5]), ("second", [-2, -1.5, 1, 1.5, 2, 0.2])):
+        predictions = [
+            {"path": f"{i}.png", "label": int(i >= 3), "p_pneumonia": 0.5, "logit_margin": m}
+            for i, m in enumerate(margins)
+        ]
+        (folder / f"{name}.json").write_text(json.dumps({"predictions": predictions}))
+
+
+def test_compare_promote_and_roll_back(app_env, monkeypatch, tiny_checkpoint, tmp_path):
+    from db import versions
+    from db.actions import open_store
+
+    _versions(tmp_path / "models", tiny_checkpoint)
+    monkeypatch.setenv("PNEUMONIA_MODELS_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("PNEUMONIA_CHECKPOINT", str(tmp_path / "models" / "first.pth"))
+    st.cache_resource.clear()
+    at = open_page("metrics")
+    assert not at.exception
+    names = at.selectbox(key="version_a").options
+    assert len(names) == 2 and at.selectbox(key="version_a").value.endswith("first.pth")
+    assert at.selectbox(key="version_b").value.endswith("second.pth")
+    at.button(key="compare_versions").click().run()
+    assert not at.exception
+    assert any("Paired difference B - A" in m.value for m in at.markdown)
+    form_names = [t for t in at.text_input if t.label == "Your name"]
+    form_names[-1].input("Dr Lead")
+    next(b for b in at.button if b.label == "Promote").click().run()
+    assert not at.exception and any("promoted; it is in use" in s.value for s in at.success)
+    engine = open_store()
+    assert versions.checkpoint_in_force(engine)[0].name == "second.pth"
+    again = open_page("metrics")  # the page now serves the promoted version
+    assert any(c.value.startswith(f"Model `{versions.promotion_history(engine)[0].version}`") for c in again.caption)
+    [t for t in again.text_input if t.label == "Your name"][-1].input("Dr Back")  # the rollback form is last
+    next(b for b in again.button if b.label == "Roll back to the previous version").click().run()
+    assert not again.exception and any("Rolled back" in s.value for s in again.success)
+    history = versions.promotion_history(engine)
+    assert history[0].promoted_by == "Dr Back" and history[0].checkpoint_path.endswith("first.pth")
+    st.cache_resource.clear()
