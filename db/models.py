@@ -60,8 +60,8 @@ class Prediction(Base):
     p_pneumonia: Mapped[float] = mapped_column(Float)
     threshold: Mapped[float] = mapped_column(Float)
     predicted_label: Mapped[str] = mapped_column(String(16), index=True)
-    channel: Mapped[str] = mapped_column("source", String(32), default="dashboard")
-    """How the prediction was made: ``"dashboard"`` or ``"cli"`` (column ``source``)."""
+    channel: Mapped[str] = mapped_column(String(32), default="dashboard")
+    """How the prediction was made: ``"dashboard"`` or ``"cli"``."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
     image: Mapped[Image] = relationship(back_populates="predictions")

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Engine
 
-from core.checkpoint import file_sha256
+from core.checkpoint import file_sha256, model_version
 from core.evaluation import predictions_at, report_operating_point
 from core.inference import Predictor, default_checkpoint
 from core.metrics import paired_bootstrap_difference, roc_points
@@ -41,7 +41,7 @@ class PromotionView:
 def _view(row: Any) -> PromotionView:
     return PromotionView(
         row.id,
-        f"{row.model.arch}@{row.model.sha256[:12]}",
+        model_version(row.model.arch, row.model.sha256),
         row.checkpoint_path,
         row.promoted_by,
         row.reason,

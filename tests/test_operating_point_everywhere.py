@@ -81,7 +81,7 @@ def test_core_predict_log_stores_what_was_shown(saved, capsys):
     assert code == 0
     row = json.loads(capsys.readouterr().out)
     with saved["engine"].connect() as connection:
-        stored = connection.execute(text("SELECT predicted_label, threshold, p_pneumonia, source FROM predictions"))
+        stored = connection.execute(text("SELECT predicted_label, threshold, p_pneumonia, channel FROM predictions"))
         label, threshold, p, channel = stored.one()
     assert (label, channel) == (saved["label"], "cli") and row["prediction"] == label
     assert threshold == pytest.approx(saved["threshold"]) and p == pytest.approx(saved["p"], abs=1e-5)

@@ -98,6 +98,6 @@ def test_log_stores_predictions_in_the_database(tiny_checkpoint, tmp_path, monke
     ids = [json.loads(line)["prediction_id"] for line in result.stdout.splitlines()]
     engine = make_engine(f"sqlite:///{tmp_path / 'data' / 'reviews.db'}")
     with engine.connect() as connection:
-        rows = connection.execute(text("SELECT id, source FROM predictions ORDER BY id")).all()
+        rows = connection.execute(text("SELECT id, channel FROM predictions ORDER BY id")).all()
         images = connection.execute(text("SELECT count(*) FROM images")).scalar()
     assert [tuple(r) for r in rows] == [(ids[0], "cli"), (ids[1], "cli")] and images == 1

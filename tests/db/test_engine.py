@@ -54,7 +54,7 @@ def test_upgrade_from_first_schema_keeps_rows(data_dir):
     init_db(engine)  # what the app does on start
     assert current_revision(engine) == head_revision() == "0004"
     with engine.connect() as connection:
-        row = connection.execute(text("SELECT predicted_label, source FROM predictions")).one()
+        row = connection.execute(text("SELECT predicted_label, channel FROM predictions")).one()
     assert tuple(row) == ("PNEUMONIA", "dashboard")
     assert "threshold_changes" in inspect(engine).get_table_names()
 

@@ -100,3 +100,29 @@ def test_calibrate_from_reviews_saves_a_point_every_entry_point_uses(engine, rev
     in_force = actions.predictor_in_force(engine, predictor)
     assert (in_force.point.threshold, in_force.point.temperature, in_force.point.bias) == pytest.approx(saved)
     assert in_force.point.origin == "database"
+
+
+def test_evaluate_from_reviews_prints_the_site_figures_as_json(engine, reviewed_site, tiny_checkpoint, tmp_path):
+    import json
+
+    from tests.helpers import run_main
+
+    out = tmp_path / "site.json"
+    result = run_main(
+        "training.evaluate",
+        "--from-reviews",
+        "--checkpoint",
+        tiny_checkpoint,
+        "--bootstrap",
+        "50",
+        "--device",
+        "cpu",
+        "--output",
+        out,
+    )
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures == json.loads(out.read_text())
+    assert figures["n"] == 60 and figures["model_version"].startswith("resnet18@")
+    assert set(figures["confidence_intervals"]) == {"accuracy", "sensitivity", "specificity", "roc_auc", "ece"}
+    assert figures["operating_point"]["origin"] == "checkpoint"

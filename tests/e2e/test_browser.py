@@ -134,7 +134,7 @@ def test_upload_predict_review_in_a_real_browser(browser_page, dashboard, tmp_pa
     page.get_by_text("Review of case #1 saved.").wait_for()
 
     with sqlite3.connect(data_dir / "reviews.db") as connection:
-        predictions = connection.execute("SELECT id, predicted_label, source FROM predictions").fetchall()
+        predictions = connection.execute("SELECT id, predicted_label, channel FROM predictions").fetchall()
         reviews = connection.execute(
             "SELECT prediction_id, reviewer, agrees, corrected_label, notes FROM reviews"
         ).fetchall()
