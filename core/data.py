@@ -246,5 +246,8 @@ def read_label_overrides(csv_path: str | Path) -> dict[str, int]:
         overrides = {}
         for row in reader:
             if row["resolved_label"].strip():
-                overrides[Path(row["file_name"]).name] = parse_label(row["resolved_label"])
+                name = row["file_name"]
+                if name.startswith("'") and name[1:2] in ("=", "+", "-", "@", "\t", "\r"):
+                    name = name[1:]  # undo the export's spreadsheet-formula guard
+                overrides[Path(name).name] = parse_label(row["resolved_label"])
     return overrides

@@ -1,16 +1,38 @@
-"""DICOM reading with pydicom: pixel data only, windowed for display and the model.
+"""DICOM reading with pydicom: header checks first, then pixel data only, windowed for display and the model.
 
-Identifying tags are never returned, so nothing downstream can store or log them.
+Everything that can be judged from the header is judged before any pixel is
+decoded: that it is a projection radiograph of the chest (Modality CR/DX/DR,
+BodyPartExamined, ViewPosition), a single grayscale frame, and small enough
+(Rows x Columns x frames x bits). A deflated file is inflated under a byte
+limit, so a tiny upload cannot expand into gigabytes. Compressed transfer
+syntaxes (JPEG, JPEG-LS, JPEG 2000, RLE) decode through pydicom's plugin
+decoders (the ``pylibjpeg`` packages). Identifying tags are never returned.
 """
 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 DICOM_MAGIC_OFFSET = 128
+DEFLATED_SYNTAX = b"1.2.840.10008.1.2.1.99"
+RADIOGRAPH_MODALITIES = {"CR", "DX", "DR"}
+"""Projection radiography; CT, MR, NM, US, ... are refused."""
+CHEST_BODY_PARTS = {"CHEST", "THORAX", "LUNG", "LUNGS", "CHEST_TO_PELVIS", "PORT CHEST", "CHEST PA", "CHEST AP"}
+LATERAL_VIEWS = {"LL", "RL", "LLD", "RLD", "LATERAL", "LAT", "LLO", "RLO"}
+MAX_PIXELS = 40_000_000
+"""Largest frame accepted (Rows x Columns), checked from the header."""
+MAX_PIXEL_BYTES = 256 * 2**20
+"""Largest decoded pixel data accepted (Rows x Columns x frames x bytes per sample)."""
+MAX_INFLATED_BYTES = 256 * 2**20
+"""Largest size a deflated DICOM may inflate to."""
+WORKING_PIXELS = 16_000_000
+"""Frames above this are subsampled before the float LUT arithmetic (memory stays bounded)."""
 
 
 def is_dicom(data: bytes) -> bool:
@@ -18,37 +40,101 @@ def is_dicom(data: bytes) -> bool:
     return data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] == b"DICM"
 
 
+def _check_inflation(data: bytes, label: str) -> None:
+    """Refuse a deflated DICOM that would inflate past :data:`MAX_INFLATED_BYTES` (before pydicom inflates it)."""
+    head = data[:4096]
+    if DEFLATED_SYNTAX not in head:
+        return
+    start = DICOM_MAGIC_OFFSET + 4
+    if data[start : start + 6] != b"\x02\x00\x00\x00UL":
+        raise ValueError(f"{label}: deflated DICOM without a file meta group length is not supported")
+    meta_end = start + 12 + struct.unpack("<I", data[start + 8 : start + 12])[0]
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    try:
+        inflater.decompress(data[meta_end:], MAX_INFLATED_BYTES)
+    except zlib.error:
+        raise ValueError(f"{label}: unreadable DICOM (corrupt deflated data)") from None
+    if inflater.unconsumed_tail:
+        raise ValueError(f"{label}: DICOM inflates past {MAX_INFLATED_BYTES // 2**20} MiB; refused")
+
+
+def _text(dataset: Any, keyword: str) -> str:
+    value = dataset.get(keyword, "")
+    return str(value).strip().upper() if value is not None else ""
+
+
+def header_problem(dataset: Any) -> str | None:
+    """Why a DICOM header is refused before decoding its pixels, or ``None``."""
+    modality = _text(dataset, "Modality")
+    if modality not in RADIOGRAPH_MODALITIES:
+        return f"DICOM modality {modality or 'missing'!r} is not a projection radiograph (CR, DX or DR)"
+    body_part = _text(dataset, "BodyPartExamined")
+    if body_part and body_part not in CHEST_BODY_PARTS:
+        return f"DICOM body part {body_part[:20]!r} is not the chest"
+    view = _text(dataset, "ViewPosition")
+    if view in LATERAL_VIEWS:
+        return f"DICOM view {view!r} is lateral; the model reads frontal (PA/AP) views"
+    try:
+        rows, columns = int(dataset.Rows), int(dataset.Columns)
+        frames = int(dataset.get("NumberOfFrames", 1) or 1)
+        samples = int(dataset.get("SamplesPerPixel", 1) or 1)
+        bits = int(dataset.get("BitsAllocated", 16) or 16)
+    except (AttributeError, TypeError, ValueError):
+        return "DICOM file has no image (no pixel data or size tags)"
+    if frames > 1:
+        return f"multi-frame DICOM ({frames} frames) is not supported; export one frame"
+    if samples != 1:
+        return "colour DICOM is not a radiograph"
+    if rows < 1 or columns < 1:
+        return "DICOM image has no pixels"
+    if rows * columns > MAX_PIXELS:
+        return f"image too large ({columns}x{rows} pixels, limit {MAX_PIXELS:,})"
+    if rows * columns * frames * samples * max(bits, 8) // 8 > MAX_PIXEL_BYTES:
+        return f"image too large ({columns}x{rows} pixels at {bits} bits)"
+    return None
+
+
+def _read(data: bytes, label: str, pixels: bool) -> Any:
+    import pydicom
+
+    try:
+        return pydicom.dcmread(io.BytesIO(data), stop_before_pixels=not pixels)
+    except Exception as error:  # pydicom raises many types for a malformed file
+        raise ValueError(f"{label}: unreadable DICOM ({type(error).__name__})") from None
+
+
 def dicom_to_image(data: bytes, label: str = "upload") -> Image.Image:
-    """Decode a single-frame DICOM to an 8-bit grayscale image.
+    """Decode a single-frame chest radiograph DICOM to an 8-bit grayscale image.
 
     Applies the modality LUT, then the VOI LUT or window (centre/width), and
     inverts MONOCHROME1 so bone is bright as in every other X-ray.
 
     Raises:
-        ValueError: unreadable, multi-frame, colour, or without pixel data (one line).
+        ValueError: refused from the header, unreadable, or undecodable (one line, no pixel decoded when
+            the header already says no).
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    try:
-        dataset = pydicom.dcmread(io.BytesIO(data))
-    except (InvalidDicomError, EOFError, OSError, ValueError, KeyError) as error:
-        raise ValueError(f"{label}: unreadable DICOM ({type(error).__name__})") from None
+    _check_inflation(data, label)
+    problem = header_problem(_read(data, label, pixels=False))
+    if problem:
+        raise ValueError(f"{label}: {problem}")
+    dataset = _read(data, label, pixels=True)
     if "PixelData" not in dataset:
         raise ValueError(f"{label}: DICOM file has no image (no pixel data)")
-    frames = int(getattr(dataset, "NumberOfFrames", 1) or 1)
-    if frames > 1:
-        raise ValueError(f"{label}: multi-frame DICOM ({frames} frames) is not supported; export one frame")
-    if int(getattr(dataset, "SamplesPerPixel", 1)) != 1:
-        raise ValueError(f"{label}: colour DICOM is not a radiograph")
     try:
         pixels = dataset.pixel_array
-    except Exception as error:  # compressed transfer syntaxes without a decoder, corrupt data
-        raise ValueError(f"{label}: cannot decode DICOM pixels ({str(error).splitlines()[0][:80]})") from None
-    values = apply_voi_lut(apply_modality_lut(pixels, dataset), dataset).astype(np.float64)
+        step = int(np.ceil(np.sqrt(pixels.size / WORKING_PIXELS))) if pixels.size > WORKING_PIXELS else 1
+        if step > 1:  # plenty for a 224-px model and a screen; keeps the float arithmetic small
+            pixels = np.ascontiguousarray(pixels[::step, ::step])
+        values = apply_voi_lut(apply_modality_lut(pixels, dataset), dataset).astype(np.float32, copy=False)
+    except Exception as error:  # plugin decoders and LUT code raise many types for bad data
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:80]
+        raise ValueError(f"{label}: cannot decode DICOM pixels ({reason})") from None
+    if values.ndim != 2:
+        raise ValueError(f"{label}: DICOM pixels are not one grayscale frame")
     low, high = float(values.min()), float(values.max())
     scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
-    if str(getattr(dataset, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":
+    if _text(dataset, "PhotometricInterpretation") == "MONOCHROME1":
         scaled = 1.0 - scaled
     return Image.fromarray((scaled * 255).round().astype(np.uint8), mode="L")

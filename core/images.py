@@ -29,12 +29,20 @@ class ImageLoadError(ValueError):
 
 def _to_rgb(image: Image.Image) -> Image.Image:
     """Convert any PIL mode to 8-bit RGB, rescaling high bit depths."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # PIL's convert("L") clips values above 255; rescale the real range instead.
-        array = np.asarray(image, dtype=np.float64)
-        low, high = float(array.min()), float(array.max())
-        scaled = (array - low) / (high - low) * 255.0 if high > low else np.zeros_like(array)
-        image = Image.fromarray(scaled.round().astype(np.uint8), mode="L")
+    if image.mode in ("I;16", "I;16B", "I;16L"):
+        # PIL's convert("L") clips values above 255; rescale the real range with a 64 Ki-entry
+        # lookup table instead (no float copy of a large image).
+        array = np.asarray(image)
+        low, high = int(array.min()), int(array.max())
+        ramp = (np.arange(65536, dtype=np.float32) - low) * (255.0 / max(high - low, 1))
+        lut = np.clip(np.rint(ramp), 0, 255).astype(np.uint8)
+        image = Image.fromarray(lut[array.astype(np.uint16, copy=False)], mode="L")
+    elif image.mode in ("I", "F"):
+        values = np.asarray(image, dtype=np.float32)
+        bottom, top = float(values.min()), float(values.max())
+        values -= bottom
+        values *= 255.0 / (top - bottom) if top > bottom else 0.0
+        image = Image.fromarray(np.rint(values).astype(np.uint8), mode="L")
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
         image = image.convert("RGBA")
         background = Image.new("RGBA", image.size, (0, 0, 0, 255))

@@ -1,8 +1,12 @@
 """Command line for the review database.
 
-python -m db export --output relabel.csv [--only-disagreements] [--images-dir DIR]
-python -m db upgrade
-python -m db summary
+    python -m db export --output relabel.csv [--only-disagreements] [--images-dir DIR]
+    python -m db upgrade
+    python -m db summary
+    python -m db check [--fix]
+    python -m db backup OUT.db
+
+Every failure is one ``error:`` line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -11,11 +15,9 @@ import argparse
 import json
 import sys
 
-from sqlalchemy.exc import SQLAlchemyError
-
-from db.actions import write_relabel_export
-from db.engine import current_revision, init_db, make_engine, session_scope
-from db.repository import feedback_summary
+from db.actions import StoreUnavailable, feedback_view, open_store, write_relabel_export
+from db.engine import current_revision
+from db.maintenance import backup, check_store
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -29,23 +31,40 @@ def get_args_parser() -> argparse.ArgumentParser:
     export.add_argument("--images-dir", default=None, help="also copy images into DIR/<resolved label>/")
     commands.add_parser("upgrade", help="create or migrate the schema to the newest revision")
     commands.add_parser("summary", help="print review counts and agreement as JSON")
+    check = commands.add_parser("check", help="compare the image store with the database")
+    check.add_argument("--fix", action="store_true", help="remove orphan files and rows without files")
+    copy = commands.add_parser("backup", help="consistent copy of a SQLite database (online backup API)")
+    copy.add_argument("output")
     return parser
 
 
 def main(args: argparse.Namespace) -> int:
     """Run one command; returns the exit status."""
     try:
-        engine = init_db(make_engine(args.database_url))
+        engine = open_store(args.database_url)
         if args.command == "upgrade":
             print(f"schema at revision {current_revision(engine)}")
         elif args.command == "summary":
-            with session_scope(engine) as session:
-                print(json.dumps(feedback_summary(session), indent=1))
+            print(json.dumps(feedback_view(engine).summary, indent=1))
+        elif args.command == "check":
+            report = check_store(engine, fix=args.fix)
+            verb = "removed" if report.fixed else "found"
+            print(
+                f"{verb} {len(report.orphan_files)} orphan file(s) and "
+                f"{len(report.rows_without_files)} image row(s) without a file"
+            )
+            for name in report.orphan_files:
+                print(f"orphan file: {name!r}")
+            for image_id in report.rows_without_files:
+                print(f"image row without file: {image_id}")
+            return 0 if report.clean or report.fixed else 1
+        elif args.command == "backup":
+            print(f"backed up to {backup(engine, args.output)}")
         else:
             count = write_relabel_export(engine, args.output, args.only_disagreements, args.images_dir)
             print(f"wrote {count} rows to {args.output}")
-    except (SQLAlchemyError, OSError) as error:
-        print(f"error: {str(error).splitlines()[0][:200]}", file=sys.stderr)
+    except (StoreUnavailable, OSError) as error:
+        print(f"error: {str(error).splitlines()[0][:300] if str(error) else type(error).__name__}", file=sys.stderr)
         return 2
     return 0
 

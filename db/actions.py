@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -36,7 +37,7 @@ from core.inference import Predictor
 from core.input_checks import load_xray
 from core.operating_point import DATABASE, OperatingPoint, OperatingPointLookup
 from db import repository
-from db.engine import has_schema, init_db, make_engine, session_scope
+from db.engine import DatabaseReplacedError, NewerSchemaError, has_schema, init_db, make_engine, session_scope
 from db.models import Prediction, Review
 from db.repository import QueueFilters, ValidationError
 from db.settings import database_configured, image_store_dir
@@ -85,6 +86,9 @@ class StoreUnavailable(RuntimeError):
 def _store_message(error: Exception) -> str:
     if isinstance(error, OperationalError) and "locked" in str(error).lower():
         return "The database is busy (locked by another writer). Nothing was saved; please try again."
+    cause = getattr(error, "orig", None)
+    if isinstance(error, DatabaseReplacedError) or isinstance(cause, DatabaseReplacedError):
+        return f"The review database is not available: {cause or error}"
     first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
     return f"The review database is not available, nothing was saved: {first}"
 
@@ -108,10 +112,12 @@ def open_store(url: str | None = None) -> Engine:
     """The engine for ``url`` (default ``$DATABASE_URL``), schema brought to the newest revision.
 
     Raises:
-        StoreUnavailable: the database cannot be opened or migrated.
+        StoreUnavailable: the database cannot be opened or migrated, or has a newer schema.
     """
     try:
         return init_db(make_engine(url))
+    except NewerSchemaError as error:
+        raise StoreUnavailable(f"The review database cannot be used: {error}") from error
     except (SQLAlchemyError, OSError) as error:
         raise StoreUnavailable(_store_message(error)) from error
 
@@ -193,6 +199,8 @@ def configured_store() -> Engine | None:
         if not has_schema(engine):
             return None
         return init_db(engine)
+    except NewerSchemaError as error:
+        raise StoreUnavailable(f"The review database cannot be used: {error}") from error
     except (SQLAlchemyError, OSError) as error:
         raise StoreUnavailable(_store_message(error)) from error
 
@@ -428,10 +436,31 @@ def write_relabel_export(
     return len(rows)
 
 
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_safe(value: Any) -> Any:
+    """A cell a spreadsheet will not run: text starting like a formula gets a leading ``'`` (OWASP)."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
+
+
 def _write_csv(handle: Any, rows: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS)
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({key: csv_safe(value) for key, value in row.items()} for row in rows)
+
+
+SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+def safe_file_name(name: str, image_sha256: str) -> str:
+    """A file name safe to create anywhere: no path parts, no leading dot, plain characters, bounded length."""
+    cleaned = SAFE_NAME.sub("_", Path(name.replace("\\", "/")).name)[:150]
+    if not cleaned.strip("._"):
+        return f"image_{image_sha256[:12]}"
+    return cleaned.lstrip(".")
 
 
 def export_image_folder(rows: list[dict[str, Any]], root: Path) -> int:
@@ -440,8 +469,7 @@ def export_image_folder(rows: list[dict[str, Any]], root: Path) -> int:
     for row in rows:
         if not row["resolved_label"]:
             continue
-        name = Path(row["file_name"]).name or "image"
-        target = root / row["resolved_label"] / name
+        target = root / row["resolved_label"] / safe_file_name(row["file_name"], row["image_sha256"])
         if target.exists():  # a different image with the same name: keep both
             target = target.with_name(f"{target.stem}_{row['image_sha256'][:12]}{target.suffix}")
         target.parent.mkdir(parents=True, exist_ok=True)

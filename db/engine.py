@@ -34,6 +34,8 @@ def make_engine(url: str | None = None) -> Engine:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     timeout = sqlite_busy_timeout()
     engine = create_engine(url, connect_args={"timeout": timeout})
+    database = Path(parsed.database) if parsed.database and parsed.database != ":memory:" else None
+    identity: dict[str, tuple[int, int]] = {}
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -47,10 +49,43 @@ def make_engine(url: str | None = None) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(connection) -> None:
+        if database is not None:
+            _check_same_file(database, identity)
         # Take the write lock up front: read-then-write transactions cannot deadlock.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+class DatabaseReplacedError(OSError):
+    """The SQLite file was removed or replaced while this process had it open; nothing is written."""
+
+
+def _check_same_file(path: Path, identity: dict[str, tuple[int, int]]) -> None:
+    """Refuse to go on when the database file is gone or is another file than the one first opened.
+
+    SQLite keeps writing to an unlinked file (lost at the next start), so this
+    is checked at the start of every transaction.
+    """
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        if identity:
+            raise DatabaseReplacedError(
+                f"the database file {path} was removed while the app was running; nothing was saved. "
+                "Restore it from a backup (python -m db backup) or restart the app to start a new one"
+            ) from None
+        return  # first use: SQLite creates it
+    current = (stat.st_dev, stat.st_ino)
+    first = identity.setdefault("file", current)
+    if first != current:
+        raise DatabaseReplacedError(
+            f"the database file {path} was replaced while the app was running; nothing was saved. Restart the app"
+        )
+
+
+class NewerSchemaError(RuntimeError):
+    """The database was written by a newer version of this app."""
 
 
 def alembic_config(engine: Engine):
@@ -91,8 +126,29 @@ def current_revision(engine: Engine) -> str | None:
         return MigrationContext.configure(connection).get_current_revision()
 
 
+def known_revisions() -> set[str]:
+    """Every schema revision this code has a migration for."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return {script.revision for script in ScriptDirectory.from_config(config).walk_revisions()}
+
+
 def init_db(engine: Engine) -> Engine:
-    """Bring the schema to the newest revision (creating it on first use)."""
+    """Bring the schema to the newest revision (creating it on first use).
+
+    Raises:
+        NewerSchemaError: the database is at a revision this code does not know
+            (written by a newer version); nothing is changed.
+    """
+    current = current_revision(engine)
+    if current is not None and current not in known_revisions():
+        raise NewerSchemaError(
+            f"the database schema is at revision {current}, newer than this app's {head_revision()}; "
+            "update the app (git pull && make setup) or point DATABASE_URL at another database"
+        )
     upgrade(engine, "head")
     return engine
 

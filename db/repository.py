@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import hashlib
 import io
+import unicodedata
+import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from PIL import Image as PILImage
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, event, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.checkpoint import model_version
@@ -42,8 +44,13 @@ def _label(value: str | None, what: str) -> str:
     return text
 
 
-def _clean_text(value: str, limit: int, what: str, required: bool = False) -> str:
-    text = (value or "").replace("\x00", "").strip()
+def _clean_text(value: str, limit: int, what: str, required: bool = False, multiline: bool = False) -> str:
+    if not isinstance(value, str) and value is not None:
+        raise ValidationError(f"{what} must be text")
+    allowed = {"\n", "\t", "\r"} if multiline else set()
+    if any(unicodedata.category(c) == "Cc" and c not in allowed for c in value or ""):
+        raise ValidationError(f"{what} contains control characters")
+    text = (value or "").strip()
     if required and not text:
         raise ValidationError(f"{what} must not be empty")
     if len(text) > limit:
@@ -75,9 +82,11 @@ def store_image(
         raise ValidationError("image is empty")
     digest = hashlib.sha256(data).hexdigest()
     existing = session.scalar(select(Image).where(Image.sha256 == digest))
+    label = _label(original_label, "original label") if original_label else None  # validated before any write
     if existing is not None:
-        if original_label and not existing.original_label:
-            existing.original_label = _label(original_label, "original label")
+        if label and not existing.original_label:
+            existing.original_label = label
+        _stage_file(session, Path(store_dir or image_store_dir()) / existing.storage_path, data)
         return existing
     try:  # the header only: format and size, no pixel decoding
         with PILImage.open(io.BytesIO(data)) as probe:
@@ -86,23 +95,49 @@ def store_image(
     except (OSError, ValueError, PILImage.DecompressionBombError):
         (width, height), extension = size or (0, 0), ".bin"  # e.g. DICOM: stored as-is
     relative = f"{digest[:2]}/{digest}{extension}"
-    target = Path(store_dir or image_store_dir()) / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not target.exists():
-        tmp = target.with_suffix(target.suffix + ".tmp")
-        tmp.write_bytes(data)
-        tmp.replace(target)
     image = Image(
         sha256=digest,
-        file_name=_clean_text(Path(file_name or "upload").name, MAX_FILE_NAME, "file name") or "upload",
+        file_name=display_name(file_name),
         storage_path=relative,
         width=width,
         height=height,
-        original_label=_label(original_label, "original label") if original_label else None,
+        original_label=label,
     )
     session.add(image)
     session.flush()
+    _stage_file(session, Path(store_dir or image_store_dir()) / relative, data)
     return image
+
+
+def _stage_file(session: Session, target: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary name now; rename it into the store when the transaction commits.
+
+    A rollback (or a crash before the commit) leaves no file in the store, only
+    possibly a ``.part`` file that ``python -m db check --fix`` removes.
+    """
+    if target.exists():
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+    staged.write_bytes(data)
+
+    def publish(_session: Session) -> None:
+        staged.replace(target)
+
+    def discard(_session: Session) -> None:
+        staged.unlink(missing_ok=True)
+
+    event.listen(session, "after_commit", publish, once=True)
+    event.listen(session, "after_rollback", discard, once=True)
+
+
+def display_name(file_name: str) -> str:
+    """The uploaded name kept for display: its last path part, control characters shown as U+FFFD, at most 255."""
+    name = PurePosixPath(str(file_name or "").replace("\\", "/")).name or "upload"
+    name = "".join("\ufffd" if unicodedata.category(c) == "Cc" else c for c in name)
+    if len(name) > MAX_FILE_NAME:
+        raise ValidationError(f"file name is {len(name):,} characters; the limit is {MAX_FILE_NAME}")
+    return name
 
 
 def image_path(image: Image, store_dir: Path | None = None) -> Path:
@@ -186,7 +221,9 @@ def add_review(
             confidence, notes too long. Nothing is written then.
     """
     reviewer = _clean_text(reviewer, MAX_REVIEWER, "reviewer name", required=True)
-    notes = _clean_text(notes, MAX_NOTES, "notes")
+    notes = _clean_text(notes, MAX_NOTES, "notes", multiline=True)
+    if not isinstance(agrees, bool):
+        raise ValidationError(f"agrees must be True or False, got {str(agrees)[:20]!r}")
     confidence = (confidence or "").strip().lower()
     if confidence not in CONFIDENCE_LEVELS:
         raise ValidationError(f"confidence must be one of {', '.join(CONFIDENCE_LEVELS)}")
@@ -399,7 +436,7 @@ def record_threshold_change(
         model_id=model.id,
         threshold=float(threshold),
         changed_by=_clean_text(changed_by, MAX_REVIEWER, "name", required=True),
-        reason=_clean_text(reason, MAX_NOTES, "reason"),
+        reason=_clean_text(reason, MAX_NOTES, "reason", multiline=True),
         metrics=strict_json(metrics),
         temperature=None if temperature is None else float(temperature),
         bias=None if bias is None else float(bias),
@@ -441,7 +478,7 @@ def record_promotion(
         model_id=model.id,
         checkpoint_path=_clean_text(checkpoint_path, 1024, "checkpoint path", required=True),
         promoted_by=_clean_text(promoted_by, MAX_REVIEWER, "name", required=True),
-        reason=_clean_text(reason, MAX_NOTES, "reason"),
+        reason=_clean_text(reason, MAX_NOTES, "reason", multiline=True),
     )
     session.add(promotion)
     session.flush()

@@ -66,9 +66,18 @@ def get_engine() -> Engine:
     return actions.open_store()
 
 
+def show_problem(title: str, detail: str) -> None:
+    """An error box with a fixed title, and the detail as plain text (it may quote user text: never Markdown)."""
+    st.error(title)
+    st.text(detail)
+
+
 def show_store_error(error: Exception) -> None:
-    """One line for the user about a store failure or refused input (nothing was saved)."""
-    st.error(str(error))
+    """A store failure or refused input (nothing was saved), the message shown as plain text."""
+    if isinstance(error, actions.StoreUnavailable):
+        show_problem("The review database is not available; nothing was saved.", str(error))
+    else:
+        show_problem("Not saved: the input was refused.", str(error))
 
 
 def engine_or_stop() -> Engine:
@@ -98,7 +107,7 @@ def predictor_or_stop(engine: Engine | None = None) -> Predictor:
         st.stop()
         raise
     except CheckpointError as error:
-        st.error(f"The model could not be loaded: {error}")
+        show_problem("The model could not be loaded.", str(error))
         st.info(
             "Train one (`python -m training.train ...`) and copy its best_model.pth to models/, "
             "or set PNEUMONIA_CHECKPOINT to a checkpoint file."

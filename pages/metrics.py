@@ -14,7 +14,7 @@ from core.inference import Predictor
 from core.metrics import operating_point
 from db import actions
 from pages.charts import confusion_figure, reliability_figure, roc_figure
-from pages.common import engine_or_stop, load_report, page_header, predictor_or_stop, show_store_error
+from pages.common import engine_or_stop, load_report, page_header, predictor_or_stop, show_problem, show_store_error
 from pages.site import reviewed_cases_section, site_proposal_section
 from pages.versions import versions_section
 
@@ -153,7 +153,7 @@ def evaluate_folder_section(predictor: Predictor) -> None:
             try:
                 records = scan_image_folder(folder)
             except (FileNotFoundError, ValueError, OSError) as error:
-                st.error(str(error))
+                show_problem("Could not evaluate that folder.", str(error))
                 return
             bar = st.progress(0.0, text=f"Scoring {len(records)} images…")
             predictions, errors = score_records(
@@ -163,8 +163,9 @@ def evaluate_folder_section(predictor: Predictor) -> None:
                 progress=lambda done, total: bar.progress(done / total, text=f"{done}/{total} images"),
                 root=folder,
             )
-            for line in errors[:20]:
-                st.warning(f"Skipped {line}")
+            if errors:
+                st.warning(f"Skipped {len(errors)} unreadable image(s):")
+                st.text("\n".join(errors[:20]))
             if not predictions:
                 st.error("No readable images in that folder.")
                 return

@@ -7,7 +7,7 @@ import streamlit as st
 from core.explain import gradcam, overlay
 from core.images import ImageLoadError
 from db import actions
-from pages.common import engine_or_stop, page_header, predictor_or_stop
+from pages.common import engine_or_stop, page_header, predictor_or_stop, show_problem, show_store_error
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm"]
 
@@ -37,11 +37,11 @@ for upload in files or []:
             logged[key] = str(error)
         except (actions.StoreUnavailable, actions.ValidationError) as error:  # nothing was stored
             st.text(upload.name)
-            st.error(str(error))
+            show_store_error(error)
             continue
     entry = logged[key]
     if isinstance(entry, str):
-        st.error(f"Could not use this file: {entry}")
+        show_problem("Could not use this file.", entry)
         continue
     assert isinstance(entry, actions.LoggedPrediction)
     result = entry.result

@@ -91,7 +91,9 @@ def site_proposal_section(engine: Engine, predictor: Predictor) -> None:
         )
         st.caption("'Proposed' figures are cross-validated: each case is scored by a calibration fitted without it.")
         with st.form("save_site_point"):
-            name = st.text_input("Your name", value=st.session_state.get("reviewer_name", ""), max_chars=100)
+            name = st.text_input(
+                "Your name", value=st.session_state.get("reviewer_name", ""), max_chars=100, key="site_name"
+            )
             reason = st.text_area("Reason", max_chars=2000)
             if st.form_submit_button("Save site operating point"):
                 try:

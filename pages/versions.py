@@ -14,7 +14,7 @@ from core.inference import Predictor
 from core.registry import CheckpointInfo, list_checkpoints, models_dir
 from db import actions, versions
 from pages.charts import roc_overlay_figure
-from pages.common import get_predictor, show_store_error
+from pages.common import get_predictor, show_problem, show_store_error
 from pages.site import figures_table
 
 
@@ -78,7 +78,7 @@ def versions_section(engine: Engine, in_use: Predictor) -> None:
                 ),
             }
         except CheckpointError as error:
-            st.error(f"The model could not be loaded: {error}")
+            show_problem("The model could not be loaded.", str(error))
         except actions.StoreUnavailable as error:
             show_store_error(error)
     result = st.session_state.get("version_comparison")
@@ -91,7 +91,9 @@ def versions_section(engine: Engine, in_use: Predictor) -> None:
 def _promotion_forms(engine: Engine, labels: dict[str, CheckpointInfo], chosen: str) -> None:
     with st.form("promote_version"):
         st.write(f"Promote version B: the dashboard and the command lines will use `{chosen.split(' · ')[0]}`.")
-        name = st.text_input("Your name", value=st.session_state.get("reviewer_name", ""), max_chars=100)
+        name = st.text_input(
+            "Your name", value=st.session_state.get("reviewer_name", ""), max_chars=100, key="promote_name"
+        )
         reason = st.text_area("Reason", max_chars=2000)
         promote = st.form_submit_button("Promote")
     if promote:
@@ -123,7 +125,9 @@ def _promotion_forms(engine: Engine, labels: dict[str, CheckpointInfo], chosen: 
             hide_index=True,
         )
         with st.form("rollback_version"):
-            who = st.text_input("Your name", value=st.session_state.get("reviewer_name", ""), max_chars=100)
+            who = st.text_input(
+                "Your name", value=st.session_state.get("reviewer_name", ""), max_chars=100, key="rollback_name"
+            )
             back = st.form_submit_button("Roll back to the previous version")
         if back:
             try:

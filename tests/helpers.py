@@ -90,8 +90,12 @@ def make_dicom(
     window=None,
     patient: str = "Doe^Jane",
     with_pixels: bool = True,
+    modality: str = "CR",
+    body_part: str | None = None,
+    view: str | None = None,
+    deflated: bool = False,
 ) -> bytes:
-    """A DICOM file's bytes written with pydicom (Modality CR, a patient name and id)."""
+    """A DICOM file's bytes written with pydicom (Modality CR by default, a patient name and id)."""
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
@@ -101,7 +105,16 @@ def make_dicom(
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset("x.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
     ds.PatientName, ds.PatientID, ds.PatientBirthDate = patient, "ID-12345", "20200101"
-    ds.Modality, ds.SOPClassUID, ds.SOPInstanceUID = "CR", meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality = modality
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    if body_part is not None:
+        ds.BodyPartExamined = body_part
+    if view is not None:
+        ds.ViewPosition = view
+    if deflated:
+        from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+        meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
     if with_pixels:
         data = np.stack([pixels] * frames) if frames > 1 else pixels
         ds.Rows, ds.Columns = pixels.shape

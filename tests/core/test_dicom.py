@@ -1,5 +1,7 @@
 """DICOM files written with pydicom, read through the same path as every upload."""
 
+import io
+
 import numpy as np
 import pytest
 
@@ -63,3 +65,89 @@ def test_identifying_tags_never_reach_database_or_store(tiny_checkpoint, tmp_pat
             assert b"Secretname" not in content and b"ID-12345" not in content, path
     stored = list((tmp_path / "images").rglob("*.png"))
     assert len(stored) == 1 and not list((tmp_path / "images").rglob("*.bin"))
+
+
+@pytest.mark.parametrize(
+    "kwargs, reason",
+    [
+        ({"modality": "CT"}, "modality 'CT' is not a projection radiograph"),
+        ({"modality": "MR"}, "modality 'MR'"),
+        ({"modality": ""}, "modality 'missing'"),
+        ({"body_part": "ABDOMEN"}, "body part 'ABDOMEN' is not the chest"),
+        ({"view": "LL"}, "view 'LL' is lateral"),
+    ],
+)
+def test_header_refusals_name_the_reason(kwargs, reason):
+    with pytest.raises(ImageLoadError, match=reason):
+        load_image(make_dicom(gradient(), **kwargs))
+
+
+def test_chest_pa_dx_is_accepted():
+    image = load_image(make_dicom(gradient(), modality="DX", body_part="CHEST", view="PA"))
+    assert image.size == (128, 128)
+
+
+def test_header_size_bomb_is_refused_before_decoding():
+    import tracemalloc
+
+    from pydicom import dcmread
+    from pydicom.filebase import DicomBytesIO
+
+    data = make_dicom(gradient())
+    ds = dcmread(DicomBytesIO(data))
+    ds.Rows = ds.Columns = 16000  # the header claims 256 Mpixels; the pixel data is tiny
+    buffer = io.BytesIO()
+    ds.save_as(buffer)
+    tracemalloc.start()
+    with pytest.raises(ImageLoadError, match="too large"):
+        load_image(buffer.getvalue())
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 50 * 2**20
+
+
+def test_deflated_dicom_is_inflated_under_a_limit(monkeypatch):
+    import core.dicom
+
+    bomb = make_dicom(np.zeros((1000, 1000), np.uint16), deflated=True)
+    assert len(bomb) < 20_000  # zeros deflate to almost nothing
+    assert load_image(bomb).size == (1000, 1000)  # under the limit it reads normally
+    monkeypatch.setattr(core.dicom, "MAX_INFLATED_BYTES", 2**20)  # 1 MiB: the 2 MB of pixels exceed it
+    with pytest.raises(ImageLoadError, match="inflates past 1 MiB"):
+        load_image(bomb)
+
+
+def _bundled_dicoms():
+    from pathlib import Path
+
+    import pydicom
+
+    return sorted((Path(pydicom.__file__).parent / "data" / "test_files").rglob("*.dcm"))
+
+
+def test_every_bundled_pydicom_file_is_predicted_or_refused_in_one_line():
+    from pydicom import dcmread
+
+    predicted = []
+    for path in _bundled_dicoms():
+        data = path.read_bytes()
+        try:
+            load_image(data, name=path.name)
+        except ImageLoadError as error:
+            assert "\n" not in str(error) and str(error).startswith(path.name)
+            continue
+        try:
+            modality = str(dcmread(path, stop_before_pixels=True, force=True).get("Modality", ""))
+        except Exception:
+            modality = ""
+        predicted.append((path.name, modality))
+    assert not [p for p in predicted if p[1] in {"CT", "MR", "NM", "US", "PT", "RTDOSE"}], predicted
+
+
+def test_compressed_radiographs_decode_through_the_plugins():
+    """JPEG lossless, JPEG-LS and JPEG 2000 pixel data decode (pylibjpeg plugins), checked on bundled files."""
+    from pydicom import dcmread
+
+    for name in ("MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm", "JPGExtended.dcm", "MR_small_RLE.dcm"):
+        path = next(p for p in _bundled_dicoms() if p.name == name)
+        assert dcmread(path).pixel_array.size > 0, name

@@ -70,7 +70,8 @@ def test_save_threshold_is_logged_with_who_and_metrics(app_env):
 def test_save_threshold_without_name_is_refused(app_env):
     at = open_page("metrics")
     next(b for b in at.button if b.label == "Save threshold").click().run()
-    assert not at.exception and any("must not be empty" in e.value for e in at.error)
+    assert not at.exception and at.error[0].value == "Not saved: the input was refused."
+    assert any("must not be empty" in t.value for t in at.text)
 
 
 def test_evaluate_another_folder(app_env, tmp_path):
@@ -82,7 +83,8 @@ def test_evaluate_another_folder(app_env, tmp_path):
     at.text_input(key="eval_folder").input(str(folder)).run()
     next(b for b in at.button if b.label == "Evaluate").click().run()
     assert not at.exception
-    assert any("Skipped" in w.value for w in at.warning)
+    assert any(w.value == "Skipped 1 unreadable image(s):" for w in at.warning)
+    assert any("IM-0042-0001.png" in t.value for t in at.text)
     assert any(m.label == "Images / patients" and m.value.startswith("8 /") for m in at.metric)
 
 
@@ -90,7 +92,8 @@ def test_missing_folder_is_one_message(app_env):
     at = open_page("metrics")
     at.text_input(key="eval_folder").input("/no/such/folder").run()
     next(b for b in at.button if b.label == "Evaluate").click().run()
-    assert not at.exception and any("not found" in e.value for e in at.error)
+    assert not at.exception and [e.value for e in at.error] == ["Could not evaluate that folder."]
+    assert any("not found" in t.value for t in at.text)
 
 
 def test_missing_checkpoint_says_what_to_do(app_env, monkeypatch, tmp_path):
@@ -98,6 +101,7 @@ def test_missing_checkpoint_says_what_to_do(app_env, monkeypatch, tmp_path):
     at = open_page("metrics")
     assert not at.exception
     assert any("could not be loaded" in e.value for e in at.error)
+    assert any("gone.pth" in t.value for t in at.text)
     assert any("training.train" in i.value for i in at.info)
 
 

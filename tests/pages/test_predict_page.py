@@ -48,9 +48,9 @@ def test_many_uploads_and_bad_ones(app_env):
     uploader.upload("huge.png", huge.getvalue(), "image/png")
     uploader.run()
     assert not at.exception
-    errors = [e.value for e in at.error]
-    assert len(errors) == 4 and all(e.startswith("Could not use this file") for e in errors)
-    assert any("too large" in e for e in errors)
+    assert [e.value for e in at.error] == ["Could not use this file."] * 4
+    details = [t.value for t in at.text]
+    assert any(d.startswith("huge.png: image too large") for d in details)
     assert _count("predictions") == 1
 
 
@@ -80,6 +80,19 @@ def test_dicom_upload_and_non_xray_refusal(app_env):
     at.file_uploader[0].upload("holiday.png", photo.getvalue(), "image/png").run()
     assert not at.exception
     assert any("logged as prediction #1" in c.value for c in at.caption)
-    assert [e.value for e in at.error] == [
-        "Could not use this file: holiday.png: image is in colour (a photograph?); chest X-rays are grayscale"
-    ]
+    assert [e.value for e in at.error] == ["Could not use this file."]
+    assert "holiday.png: image is in colour (a photograph?); chest X-rays are grayscale" in [t.value for t in at.text]
+
+
+def test_hostile_file_names_are_shown_as_plain_text(app_env):
+    """A name built to be Markdown (an image that fetches from a server, a fake link) is never rendered."""
+    at = open_page("predict")
+    names = ["![t](https://example.invalid/x).png", "[Session expired - log in](https://example.invalid).png"]
+    at.file_uploader[0].upload(names[0], _png(5), "image/png")
+    at.file_uploader[0].upload(names[1], b"not an image", "image/png").run()
+    assert not at.exception
+    shown = [t.value for t in at.text]
+    assert names[0] in shown and any(t.endswith("not a recognised image format") for t in shown)
+    rendered = [m.value for m in at.markdown] + [e.value for e in at.error] + [c.value for c in at.caption]
+    assert not any("example.invalid" in value for value in rendered)
+    assert all("example.invalid" not in caption for image in at.image for caption in image.captions)

@@ -44,7 +44,7 @@ def test_empty_reviewer_is_refused(app_env):
     add_prediction(engine, p=0.6)
     at = open_page("review")
     next(b for b in at.button if b.label == "Submit review").click().run()
-    assert not at.exception and any("reviewer name must not be empty" in e.value for e in at.error)
+    assert not at.exception and any("reviewer name must not be empty" in t.value for t in at.text)
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM reviews")).scalar() == 0
 
@@ -106,7 +106,8 @@ def test_locked_database_says_so_and_saves_nothing(app_env, monkeypatch):
         blocker.rollback()
         blocker.close()
     assert not at.exception
-    assert any("busy" in e.value or "locked" in e.value for e in at.error)
+    assert any("nothing was saved" in e.value for e in at.error)
+    assert any("busy" in t.value or "locked" in t.value for t in at.text)
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM reviews")).scalar() == 0
 

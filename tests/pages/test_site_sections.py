@@ -64,8 +64,7 @@ def test_propose_preview_and_save_a_site_point(app_env):
     assert not at.exception and not at.error
     preview = _table(at, "in force now")
     assert list(preview.columns) == ["in force now", "proposed (cross-validated)"]
-    name = [t for t in at.text_input if t.label == "Your name"][-1]
-    name.input("Dr Lead")
+    at.text_input(key="site_name").input("Dr Lead")
     next(b for b in at.button if b.label == "Save site operating point").click().run()
     assert not at.exception and any("Site operating point saved" in s.value for s in at.success)
     with session_scope(make_engine()) as session:

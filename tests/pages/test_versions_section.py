@@ -41,15 +41,14 @@ def test_compare_promote_and_roll_back(app_env, monkeypatch, tiny_checkpoint, tm
     at.button(key="compare_versions").click().run()
     assert not at.exception
     assert any("Paired difference B - A" in m.value for m in at.markdown)
-    form_names = [t for t in at.text_input if t.label == "Your name"]
-    form_names[-1].input("Dr Lead")
+    at.text_input(key="promote_name").input("Dr Lead")
     next(b for b in at.button if b.label == "Promote").click().run()
     assert not at.exception and any("promoted; it is in use" in s.value for s in at.success)
     engine = open_store()
     assert versions.checkpoint_in_force(engine)[0].name == "second.pth"
     again = open_page("metrics")  # the page now serves the promoted version
     assert any(c.value.startswith(f"Model `{versions.promotion_history(engine)[0].version}`") for c in again.caption)
-    [t for t in again.text_input if t.label == "Your name"][-1].input("Dr Back")  # the rollback form is last
+    again.text_input(key="rollback_name").input("Dr Back")
     next(b for b in again.button if b.label == "Roll back to the previous version").click().run()
     assert not again.exception and any("Rolled back" in s.value for s in again.success)
     history = versions.promotion_history(engine)
