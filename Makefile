@@ -15,7 +15,7 @@ $(STAMP): requirements.txt pyproject.toml
 setup: $(STAMP)
 
 run: setup
-	$(PY) -m streamlit run streamlit_app.py --server.headless true
+	$(PY) -m streamlit run streamlit_app.py --server.headless true --server.address 127.0.0.1
 
 
 test: setup

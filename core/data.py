@@ -251,3 +251,26 @@ def read_label_overrides(csv_path: str | Path) -> dict[str, int]:
                     name = name[1:]  # undo the export's spreadsheet-formula guard
                 overrides[Path(name).name] = parse_label(row["resolved_label"])
     return overrides
+
+
+FOLDER_REFUSED = "that folder is not available: only labelled folders under the configured evaluation roots can be used"
+
+
+def folder_under_roots(folder: str, roots: Sequence[Path]) -> Path:
+    """The resolved folder when it lies inside one of ``roots`` and is a directory.
+
+    The same message is given whether a refused path exists or not, so the
+    answer reveals nothing about the server's files outside the roots.
+
+    Raises:
+        ValueError: :data:`FOLDER_REFUSED`.
+    """
+    try:
+        resolved = Path(folder).expanduser().resolve()
+        allowed = [Path(root).expanduser().resolve() for root in roots]
+        inside = any(resolved == root or root in resolved.parents for root in allowed)
+        if not inside or not resolved.is_dir():
+            raise ValueError(FOLDER_REFUSED)
+    except (OSError, RuntimeError):
+        raise ValueError(FOLDER_REFUSED) from None
+    return resolved

@@ -50,6 +50,37 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def printable(text: str) -> str:
+    """``text`` with control characters (ANSI escapes, NUL, newlines) written as escapes, safe for a terminal."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+def read_image_file(path: str | Path, label: str | None = None) -> bytes:
+    """A file's bytes, refusing what is missing, not a regular file, unreadable or over :data:`MAX_BYTES`.
+
+    Reads at most ``MAX_BYTES + 1`` bytes whatever the file claims (``/proc`` files report size 0).
+
+    Raises:
+        ImageLoadError: one line, never an ``OSError``.
+    """
+    label = label or str(path)
+    try:
+        target = Path(path)
+        if not target.exists():
+            raise ImageLoadError(f"{label}: file not found")
+        if not target.is_file():
+            raise ImageLoadError(f"{label}: not a file")
+        if target.stat().st_size > MAX_BYTES:
+            raise ImageLoadError(f"{label}: file larger than {MAX_BYTES // 2**20} MiB")
+        with open(target, "rb") as handle:
+            data = handle.read(MAX_BYTES + 1)
+    except OSError as error:
+        raise ImageLoadError(f"{label}: cannot be read ({error.strerror or type(error).__name__})") from None
+    if len(data) > MAX_BYTES:
+        raise ImageLoadError(f"{label}: file larger than {MAX_BYTES // 2**20} MiB")
+    return data
+
+
 def load_image(source: str | Path | bytes, name: str | None = None) -> Image.Image:
     """Decode a file path or raw bytes into an RGB PIL image.
 
@@ -64,17 +95,7 @@ def load_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
         ImageLoadError: with a one-line reason for any unusable input.
     """
     label = name or (str(source) if not isinstance(source, bytes) else "upload")
-    if isinstance(source, bytes):
-        data = source
-    else:
-        path = Path(source)
-        if not path.exists():
-            raise ImageLoadError(f"{label}: file not found")
-        if not path.is_file():
-            raise ImageLoadError(f"{label}: not a file")
-        if path.stat().st_size > MAX_BYTES:
-            raise ImageLoadError(f"{label}: file larger than {MAX_BYTES // 2**20} MiB")
-        data = path.read_bytes()
+    data = source if isinstance(source, bytes) else read_image_file(source, label)
     if not data:
         raise ImageLoadError(f"{label}: empty file")
     if len(data) > MAX_BYTES:

@@ -18,7 +18,8 @@ from typing import Any
 from PIL import Image
 
 from core.checkpoint import CheckpointError
-from core.images import ImageLoadError
+from core.cli import report_error
+from core.images import ImageLoadError, printable, read_image_file
 from core.inference import Prediction, Predictor, default_checkpoint
 from core.input_checks import load_xray
 
@@ -47,7 +48,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def _print_text(prediction: Prediction, many: bool) -> None:
     if many:
-        print(f"== {prediction.image_name}")
+        print(f"== {printable(prediction.image_name)}")
     print(f"Prediction: {prediction.label}")
     print(f"Confidence: {prediction.confidence:.4f}")
     for name, value in prediction.probabilities.items():
@@ -86,9 +87,7 @@ def _predict_one(predictor: Predictor, engine: Any, path: str, args: argparse.Na
         return predictor.predict_one(image, image_name=path), {}
     from db.actions import predict_and_log
 
-    if not Path(path).is_file():
-        raise ImageLoadError(f"{path}: file not found")
-    logged = predict_and_log(engine, predictor, Path(path).read_bytes(), path, channel="cli")
+    logged = predict_and_log(engine, predictor, read_image_file(path), path, channel="cli")
     return logged.result, {"prediction_id": logged.prediction_id}
 
 
@@ -98,10 +97,10 @@ def main(args: argparse.Namespace) -> int:
         predictor, engine = _load(args)
         predictor.tta = args.tta
     except CheckpointError as error:
-        print(f"error: {error}", file=sys.stderr)
+        report_error(error)
         return 2
     except RuntimeError as error:  # db.actions.StoreUnavailable (db is not imported at module level)
-        print(f"error: {error}", file=sys.stderr)
+        report_error(error)
         return 2
     failures = 0
     many = len(args.images) > 1
@@ -113,7 +112,7 @@ def main(args: argparse.Namespace) -> int:
                 _write_heatmap(predictor, image, prediction.label, path, args.heatmap, many)
         except (ImageLoadError, ValueError, RuntimeError, OSError) as error:
             # ImageLoadError, and the store's ValidationError / StoreUnavailable: one line, go on.
-            print(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
+            report_error(error)
             failures += 1
             continue
         if args.json:

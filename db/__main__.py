@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 
+from core.cli import report_error
 from db.actions import StoreUnavailable, feedback_view, open_store, write_relabel_export
 from db.engine import current_revision
 from db.maintenance import backup, check_store
@@ -64,7 +65,7 @@ def main(args: argparse.Namespace) -> int:
             count = write_relabel_export(engine, args.output, args.only_disagreements, args.images_dir)
             print(f"wrote {count} rows to {args.output}")
     except (StoreUnavailable, OSError) as error:
-        print(f"error: {str(error).splitlines()[0][:300] if str(error) else type(error).__name__}", file=sys.stderr)
+        report_error(error)
         return 2
     return 0
 

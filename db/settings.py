@@ -31,3 +31,10 @@ def sqlite_busy_timeout() -> float:
 def database_configured() -> bool:
     """True when ``$DATABASE_URL`` is set or the default SQLite file exists (a plain CLI run never creates one)."""
     return bool(os.environ.get("DATABASE_URL")) or (data_dir() / "reviews.db").exists()
+
+
+def evaluation_roots() -> list[Path]:
+    """Folders the dashboard may evaluate: ``$PNEUMONIA_EVAL_ROOTS`` (``os.pathsep``-separated), else the data dir."""
+    raw = os.environ.get("PNEUMONIA_EVAL_ROOTS", "")
+    roots = [Path(part) for part in raw.split(os.pathsep) if part.strip()]
+    return roots or [data_dir()]

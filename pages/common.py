@@ -6,6 +6,7 @@ Pages call ``core`` and ``db.actions`` (the use-case layer) only; never torch, S
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,51 @@ def page_header(title: str) -> None:
             st.page_link(entry.path, label=entry.title, icon=entry.icon)
         st.divider()
     st.title(title)
+    access_gate()
+
+
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def auth_configured() -> bool:
+    """True when Streamlit's OpenID Connect sign-in is set up (``[auth]`` in ``.streamlit/secrets.toml``)."""
+    try:
+        return "auth" in st.secrets
+    except Exception:  # no secrets file at all: Streamlit raises its own not-found error
+        return False
+
+
+def access_gate() -> None:
+    """Who may see this page; stops the page otherwise.
+
+    With sign-in configured, nothing but the sign-in prompt is shown until the
+    user has signed in. Without it the dashboard serves loopback only, unless
+    ``PNEUMONIA_ALLOW_OPEN_SERVER=1`` accepts an open server (then every page says so).
+    """
+    if auth_configured():
+        if not st.user.get("is_logged_in", False):
+            st.info("Sign in to use the review dashboard.")
+            st.button("Sign in", on_click=st.login, key="sign_in")
+            st.stop()
+        with st.sidebar:
+            st.text(f"Signed in as {st.user.get('email') or st.user.get('name') or 'user'}")
+            st.button("Sign out", on_click=st.logout, key="sign_out")
+        return
+    address = str(st.get_option("server.address") or "")  # unset means every interface
+    if address in LOOPBACK:
+        return
+    if os.environ.get("PNEUMONIA_ALLOW_OPEN_SERVER") == "1":
+        st.warning(
+            "Open server: this dashboard is reachable on the network without sign-in, so anyone who can "
+            "reach it can read X-rays and write reviews under any name."
+        )
+        return
+    st.error(
+        "Refusing to serve on a network address without sign-in. Configure sign-in ([auth] in "
+        ".streamlit/secrets.toml, see the README) or serve on 127.0.0.1; PNEUMONIA_ALLOW_OPEN_SERVER=1 "
+        "accepts an open server."
+    )
+    st.stop()
 
 
 @st.cache_resource(show_spinner="Loading the model…")

@@ -8,11 +8,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core.data import scan_image_folder
+from core.data import folder_under_roots, scan_image_folder
 from core.evaluation import build_report, predictions_at, report_operating_point, score_records
 from core.inference import Predictor
 from core.metrics import operating_point
 from db import actions
+from db.settings import evaluation_roots
 from pages.charts import confusion_figure, reliability_figure, roc_figure
 from pages.common import engine_or_stop, load_report, page_header, predictor_or_stop, show_problem, show_store_error
 from pages.site import reviewed_cases_section, site_proposal_section
@@ -148,10 +149,13 @@ def save_threshold_form(engine: Any, predictor: Predictor, report: dict[str, Any
 def evaluate_folder_section(predictor: Predictor) -> None:
     """Evaluate the model on another labelled folder, with a progress bar."""
     with st.expander("Evaluate on another labelled folder"):
+        st.caption(
+            "Folders under: " + ", ".join(str(root) for root in evaluation_roots()) + " (setting PNEUMONIA_EVAL_ROOTS)."
+        )
         folder = st.text_input("Folder with NORMAL/ and PNEUMONIA/ sub-folders", key="eval_folder").strip()
         if st.button("Evaluate", disabled=not folder):
             try:
-                records = scan_image_folder(folder)
+                records = scan_image_folder(folder_under_roots(folder, evaluation_roots()))
             except (FileNotFoundError, ValueError, OSError) as error:
                 show_problem("Could not evaluate that folder.", str(error))
                 return

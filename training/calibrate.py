@@ -30,6 +30,7 @@ from tqdm import tqdm
 
 from core.calibration import fit_temperature
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from core.cli import report_error, report_warning
 from core.data import XrayDataset, load_split
 from core.inference import resolve_device
 from core.metrics import choose_threshold, classification_report
@@ -127,10 +128,10 @@ def calibrate_from_reviews(args: argparse.Namespace) -> int:
     try:
         proposal, scores = propose(engine, predictor, args.threshold_goal, args.min_cases, args.bootstrap)
     except NotEnoughCases as error:
-        print(f"error: {error}", file=sys.stderr)
+        report_error(error)
         return 2
     for line in scores.skipped:
-        print(f"warning: skipped {line}", file=sys.stderr)
+        report_warning(f"skipped {line}")
     point = proposal.point
     print(
         f"model {predictor.version}: {len(scores.cases)} resolved reviewed cases "
@@ -161,7 +162,7 @@ def main(args: argparse.Namespace) -> int:
         calibrate_checkpoint(Path(args.checkpoint), loader, resolve_device(args.device), args.threshold_goal, True)
     except (CheckpointError, FileNotFoundError, KeyError, ValueError, RuntimeError) as error:
         # RuntimeError: db.actions.StoreUnavailable
-        print(f"error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
+        report_error(error)
         return 2
     return 0
 

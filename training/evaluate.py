@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from core.checkpoint import CheckpointError
+from core.cli import report_error, report_warning
 from core.data import load_split, scan_image_folder
 from core.evaluation import build_report, score_records
 from core.inference import Predictor
@@ -73,7 +74,7 @@ def _from_reviews(args: argparse.Namespace, predictor: Predictor) -> int:
 
     figures = site_performance(open_store(), predictor, args.bootstrap)
     for line in figures.pop("skipped"):
-        print(f"warning: skipped {line}", file=sys.stderr)
+        report_warning(f"skipped {line}")
     text = json.dumps(figures, indent=1)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -99,15 +100,15 @@ def main(args: argparse.Namespace) -> int:
             records = scan_image_folder(args.data_dir)
     except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as error:
         # RuntimeError: db.actions.StoreUnavailable
-        print(f"error: {error}", file=sys.stderr)
+        report_error(error)
         return 2
     predictions, errors = score_records(
         predictor, records, args.batch_size, args.workers, show_progress=not args.no_progress, root=args.data_dir
     )
     for line in errors:
-        print(f"warning: skipped {line}", file=sys.stderr)
+        report_warning(f"skipped {line}")
     if not predictions:
-        print("error: no readable images to evaluate", file=sys.stderr)
+        report_error("no readable images to evaluate")
         return 2
     report = build_report(predictor, predictions, args.data_dir, args.bootstrap)
     report = strict_json(report)

@@ -39,6 +39,7 @@ from core.checkpoint import (
     model_version,
     save_checkpoint,
 )
+from core.cli import report_error
 from core.data import (
     XrayDataset,
     apply_label_overrides,
@@ -252,7 +253,7 @@ def train(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     rank, world_size = distributed.init_distributed(device)
     if world_size > 1 and args.balance == "sampler":
-        print("error: --balance sampler is not supported with torchrun; use weights", file=sys.stderr)
+        report_error("--balance sampler is not supported with torchrun; use weights")
         return 2
     show = rank == 0 and not args.no_progress
     seed_everything(args.seed)
@@ -391,7 +392,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         return train(args)
     except (FileNotFoundError, ValueError, WeightsUnavailableError, CheckpointError, StoreUnavailable) as error:
-        print(f"error: {error}", file=sys.stderr)
+        report_error(error)
         return 2
 
 

@@ -37,6 +37,9 @@ def start_dashboard(data_dir: Path) -> tuple[subprocess.Popen, str, float]:
     env = {**os.environ, "PNEUMONIA_DATA_DIR": str(data_dir)}
     env.pop("DATABASE_URL", None)
     started = time.monotonic()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log_path = data_dir / "streamlit.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - the server keeps writing to it after this function returns
     process = subprocess.Popen(
         [
             sys.executable,
@@ -57,11 +60,11 @@ def start_dashboard(data_dir: Path) -> tuple[subprocess.Popen, str, float]:
         ],
         cwd=REPO_ROOT,
         env=env,
-        stdout=subprocess.PIPE,
+        stdout=log,  # a file, not a pipe: an undrained pipe would block a chatty server
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    for _ in range(600):
+    for _ in range(1200):
         try:
             with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
                 if response.status == 200:
@@ -69,9 +72,9 @@ def start_dashboard(data_dir: Path) -> tuple[subprocess.Popen, str, float]:
         except OSError:
             time.sleep(0.2)
         if process.poll() is not None:
-            raise RuntimeError(process.stdout.read().decode()[-2000:])
+            raise RuntimeError(log_path.read_text()[-2000:])
     process.kill()
-    raise RuntimeError("streamlit did not become healthy in 120 s")
+    raise RuntimeError(f"streamlit did not become healthy in 240 s: {log_path.read_text()[-2000:]}")
 
 
 @pytest.fixture()

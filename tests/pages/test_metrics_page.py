@@ -74,10 +74,11 @@ def test_save_threshold_without_name_is_refused(app_env):
     assert any("must not be empty" in t.value for t in at.text)
 
 
-def test_evaluate_another_folder(app_env, tmp_path):
+def test_evaluate_another_folder(app_env, tmp_path, monkeypatch):
     from tests.helpers import make_image_folder
 
     folder = make_image_folder(tmp_path / "eval", per_class=4, size=48)
+    monkeypatch.setenv("PNEUMONIA_EVAL_ROOTS", str(tmp_path))
     (folder / "NORMAL" / "IM-0042-0001.png").write_text("broken")
     at = open_page("metrics")
     at.text_input(key="eval_folder").input(str(folder)).run()
@@ -88,12 +89,20 @@ def test_evaluate_another_folder(app_env, tmp_path):
     assert any(m.label == "Images / patients" and m.value.startswith("8 /") for m in at.metric)
 
 
-def test_missing_folder_is_one_message(app_env):
-    at = open_page("metrics")
-    at.text_input(key="eval_folder").input("/no/such/folder").run()
-    next(b for b in at.button if b.label == "Evaluate").click().run()
-    assert not at.exception and [e.value for e in at.error] == ["Could not evaluate that folder."]
-    assert any("not found" in t.value for t in at.text)
+def test_folders_outside_the_roots_are_refused_alike(app_env, tmp_path, monkeypatch):
+    """A missing folder, an existing one outside the roots, and ../ tricks get the same message."""
+    from core.data import FOLDER_REFUSED
+
+    monkeypatch.setenv("PNEUMONIA_EVAL_ROOTS", str(tmp_path / "allowed"))
+    (tmp_path / "allowed").mkdir()
+    answers = []
+    for folder in ("/no/such/folder", "/etc", str(tmp_path / "allowed" / ".." / "..")):
+        at = open_page("metrics")
+        at.text_input(key="eval_folder").input(folder).run()
+        next(b for b in at.button if b.label == "Evaluate").click().run()
+        assert not at.exception and [e.value for e in at.error] == ["Could not evaluate that folder."]
+        answers.append([t.value for t in at.text if "folder" in t.value])
+    assert answers == [[FOLDER_REFUSED]] * 3
 
 
 def test_missing_checkpoint_says_what_to_do(app_env, monkeypatch, tmp_path):
