@@ -38,7 +38,7 @@ def _to_rgb(image: Image.Image) -> Image.Image:
         lut = np.clip(np.rint(ramp), 0, 255).astype(np.uint8)
         image = Image.fromarray(lut[array.astype(np.uint16, copy=False)], mode="L")
     elif image.mode in ("I", "F"):
-        values = np.asarray(image, dtype=np.float32)
+        values = np.nan_to_num(np.array(image, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         bottom, top = float(values.min()), float(values.max())
         values -= bottom
         values *= 255.0 / (top - bottom) if top > bottom else 0.0
@@ -130,4 +130,8 @@ def load_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
         raise ImageLoadError(f"{label}: corrupt or truncated image ({reason})") from None
     if min(image.size) < 1:
         raise ImageLoadError(f"{label}: image has no pixels")
-    return _to_rgb(image)
+    try:
+        return _to_rgb(image)
+    except (OSError, ValueError) as error:  # odd modes and broken palettes surface only when converting
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ImageLoadError(f"{label}: unsupported pixel format ({reason})") from None

@@ -4,6 +4,7 @@ import io
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from tests.helpers import run_main, run_subprocess, xray_like
@@ -101,3 +102,38 @@ def test_log_stores_predictions_in_the_database(tiny_checkpoint, tmp_path, monke
         rows = connection.execute(text("SELECT id, channel FROM predictions ORDER BY id")).all()
         images = connection.execute(text("SELECT count(*) FROM images")).scalar()
     assert [tuple(r) for r in rows] == [(ids[0], "cli"), (ids[1], "cli")] and images == 1
+
+
+def test_hostile_paths_are_one_line_each_and_the_rest_is_predicted(tiny_checkpoint, tmp_path):
+    good = _inputs(tmp_path)[0]
+    ansi = tmp_path / "\x1b[31mred\x1b[0m.png"
+    ansi.write_bytes(b"not an image")
+    sparse = tmp_path / "sparse.png"
+    with open(sparse, "wb") as handle:
+        handle.truncate(2 * 2**30)  # 2 GiB that were never written
+    paths = ["x" * 300 + ".png", str(tmp_path), "/proc/self/mem", str(ansi), str(sparse), str(good)]
+    result = run_predict(*paths, "--json", "--checkpoint", tiny_checkpoint)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    errors = result.stderr.strip().splitlines()
+    assert len(errors) == 5 and all(line.startswith("error: ") for line in errors)
+    assert "\x1b" not in result.stderr and "\\x1b[31mred" in result.stderr
+    assert "file larger than 100 MiB" in errors[4]
+    assert len(result.stdout.strip().splitlines()) == 1  # the good one
+
+
+@pytest.mark.parametrize("state", ["corrupt", "newer"])
+def test_log_with_an_unusable_database_is_one_line(tiny_checkpoint, tmp_path, monkeypatch, state):
+    database = tmp_path / "reviews.db"
+    if state == "corrupt":
+        database.write_bytes(b"this is not a database" * 100)
+    else:
+        from db.actions import open_store
+
+        monkeypatch.setenv("DATABASE_URL", f"sqlite:///{database}")
+        engine = open_store()
+        with engine.begin() as connection:
+            connection.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{database}")
+    result = run_predict(_inputs(tmp_path)[0], "--log", "--checkpoint", tiny_checkpoint)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
+    assert "Traceback" not in result.stderr

@@ -20,9 +20,13 @@ def test_with_sign_in_configured_only_the_prompt_is_shown(app_env, page):
     from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(APP, default_timeout=120)
-    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32,
-                          "client_id": "id", "client_secret": "secret",
-                          "server_metadata_url": "https://accounts.example.invalid/.well-known/openid-configuration"}
+    at.secrets["auth"] = {
+        "redirect_uri": "http://localhost:8501/oauth2callback",
+        "cookie_secret": "x" * 32,
+        "client_id": "id",
+        "client_secret": "secret",
+        "server_metadata_url": "https://accounts.example.invalid/.well-known/openid-configuration",
+    }
     at.run()
     if page != "metrics":
         at.switch_page(f"pages/{page}.py").run()
@@ -53,3 +57,16 @@ def test_an_open_server_says_so_on_every_page(app_env, network_address, monkeypa
     assert not at.exception
     assert any(w.value.startswith("Open server:") for w in at.warning)
     assert any(m.label == "Predictions" for m in at.metric)
+
+
+@pytest.mark.parametrize("page", ["metrics", "predict", "review", "feedback"])
+def test_newer_schema_database_is_one_message_on_every_page(app_env, page):
+    from db.actions import open_store
+
+    engine = open_store()
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    at = open_page(page)
+    assert not at.exception
+    assert [e.value for e in at.error] == ["The review database is not available; nothing was saved."]
+    assert any("revision 9999, newer than this app's" in t.value for t in at.text)

@@ -1,0 +1,176 @@
+"""The store under careless and hostile use: nothing half-written, nothing silently lost, nothing run."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from sqlalchemy import text
+
+from core.inference import Predictor
+from db import actions, repository
+from db.engine import session_scope
+from db.maintenance import backup, check_store
+from tests.db.conftest import add_prediction
+from tests.helpers import REPO_ROOT, png_bytes, run_main
+
+
+def _store_files(data_dir):
+    store = data_dir / "images"
+    return sorted(p.name for p in store.rglob("*") if p.is_file()) if store.exists() else []
+
+
+def _counts(engine):
+    with engine.connect() as connection:
+        return tuple(connection.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in ("images", "predictions"))
+
+
+@pytest.fixture()
+def predictor(tiny_checkpoint):
+    return Predictor.from_checkpoint(tiny_checkpoint, "cpu")
+
+
+def test_refused_names_and_labels_leave_no_file(engine, data_dir, predictor):
+    with pytest.raises(actions.ValidationError, match="file name is 300 characters"):
+        actions.predict_and_log(engine, predictor, png_bytes(1, 96), "x" * 296 + ".png")
+    with pytest.raises(actions.ValidationError, match="original label"):
+        actions.predict_and_log(engine, predictor, png_bytes(2, 96), "a.png", original_label="CAT")
+    assert _store_files(data_dir) == [] and _counts(engine) == (0, 0)
+
+
+def test_a_failing_write_leaves_no_file(engine, data_dir, predictor):
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TRIGGER full BEFORE INSERT ON predictions BEGIN SELECT RAISE(ABORT, 'disk is full'); END"
+        )
+    with pytest.raises(actions.StoreUnavailable, match="disk is full"):
+        actions.predict_and_log(engine, predictor, png_bytes(3, 96), "a.png")
+    assert _store_files(data_dir) == [] and _counts(engine) == (0, 0)
+
+
+def test_kill_during_predict_and_log_then_check_fix(engine, data_dir, tiny_checkpoint):
+    script = textwrap.dedent(f"""
+        import os, signal
+        from core.inference import Predictor
+        from db import actions, repository
+        from tests.helpers import png_bytes
+
+        def die(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGKILL)  # after the image was staged, before the commit
+
+        repository.log_prediction = die
+        engine = actions.open_store()
+        actions.predict_and_log(engine, Predictor.from_checkpoint({str(tiny_checkpoint)!r}, "cpu"),
+                                png_bytes(4, 96), "a.png")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env={**os.environ}, timeout=120)
+    assert result.returncode == -9
+    assert _counts(engine) == (0, 0)
+    leftovers = _store_files(data_dir)
+    assert len(leftovers) == 1 and leftovers[0].endswith(".part")  # never under its final name
+    report = check_store(engine)
+    assert len(report.orphan_files) == 1 and not report.rows_without_files
+    assert check_store(engine, fix=True).fixed and check_store(engine).clean
+    assert _store_files(data_dir) == []
+
+
+def test_check_finds_rows_without_files_and_fix_removes_them(engine, data_dir):
+    first = add_prediction(engine, seed=1)
+    add_prediction(engine, seed=2)
+    actions.submit_review(engine, first, "Dr A", True)
+    with session_scope(engine) as session:
+        path = repository.image_path(repository.get_prediction(session, first).image)
+    path.unlink()
+    (data_dir / "images" / "stray.bin").write_bytes(b"x")
+    result = run_main("db", "check")
+    assert result.returncode == 1 and "found 1 orphan file(s) and 1 image row(s) without a file" in result.stdout
+    result = run_main("db", "check", "--fix")
+    assert result.returncode == 0 and "removed 1 orphan file(s) and 1 image row(s)" in result.stdout
+    assert _counts(engine) == (1, 1) and run_main("db", "check").returncode == 0
+
+
+def test_removed_or_replaced_database_refuses_writes(engine, data_dir, predictor):
+    actions.predict_and_log(engine, predictor, png_bytes(5, 96), "a.png")
+    database = data_dir / "reviews.db"
+    database.unlink()
+    for suffix in ("-wal", "-shm"):
+        (data_dir / f"reviews.db{suffix}").unlink(missing_ok=True)
+    with pytest.raises(actions.StoreUnavailable, match="was removed while the app was running"):
+        actions.predict_and_log(engine, predictor, png_bytes(6, 96), "b.png")
+    sqlite3.connect(database).close()  # another file under the same name
+    with pytest.raises(actions.StoreUnavailable, match="was replaced while the app was running"):
+        actions.submit_review(engine, 1, "Dr A", True)
+
+
+def test_backup_is_consistent_while_the_app_holds_the_wal(engine, data_dir, tmp_path):
+    for seed in range(3):
+        add_prediction(engine, seed=seed)
+    holder = engine.connect()  # an open connection keeps recent pages in the WAL
+    try:
+        result = run_main("db", "backup", tmp_path / "copy.db")
+        assert result.returncode == 0, result.stderr
+    finally:
+        holder.close()
+    with sqlite3.connect(tmp_path / "copy.db") as copy:
+        assert copy.execute("SELECT count(*) FROM predictions").fetchone() == (3,)
+    again = run_main("db", "backup", tmp_path / "copy.db")
+    assert again.returncode == 2 and "exists" in again.stderr
+    with pytest.raises(actions.StoreUnavailable, match="pg_dump"):
+        from sqlalchemy import create_engine
+
+        backup(create_engine("postgresql+psycopg://user@127.0.0.1:1/db"), tmp_path / "x")
+
+
+def test_newer_schema_is_one_clear_message(engine, data_dir):
+    with engine.begin() as connection:
+        connection.exec_driver_sql("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(actions.StoreUnavailable, match="revision 9999, newer than this app's"):
+        actions.open_store()
+    result = run_main("db", "summary")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "newer than this app's" in result.stderr
+
+
+def test_csv_cells_that_look_like_formulas_are_neutralised(engine, tmp_path):
+    from core.data import read_label_overrides
+
+    first = add_prediction(engine, seed=1, p=0.9, name="=HYPERLINK(evil).png")
+    actions.submit_review(engine, first, "=1+1", False, "NORMAL", notes="@SUM(A1)")
+    out = tmp_path / "relabel.csv"
+    actions.write_relabel_export(engine, out)
+    with open(out, newline="") as handle:
+        row = next(csv.DictReader(handle))
+    assert row["file_name"] == "'=HYPERLINK(evil).png" and row["reviewer_calls"] == "'=1+1:NORMAL"
+    assert read_label_overrides(out) == {"=HYPERLINK(evil).png": 0}  # training still matches the real name
+
+
+def test_export_file_names_are_safe_on_disk(engine, tmp_path):
+    names = ["..", "../../escape.png", ".hidden.png", "a b?.png"]
+    for seed, name in enumerate(names):
+        prediction = add_prediction(engine, seed=seed, p=0.9, name=name)
+        actions.submit_review(engine, prediction, "Dr A", True)
+    out = tmp_path / "tree"
+    assert actions.write_relabel_export(engine, tmp_path / "x.csv", images_dir=out) == 4
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert len(written) == 4 and all(w.startswith("PNEUMONIA/") and "/." not in w for w in written)
+    assert not (tmp_path / "escape.png").exists()
+
+
+@pytest.mark.parametrize(
+    "reviewer, agrees, message",
+    [
+        ("d\x00r", True, "control characters"),
+        ("Dr \x1b[31mRed", True, "control characters"),
+        ("Dr A", "no", "agrees must be True or False"),
+    ],
+)
+def test_odd_review_input_is_refused_not_altered(engine, reviewer, agrees, message):
+    prediction = add_prediction(engine, seed=1)
+    with pytest.raises(actions.ValidationError, match=message):
+        actions.submit_review(engine, prediction, reviewer, agrees)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM reviews")).scalar() == 0
