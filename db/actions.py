@@ -78,6 +78,9 @@ EXPORT_COLUMNS = [
 
 T = TypeVar("T")
 
+Store = Engine
+"""The handle pages and commands hold for the review store (open it with :func:`open_store`)."""
+
 
 class StoreUnavailable(RuntimeError):
     """The review database or image store cannot be used right now; nothing was saved. One-line message."""

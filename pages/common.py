@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import streamlit as st
-from sqlalchemy import Engine
 
 from core.checkpoint import CheckpointError
 from core.inference import Predictor, default_checkpoint
 from db import actions, versions
+from db.actions import Store
 
 REPORT_SUFFIX = ".json"
 
@@ -107,7 +107,7 @@ def get_predictor(path: str | None = None) -> Predictor:
 
 
 @st.cache_resource(show_spinner=False)
-def get_engine() -> Engine:
+def get_engine() -> Store:
     """The database engine, created (and migrated) once per server process."""
     return actions.open_store()
 
@@ -126,7 +126,7 @@ def show_store_error(error: Exception) -> None:
         show_problem("Not saved: the input was refused.", str(error))
 
 
-def engine_or_stop() -> Engine:
+def engine_or_stop() -> Store:
     """The database engine, or a clear message and a stopped page."""
     try:
         return get_engine()
@@ -136,7 +136,7 @@ def engine_or_stop() -> Engine:
         raise  # unreachable: st.stop() ends the script run
 
 
-def predictor_or_stop(engine: Engine | None = None) -> Predictor:
+def predictor_or_stop(engine: Store | None = None) -> Predictor:
     """The model in use (promoted, else default) at the operating point in force, or a message and a stopped page.
 
     Args:

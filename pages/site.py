@@ -6,11 +6,11 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import Engine
 
 from core.inference import Predictor
 from core.site_adaptation import DEFAULT_MIN_PER_CLASS, FIGURES, NotEnoughCases, shift_warnings
 from db import actions, site
+from db.actions import Store
 from pages.common import show_store_error
 
 GOALS = ["sensitivity>=0.95", "sensitivity>=0.97", "sensitivity>=0.90", "youden"]
@@ -37,7 +37,7 @@ def figures_table(columns: dict[str, dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame({"cases": counts, **rows}).T
 
 
-def reviewed_cases_section(engine: Engine, predictor: Predictor, heldout: dict[str, Any] | None) -> None:
+def reviewed_cases_section(engine: Store, predictor: Predictor, heldout: dict[str, Any] | None) -> None:
     """How the model does on this site's reviewed cases, at the operating point in force."""
     st.subheader("On reviewed cases")
     st.caption(
@@ -65,7 +65,7 @@ def reviewed_cases_section(engine: Engine, predictor: Predictor, heldout: dict[s
         st.warning(f"Differs beyond the interval: {line}")
 
 
-def site_proposal_section(engine: Engine, predictor: Predictor) -> None:
+def site_proposal_section(engine: Store, predictor: Predictor) -> None:
     """Fit calibration and threshold on the reviewed cases, preview the figures, then save (logged)."""
     with st.expander("Propose a site operating point"):
         left, right = st.columns(2)

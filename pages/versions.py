@@ -7,12 +7,12 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from sqlalchemy import Engine
 
 from core.checkpoint import CheckpointError
 from core.inference import Predictor
 from core.registry import CheckpointInfo, list_checkpoints, models_dir
 from db import actions, versions
+from db.actions import Store
 from pages.charts import roc_overlay_figure
 from pages.common import get_predictor, show_problem, show_store_error
 from pages.site import figures_table
@@ -50,7 +50,7 @@ def _comparison(title: str, figures: dict[str, Any], names: tuple[str, str], key
         st.plotly_chart(roc_overlay_figure(curves), key=f"{key}_roc")
 
 
-def versions_section(engine: Engine, in_use: Predictor) -> None:
+def versions_section(engine: Store, in_use: Predictor) -> None:
     """Compare two registered checkpoints; promote one or roll back."""
     st.subheader("Model versions")
     candidates = list_checkpoints()
@@ -88,7 +88,7 @@ def versions_section(engine: Engine, in_use: Predictor) -> None:
     _promotion_forms(engine, labels, second)
 
 
-def _promotion_forms(engine: Engine, labels: dict[str, CheckpointInfo], chosen: str) -> None:
+def _promotion_forms(engine: Store, labels: dict[str, CheckpointInfo], chosen: str) -> None:
     with st.form("promote_version"):
         st.write(f"Promote version B: the dashboard and the command lines will use `{chosen.split(' · ')[0]}`.")
         name = st.text_input(

@@ -88,30 +88,26 @@ def test_core_predict_log_stores_what_was_shown(saved, capsys):
 
 
 def test_training_evaluate_reports_the_point_it_used(saved, tmp_path):
-    from training.evaluate import get_args_parser, main
+    from tests.helpers import run_main
 
     folder = make_image_folder(tmp_path / "eval", per_class=3, size=64)
     out = tmp_path / "report.json"
-    code = main(
-        get_args_parser().parse_args(
-            [
-                "--checkpoint",
-                str(saved["checkpoint"]),
-                "--data-dir",
-                str(folder),
-                "--output",
-                str(out),
-                "--bootstrap",
-                "0",
-                "--workers",
-                "0",
-                "--no-progress",
-                "--device",
-                "cpu",
-            ]
-        )
-    )
-    assert code == 0
+    common = [
+        "--checkpoint",
+        saved["checkpoint"],
+        "--data-dir",
+        folder,
+        "--output",
+        out,
+        "--bootstrap",
+        "0",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
+    assert run_main("training.evaluate", *common).returncode == 0
     report = json.loads(out.read_text())
     assert report["threshold"] == pytest.approx(saved["threshold"])
     assert report["operating_point"] == {
@@ -123,25 +119,8 @@ def test_training_evaluate_reports_the_point_it_used(saved, tmp_path):
         "change_id": saved["change"],
     }
     # --checkpoint-operating-point ignores the database
-    code = main(
-        get_args_parser().parse_args(
-            [
-                "--checkpoint",
-                str(saved["checkpoint"]),
-                "--data-dir",
-                str(folder),
-                "--output",
-                str(out),
-                "--bootstrap",
-                "0",
-                "--workers",
-                "0",
-                "--no-progress",
-                "--checkpoint-operating-point",
-            ]
-        )
-    )
-    assert code == 0 and json.loads(out.read_text())["operating_point"]["origin"] == "checkpoint"
+    assert run_main("training.evaluate", *common, "--checkpoint-operating-point").returncode == 0
+    assert json.loads(out.read_text())["operating_point"]["origin"] == "checkpoint"
 
 
 def test_folder_evaluation_and_logging_use_the_point_in_force(saved, tmp_path):

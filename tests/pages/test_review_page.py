@@ -116,3 +116,16 @@ def test_missing_database_is_created(app_env):
     assert not (app_env / "reviews.db").exists()
     at = open_page("review")
     assert not at.exception and (app_env / "reviews.db").is_file()
+
+
+def test_hostile_names_and_query_values_are_plain_text(app_env):
+    engine = _engine()
+    name = "![t](https://example.invalid/x).png"
+    add_prediction(engine, seed=1, p=0.6, name=name)
+    at = open_page("review", prediction="[Session expired - log in](https://example.invalid)")
+    assert not at.exception
+    shown = [t.value for t in at.text]
+    assert "x).png" in shown  # the stored display name: the last path part of the upload's name
+    assert any(t.startswith("Requested: [Session expired") for t in shown)
+    rendered = [m.value for m in at.markdown] + [w.value for w in at.warning] + [c.value for c in at.caption]
+    assert not any("example.invalid" in value for value in rendered)
