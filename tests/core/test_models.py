@@ -38,6 +38,10 @@ def test_resnet18_imagenet_without_network_says_how(monkeypatch, tmp_path):
         monkeypatch.setenv(name, "http://127.0.0.1:9")  # the discard port: no download can succeed
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
+    import urllib.request
+
+    # urlopen caches its opener (and the proxy settings read now) for the whole process: drop it afterwards.
+    monkeypatch.setattr(urllib.request, "_opener", None)
     with pytest.raises(WeightsUnavailableError) as error:
         get_model("resnet18", pretrained="imagenet")
     assert "pretrained=PATH" in str(error.value) and "\n" not in str(error.value)

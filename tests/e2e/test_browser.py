@@ -64,9 +64,10 @@ def start_dashboard(data_dir: Path) -> tuple[subprocess.Popen, str, float]:
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
+    direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback never goes through a proxy
     for _ in range(1200):
         try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=1) as response:
+            with direct.open(f"{url}/_stcore/health", timeout=1) as response:
                 if response.status == 200:
                     return process, url, time.monotonic() - started
         except OSError:
