@@ -26,8 +26,10 @@ from core.operating_point import OperatingPoint
 class _TolerantDataset(Dataset):
     """Yields ``(views, label, index, error)``; unreadable images carry an error string."""
 
-    def __init__(self, records: Sequence[ImageRecord], predictor: Predictor):
-        self.records, self.predictor = list(records), predictor
+    def __init__(
+        self, records: Sequence[ImageRecord], predictor: Predictor, perturb: Callable[[Any], Any] | None = None
+    ):
+        self.records, self.predictor, self.perturb = list(records), predictor, perturb
         size = predictor.meta.image_size
         self.blank = torch.zeros(len(TTA_VIEWS) if predictor.tta else 1, 3, size, size)
 
@@ -37,7 +39,10 @@ class _TolerantDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, str]:
         record = self.records[index]
         try:
-            return self.predictor.view_tensors(load_image(record.path)), record.label, index, ""
+            image = load_image(record.path)
+            if self.perturb is not None:
+                image = self.perturb(image)
+            return self.predictor.view_tensors(image), record.label, index, ""
         except ImageLoadError as error:
             return self.blank, record.label, index, str(error)
 
@@ -59,10 +64,12 @@ def score_records(
     progress: Callable[[int, int], None] | None = None,
     show_progress: bool = False,
     root: str | Path | None = None,
+    perturb: Callable[[Any], Any] | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Calibrated P(PNEUMONIA) for each readable record.
 
     Args:
+        perturb: applied to each decoded image first (a :mod:`core.shifts` perturbation).
         progress: called with ``(done, total)`` after each batch (the dashboard's bar).
         root: paths in the result are made relative to this folder (portable reports).
 
@@ -70,7 +77,7 @@ def score_records(
         ``(predictions, errors)``: one ``{"path", "label", "p_pneumonia"}`` per
         readable image, and one line per unreadable one.
     """
-    loader = DataLoader(_TolerantDataset(records, predictor), batch_size=batch_size, num_workers=workers)
+    loader = DataLoader(_TolerantDataset(records, predictor, perturb), batch_size=batch_size, num_workers=workers)
     predictions: list[dict[str, Any]] = []
     errors: list[str] = []
     done = 0
@@ -162,3 +169,38 @@ def report_operating_point(report: dict[str, Any]) -> dict[str, Any]:
         "temperature": report.get("checkpoint", {}).get("temperature"),
         "bias": 0.0,
     }
+
+
+STRESS_FIGURES = ("accuracy", "sensitivity", "specificity", "roc_auc", "ece")
+
+
+def stress_report(
+    predictor: Predictor,
+    records: Sequence[ImageRecord],
+    clean: dict[str, Any],
+    names: Sequence[str],
+    batch_size: int = 64,
+    workers: int = 0,
+    show_progress: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """Figures under each named perturbation, at the operating point in force, and the drop from ``clean``.
+
+    Returns:
+        ``{name: {"accuracy", "sensitivity", "specificity", "roc_auc", "ece", "drop": {same keys}}}``;
+        a drop is clean minus perturbed (positive = worse, except ECE where negative = worse).
+    """
+    from core.shifts import SHIFTS
+
+    results: dict[str, dict[str, Any]] = {}
+    for name in tqdm(names, desc="stress", unit="shift", disable=not show_progress):
+        predictions, _ = score_records(predictor, records, batch_size, workers, perturb=SHIFTS[name])
+        labels = np.array([p["label"] for p in predictions])
+        scores = np.array([p["p_pneumonia"] for p in predictions])
+        figures = classification_report(labels, scores, predictor.threshold)
+        row = {key: figures[key] for key in STRESS_FIGURES}
+        row["drop"] = {
+            key: None if row[key] is None or clean.get(key) is None else float(clean[key] - row[key])
+            for key in STRESS_FIGURES
+        }
+        results[name] = row
+    return results

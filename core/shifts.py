@@ -1,12 +1,15 @@
-"""Named, deterministic image perturbations that mimic how X-rays differ between sites.
+"""Named, deterministic, label-preserving image perturbations that mimic how X-rays differ between sites.
 
-Used to simulate a new site (``benchmarks/site_adaptation.py``) and to stress a
-model. Every perturbation keeps the label: it changes framing, exposure or
-texture, never the anatomy.
+Used to stress a model (``python -m training.evaluate --stress``) and to simulate a
+new site (``benchmarks/site_adaptation.py``). Each changes framing, exposure,
+sharpness, noise or compression, never the anatomy; random ones are seeded from
+the image's own pixels, so the same image is always perturbed the same way.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 from collections.abc import Callable
 
 import numpy as np
@@ -18,6 +21,26 @@ def zoom(image: Image.Image, keep: float) -> Image.Image:
     width, height = image.size
     dx, dy = round(width * (1 - keep) / 2), round(height * (1 - keep) / 2)
     return image.crop((dx, dy, width - dx, height - dy)).resize(image.size, Image.Resampling.BILINEAR)
+
+
+def zoom_out(image: Image.Image, scale: float) -> Image.Image:
+    """Looser framing: the image shrunk to ``scale`` of its side on a black border."""
+    width, height = image.size
+    small = image.resize((round(width * scale), round(height * scale)), Image.Resampling.BILINEAR)
+    canvas = Image.new(image.mode, image.size)
+    canvas.paste(small, ((width - small.width) // 2, (height - small.height) // 2))
+    return canvas
+
+
+def shift(image: Image.Image, fraction: float) -> Image.Image:
+    """The patient off centre: translated right and down by ``fraction`` of the side, black fill."""
+    width, height = image.size
+    return image.transform(
+        image.size,
+        Image.Transform.AFFINE,
+        (1, 0, -fraction * width, 0, 1, -fraction * height),
+        Image.Resampling.BILINEAR,
+    )
 
 
 def gamma(image: Image.Image, value: float) -> Image.Image:
@@ -37,19 +60,87 @@ def blur(image: Image.Image, radius: float) -> Image.Image:
     return image.filter(ImageFilter.GaussianBlur(radius))
 
 
+def sharpen(image: Image.Image) -> Image.Image:
+    """Edge enhancement as some vendors' processing applies."""
+    return image.filter(ImageFilter.UnsharpMask(radius=2, percent=150, threshold=3))
+
+
+def _seed(image: Image.Image) -> int:
+    return int.from_bytes(hashlib.sha256(image.tobytes()).digest()[:8], "little")
+
+
+def noise(image: Image.Image, sigma: float) -> Image.Image:
+    """Quantum noise: Gaussian, ``sigma`` gray levels, seeded from the image itself."""
+    rng = np.random.default_rng(_seed(image))
+    array = np.asarray(image, dtype=np.float32)
+    field = rng.normal(0.0, sigma, array.shape[:2]).astype(np.float32)
+    noisy = array + (field[..., None] if array.ndim == 3 else field)  # the same noise in every channel
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), mode=image.mode)
+
+
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    """Re-compression artefacts: a JPEG round trip at ``quality``."""
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    buffer.seek(0)
+    return Image.open(buffer).convert(image.mode)
+
+
+def rotate(image: Image.Image, degrees: float) -> Image.Image:
+    """A tilted patient: rotation about the centre, black fill."""
+    return image.rotate(degrees, resample=Image.Resampling.BILINEAR)
+
+
 def site_shift(image: Image.Image) -> Image.Image:
     """The simulated site: 18 % tighter framing, a brighter exposure curve (gamma 0.75), a softer image."""
     return blur(gamma(zoom(image, 0.82), 0.75), 0.8)
 
 
+def combined(image: Image.Image) -> Image.Image:
+    """Several at once: 15 % zoom, gamma 0.8, noise, 3 degrees, JPEG 50."""
+    return jpeg(rotate(noise(gamma(zoom(image, 0.85), 0.8), 6.0), 3.0), 50)
+
+
 SHIFTS: dict[str, Callable[[Image.Image], Image.Image]] = {
+    "zoom_in_10": lambda image: zoom(image, 0.90),
     "zoom_in_12": lambda image: zoom(image, 0.88),
-    "blur_0.8": lambda image: blur(image, 0.8),
+    "zoom_in_20": lambda image: zoom(image, 0.80),
+    "zoom_out_15": lambda image: zoom_out(image, 0.85),
+    "shift_8": lambda image: shift(image, 0.08),
+    "gamma_0.7": lambda image: gamma(image, 0.7),
     "gamma_0.8": lambda image: gamma(image, 0.8),
+    "gamma_1.4": lambda image: gamma(image, 1.4),
     "window_5_95": lambda image: contrast_window(image, 0.05, 0.95),
+    "window_15_85": lambda image: contrast_window(image, 0.15, 0.85),
+    "blur_0.8": lambda image: blur(image, 0.8),
+    "blur_1.5": lambda image: blur(image, 1.5),
+    "sharpen": sharpen,
+    "noise_8": lambda image: noise(image, 8.0),
+    "jpeg_30": lambda image: jpeg(image, 30),
+    "rotate_7": lambda image: rotate(image, 7.0),
+    "rotate_-7": lambda image: rotate(image, -7.0),
     "site": site_shift,
+    "combined": combined,
 }
 """Perturbations by name."""
+
+STRESS_SET = (
+    "zoom_in_10",
+    "zoom_in_20",
+    "zoom_out_15",
+    "shift_8",
+    "gamma_0.7",
+    "gamma_1.4",
+    "window_15_85",
+    "blur_1.5",
+    "sharpen",
+    "noise_8",
+    "jpeg_30",
+    "rotate_7",
+    "rotate_-7",
+    "combined",
+)
+"""The perturbations ``training.evaluate --stress`` runs by default."""
 
 
 def shifted_array(image: Image.Image, name: str) -> np.ndarray:

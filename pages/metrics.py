@@ -104,6 +104,27 @@ def render_report(report: dict[str, Any], threshold: float, key: str) -> float:
     return chosen
 
 
+def robustness_section(report: dict[str, Any]) -> None:
+    """Figures under site-like perturbations, from the stored report (``training.evaluate --stress``)."""
+    st.subheader("Robustness")
+    stress = report.get("stress")
+    if not stress:
+        st.info("This report has no stress tests. Add them with `python -m training.evaluate ... --stress`.")
+        return
+    st.caption(
+        f"The held-out images under named perturbations (core.shifts) at the report's own operating point "
+        f"(threshold {report['threshold']:.3f}); in brackets the change from the clean figure."
+    )
+    rows = {}
+    for name, figures in stress.items():
+        row = {}
+        for key in ("accuracy", "sensitivity", "specificity", "roc_auc", "ece"):
+            drop = figures["drop"].get(key)
+            row[key] = f"{_fmt(figures.get(key))} ({'n/a' if drop is None else f'{-drop:+.3f}'})"
+        rows[name] = row
+    st.dataframe(pd.DataFrame(rows).T.rename(columns={"roc_auc": "ROC-AUC", "ece": "ECE"}), key="robustness")
+
+
 def report_in_force(report: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
     """The stored report re-scored at the calibration in force (a saved site calibration changes it)."""
     predictions = predictions_at(report.get("predictions", []), predictor.point, report_operating_point(report))
@@ -195,9 +216,11 @@ if report is None:
         "--output models/best_model.json`."
     )
 else:
+    stored = report
     report = report_in_force(report, predictor)
     chosen = render_report(report, predictor.threshold, "shipped")
     save_threshold_form(engine, predictor, report, chosen)
+    robustness_section(stored)
 reviewed_cases_section(engine, predictor, report)
 site_proposal_section(engine, predictor)
 versions_section(engine, predictor)

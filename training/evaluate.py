@@ -23,9 +23,10 @@ from pathlib import Path
 from core.checkpoint import CheckpointError
 from core.cli import report_error, report_warning
 from core.data import load_split, scan_image_folder
-from core.evaluation import build_report, score_records
+from core.evaluation import build_report, score_records, stress_report
 from core.inference import Predictor
 from core.metrics import strict_json
+from core.shifts import SHIFTS, STRESS_SET
 
 
 def _fmt(value: float | None) -> str:
@@ -50,6 +51,14 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--from-reviews",
         action="store_true",
         help="evaluate on this site's resolved reviewed cases ($DATABASE_URL) instead of a folder",
+    )
+    p.add_argument(
+        "--stress",
+        nargs="?",
+        const="default",
+        default=None,
+        metavar="NAMES",
+        help="also score under site-like perturbations (core.shifts): the default set, or a comma list",
     )
     p.add_argument(
         "--checkpoint-operating-point",
@@ -83,9 +92,20 @@ def _from_reviews(args: argparse.Namespace, predictor: Predictor) -> int:
     return 0
 
 
+def _stress_names(option: str | None) -> list[str]:
+    if not option:
+        return []
+    names = list(STRESS_SET) if option == "default" else [n.strip() for n in option.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(SHIFTS))
+    if unknown:
+        raise ValueError(f"unknown perturbation(s) {', '.join(unknown)}; known: {', '.join(SHIFTS)}")
+    return names
+
+
 def main(args: argparse.Namespace) -> int:
     """Evaluate; returns the exit status."""
     try:
+        stress = _stress_names(args.stress)
         predictor = load_predictor_in_force(args)
         if args.from_reviews:
             return _from_reviews(args, predictor)
@@ -111,6 +131,10 @@ def main(args: argparse.Namespace) -> int:
         report_error("no readable images to evaluate")
         return 2
     report = build_report(predictor, predictions, args.data_dir, args.bootstrap)
+    if stress:
+        report["stress"] = stress_report(
+            predictor, records, report, stress, args.batch_size, args.workers, show_progress=not args.no_progress
+        )
     report = strict_json(report)
     report["skipped"] = errors
     if args.split_file:

@@ -120,3 +120,31 @@ def test_missing_report_says_how_to_make_one(app_env, monkeypatch, tmp_path):
     monkeypatch.setenv("PNEUMONIA_CHECKPOINT", str(checkpoint))
     at = open_page("metrics")
     assert not at.exception and any("training.evaluate" in w.value for w in at.warning)
+
+
+def test_robustness_section_from_the_stored_report(app_env, monkeypatch, tmp_path):
+    checkpoint = tmp_path / "model.pth"
+    shutil.copy(REPO_ROOT / "models" / "best_model.pth", checkpoint)
+    report = _report()
+    report["stress"] = {
+        "zoom_in_20": {"accuracy": 0.8, "sensitivity": 1.0, "specificity": 0.4, "roc_auc": 0.99, "ece": 0.1,
+                       "drop": {"accuracy": 0.168, "sensitivity": -0.04, "specificity": 0.595, "roc_auc": 0.009,
+                                "ece": -0.088}},
+    }
+    checkpoint.with_suffix(".json").write_text(json.dumps(report))
+    monkeypatch.setenv("PNEUMONIA_CHECKPOINT", str(checkpoint))
+    at = open_page("metrics")
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "zoom_in_20" in d.value.index)
+    assert table.loc["zoom_in_20", "specificity"] == "0.400 (-0.595)"
+    assert table.loc["zoom_in_20", "ECE"] == "0.100 (+0.088)"
+
+
+def test_report_without_stress_says_how_to_add_it(app_env):
+    at = open_page("metrics")
+    assert not at.exception
+    stored = _report()
+    if "stress" not in stored:
+        assert any("--stress" in i.value for i in at.info)
+    else:
+        assert any(set(stored["stress"]) <= set(d.value.index) for d in at.dataframe)

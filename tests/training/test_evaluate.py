@@ -114,3 +114,33 @@ def test_bad_arguments_are_one_line(tiny_checkpoint, image_folder, tmp_path, bad
     data = tmp_path / "missing" if bad == "data" else image_folder
     result = run_evaluate("--checkpoint", checkpoint, "--data-dir", data)
     assert result.returncode == 2 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_stress_adds_figures_and_drops_per_perturbation(tiny_checkpoint, image_folder, tmp_path):
+    out = tmp_path / "report.json"
+    result = run_evaluate(
+        "--checkpoint",
+        tiny_checkpoint,
+        "--data-dir",
+        image_folder,
+        "--output",
+        out,
+        "--bootstrap",
+        "0",
+        "--workers",
+        "0",
+        "--no-progress",
+        "--stress",
+        "zoom_in_20,gamma_1.4",
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert set(report["stress"]) == {"zoom_in_20", "gamma_1.4"}
+    for figures in report["stress"].values():
+        assert {"accuracy", "sensitivity", "specificity", "roc_auc", "ece", "drop"} <= set(figures)
+        assert figures["drop"]["accuracy"] == pytest.approx(report["accuracy"] - figures["accuracy"])
+
+
+def test_unknown_perturbation_is_one_line_before_any_scoring(tiny_checkpoint, image_folder):
+    result = run_evaluate("--checkpoint", tiny_checkpoint, "--data-dir", image_folder, "--stress", "zoom,fog")
+    assert result.returncode == 2 and result.stderr.startswith("error: unknown perturbation(s) fog, zoom")
