@@ -140,11 +140,22 @@ def test_robustness_section_from_the_stored_report(app_env, monkeypatch, tmp_pat
     assert table.loc["zoom_in_20", "ECE"] == "0.100 (+0.088)"
 
 
-def test_report_without_stress_says_how_to_add_it(app_env):
+def test_shipped_report_carries_its_stress_tests(app_env):
+    from core.shifts import STRESS_SET
+
+    stored = _report()
+    assert set(stored["stress"]) == set(STRESS_SET)
     at = open_page("metrics")
     assert not at.exception
-    stored = _report()
-    if "stress" not in stored:
-        assert any("--stress" in i.value for i in at.info)
-    else:
-        assert any(set(stored["stress"]) <= set(d.value.index) for d in at.dataframe)
+    table = next(d.value for d in at.dataframe if "combined" in d.value.index)
+    assert table.loc["noise_8", "specificity"].startswith(f"{stored['stress']['noise_8']['specificity']:.3f} (")
+
+
+def test_report_without_stress_says_how_to_add_it(app_env, monkeypatch, tmp_path):
+    checkpoint = tmp_path / "model.pth"
+    shutil.copy(REPO_ROOT / "models" / "best_model.pth", checkpoint)
+    report = {k: v for k, v in _report().items() if k != "stress"}
+    checkpoint.with_suffix(".json").write_text(json.dumps(report))
+    monkeypatch.setenv("PNEUMONIA_CHECKPOINT", str(checkpoint))
+    at = open_page("metrics")
+    assert not at.exception and any("--stress" in i.value for i in at.info)
