@@ -127,9 +127,14 @@ def test_robustness_section_from_the_stored_report(app_env, monkeypatch, tmp_pat
     shutil.copy(REPO_ROOT / "models" / "best_model.pth", checkpoint)
     report = _report()
     report["stress"] = {
-        "zoom_in_20": {"accuracy": 0.8, "sensitivity": 1.0, "specificity": 0.4, "roc_auc": 0.99, "ece": 0.1,
-                       "drop": {"accuracy": 0.168, "sensitivity": -0.04, "specificity": 0.595, "roc_auc": 0.009,
-                                "ece": -0.088}},
+        "zoom_in_20": {
+            "accuracy": 0.8,
+            "sensitivity": 1.0,
+            "specificity": 0.4,
+            "roc_auc": 0.99,
+            "ece": 0.1,
+            "drop": {"accuracy": 0.168, "sensitivity": -0.04, "specificity": 0.595, "roc_auc": 0.009, "ece": -0.088},
+        },
     }
     checkpoint.with_suffix(".json").write_text(json.dumps(report))
     monkeypatch.setenv("PNEUMONIA_CHECKPOINT", str(checkpoint))
