@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from sklearn.model_selection import StratifiedGroupKFold
 from torch.utils.data import Dataset
 
-from core.images import load_image
+from core.images import ImageLoadError, load_image, printable
 from core.labels import CLASS_NAMES, parse_label
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm"}
@@ -218,14 +219,27 @@ class XrayDataset(Dataset):
     def __len__(self) -> int:
         return len(self.records)
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int] | None:
+        """The image tensor and label, or ``None`` (with one warning line) when the file cannot be read."""
         record = self.records[index]
-        return self.transform(load_image(record.path)), record.label
+        try:
+            return self.transform(load_image(record.path)), record.label
+        except ImageLoadError as error:
+            print(f"warning: skipped {printable(str(error))}", file=sys.stderr)
+            return None
 
     @property
     def labels(self) -> list[int]:
         """Labels in dataset order."""
         return [r.label for r in self.records]
+
+
+def collate_readable(items: list[tuple[torch.Tensor, int] | None]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``DataLoader`` collate that leaves out unreadable images (``None`` from :class:`XrayDataset`)."""
+    kept = [item for item in items if item is not None]
+    if not kept:
+        return torch.empty(0), torch.empty(0, dtype=torch.long)
+    return torch.stack([image for image, _ in kept]), torch.tensor([label for _, label in kept])
 
 
 def read_label_overrides(csv_path: str | Path) -> dict[str, int]:

@@ -31,7 +31,7 @@ from tqdm import tqdm
 from core.calibration import fit_temperature
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.cli import report_error, report_warning
-from core.data import XrayDataset, load_split
+from core.data import XrayDataset, collate_readable, load_split
 from core.inference import resolve_device
 from core.metrics import choose_threshold, classification_report
 from core.site_adaptation import DEFAULT_MIN_PER_CLASS
@@ -158,7 +158,7 @@ def main(args: argparse.Namespace) -> int:
         _, meta = load_checkpoint(args.checkpoint)
         records = load_split(args.split_file, args.data_dir)["val"]
         dataset = XrayDataset(records, eval_transform(meta.image_size, meta.mean, meta.std))
-        loader = DataLoader(dataset, batch_size=64, num_workers=args.workers)
+        loader = DataLoader(dataset, batch_size=64, num_workers=args.workers, collate_fn=collate_readable)
         calibrate_checkpoint(Path(args.checkpoint), loader, resolve_device(args.device), args.threshold_goal, True)
     except (CheckpointError, FileNotFoundError, KeyError, ValueError, RuntimeError) as error:
         # RuntimeError: db.actions.StoreUnavailable

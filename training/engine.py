@@ -29,6 +29,8 @@ def train_one_epoch(
     total_loss, correct, seen = 0.0, 0, 0
     bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, disable=not show_progress, unit="batch")
     for images, labels in bar:
+        if not len(labels):  # every image of the batch was unreadable (warned by the dataset)
+            continue
         images = images.to(device, non_blocking=True, memory_format=memory_format)
         labels = labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
@@ -57,6 +59,8 @@ def collect_logits(
     model.eval()
     all_logits, all_labels = [], []
     for images, labels in tqdm(loader, desc=desc, leave=False, disable=not show_progress, unit="batch"):
+        if not len(labels):
+            continue
         all_logits.append(forward_logits(model, images, device))
         all_labels.append(labels)
     if not all_logits:

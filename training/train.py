@@ -43,6 +43,7 @@ from core.cli import report_error
 from core.data import (
     XrayDataset,
     apply_label_overrides,
+    collate_readable,
     grouped_split,
     load_split,
     materialize_hf_dataset,
@@ -191,6 +192,7 @@ def _train_loader(args, dataset: XrayDataset, world_size: int) -> DataLoader:
         generator=generator,
         drop_last=len(dataset) > args.batch_size,
         persistent_workers=args.workers > 0,
+        collate_fn=collate_readable,
     )
 
 
@@ -288,7 +290,9 @@ def train(args: argparse.Namespace) -> int:
     )
     val_ds = XrayDataset(parts["val"], eval_transform(size, spec.mean, spec.std))
     train_loader = _train_loader(args, train_ds, world_size)
-    val_loader = DataLoader(val_ds, batch_size=args.batch_size * 2, num_workers=args.workers)
+    val_loader = DataLoader(
+        val_ds, batch_size=args.batch_size * 2, num_workers=args.workers, collate_fn=collate_readable
+    )
 
     model = initial[0] if initial else get_model(args.model, pretrained=args.pretrained)
     freeze_stages(model, args.model, args.freeze_stages)

@@ -196,3 +196,17 @@ def test_training_from_a_hugging_face_dataset_folder(tmp_path):
     assert len(list((tmp_path / "cache").rglob("*.png"))) == 24
     _, meta = load_checkpoint(out / "best_model.pth")
     assert sum(meta.split["summary"][part]["images"] for part in ("train", "val", "test")) == 24
+
+
+def test_a_corrupt_training_image_is_skipped_with_a_warning(tmp_path):
+    from tests.helpers import make_image_folder
+
+    folder = make_image_folder(tmp_path / "data", per_class=8, size=48)
+    for patient in range(90, 96):  # several patients, so some land in training or validation
+        (folder / "NORMAL" / f"IM-{patient:04d}-0001.jpeg").write_bytes(b"\xff\xd8\xff truncated %d" % patient)
+    result = run(
+        "training.train", "--data-dir", folder, "--epochs", "1", "--output-dir", tmp_path / "o", "--no-progress", *TINY
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "warning: skipped" in result.stderr and "-0001.jpeg: not a recognised image format" in result.stderr
+    assert (tmp_path / "o" / "best_model.pth").exists()
