@@ -8,8 +8,10 @@ Prints figures; nothing here is asserted.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -19,12 +21,32 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.inference import Predictor  # noqa: E402
+from core.checkpoint import load_checkpoint  # noqa: E402
+from core.inference import Predictor, default_checkpoint  # noqa: E402
+from core.onnx_export import export_onnx  # noqa: E402
 
 
 def _image(seed: int) -> Image.Image:
     rng = np.random.default_rng(seed)
     return Image.fromarray(rng.integers(0, 255, (224, 224), dtype=np.uint8)).convert("RGB")
+
+
+def _measure(predictor: Predictor, runs: int, batch: int, batches: int) -> tuple[float, float, float]:
+    for _ in range(3):  # warm-up
+        predictor.predict_proba([_image(0)])
+    latencies = []
+    for i in range(runs):
+        start = time.perf_counter()
+        predictor.predict_proba([_image(i)])
+        latencies.append((time.perf_counter() - start) * 1000)
+    latencies.sort()
+    p95 = latencies[min(len(latencies) - 1, int(round(0.95 * (len(latencies) - 1))))]
+    images = [_image(i) for i in range(batch)]
+    predictor.batch_size = batch
+    start = time.perf_counter()
+    for _ in range(batches):
+        predictor.predict_proba(images)
+    return statistics.median(latencies), p95, batch * batches / (time.perf_counter() - start)
 
 
 def main() -> None:
@@ -37,25 +59,24 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    predictor = Predictor.from_checkpoint(args.checkpoint, "cpu")
-    print(f"model {predictor.version}  threads {torch.get_num_threads()}  device cpu")
-    for _ in range(3):  # warm-up
-        predictor.predict_proba([_image(0)])
-    latencies = []
-    for i in range(args.runs):
-        start = time.perf_counter()
-        predictor.predict_proba([_image(i)])
-        latencies.append((time.perf_counter() - start) * 1000)
-    latencies.sort()
-    p95 = latencies[min(len(latencies) - 1, int(round(0.95 * (len(latencies) - 1))))]
-    print(f"single image: p50 {statistics.median(latencies):.1f} ms  p95 {p95:.1f} ms  ({args.runs} runs)")
-    images = [_image(i) for i in range(args.batch)]
-    predictor.batch_size = args.batch
-    start = time.perf_counter()
-    for _ in range(args.batches):
-        predictor.predict_proba(images)
-    elapsed = time.perf_counter() - start
-    print(f"batch {args.batch}: {args.batch * args.batches / elapsed:.1f} img/s ({args.batches} batches)")
+    with tempfile.TemporaryDirectory() as folder:
+        checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+        if not load_checkpoint(checkpoint)[1].onnx_sha256:  # measure ONNX on an exported copy
+            copy = Path(folder) / checkpoint.name
+            shutil.copy(checkpoint, copy)
+            export_onnx(copy)
+            checkpoint = copy
+        eager = Predictor.from_checkpoint(checkpoint, "cpu", backend="torch")
+        onnx = Predictor.from_checkpoint(checkpoint, "cpu", backend="onnx")
+        print(f"model {eager.version}  torch threads {torch.get_num_threads()}  cpu (decoded image -> calibrated p)")
+        figures = {
+            name: _measure(p, args.runs, args.batch, args.batches)
+            for name, p in (("torch", eager), ("onnxruntime", onnx))
+        }
+    for name, (p50, p95, throughput) in figures.items():
+        print(f"{name:12s} batch 1: p50 {p50:6.1f} ms  p95 {p95:6.1f} ms   batch {args.batch}: {throughput:6.1f} img/s")
+    (t50, _, tput), (o50, _, oput) = figures["torch"], figures["onnxruntime"]
+    print(f"onnxruntime vs torch (same run): batch 1 {t50 / o50:.2f}x faster, batch {args.batch} {oput / tput:.2f}x")
 
 
 if __name__ == "__main__":

@@ -47,6 +47,8 @@ class CheckpointMeta:
     """How the data was split and which part the metrics come from."""
     epoch: int = 0
     created_at: str = ""
+    onnx_sha256: str = ""
+    """SHA-256 of the ONNX export beside the checkpoint (``<name>.onnx``); a file that differs is refused."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form, safe for ``weights_only`` loading and JSON."""

@@ -21,7 +21,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from core.checkpoint import CheckpointMeta, file_sha256, load_checkpoint, model_version
+from core.checkpoint import CheckpointError, CheckpointMeta, file_sha256, load_checkpoint, model_version
 from core.input_checks import check_xray, load_xray
 from core.operating_point import OperatingPoint, OperatingPointLookup, operating_point_in_force
 from core.transforms import eval_transform
@@ -109,6 +109,8 @@ class Predictor:
     """Test-time augmentation: average logits over :data:`TTA_VIEWS`."""
     operating_point: OperatingPoint | None = None
     """Calibration and threshold in force (default: the checkpoint's)."""
+    onnx: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """ONNX Runtime session used for forward passes when the checkpoint has a verified export (CPU)."""
 
     def __post_init__(self) -> None:
         if self.operating_point is None:
@@ -116,22 +118,42 @@ class Predictor:
 
     @classmethod
     def from_checkpoint(
-        cls, path: str | Path | None = None, device: str = "auto", lookup: OperatingPointLookup | None = None
+        cls,
+        path: str | Path | None = None,
+        device: str = "auto",
+        lookup: OperatingPointLookup | None = None,
+        backend: str = "auto",
     ) -> Predictor:
         """Load a checkpoint (default: the shipped one) onto ``device``.
 
         Args:
             lookup: the review database's saved operating points (see
                 :func:`core.operating_point.operating_point_in_force`).
+            backend: ``"auto"`` (ONNX Runtime when the checkpoint has a verified export and the device is
+                the CPU, else PyTorch), ``"torch"`` or ``"onnx"`` (an error without an export).
+
+        Raises:
+            CheckpointError: unusable checkpoint, or a stale/swapped ONNX file.
         """
+        from core.onnx_export import load_onnx_network
+
         path = Path(path) if path is not None else default_checkpoint()
         model, meta = load_checkpoint(path)
         torch_device = resolve_device(device)
         model = model.to(torch_device).to(memory_format=torch.channels_last).eval()
         sha256 = file_sha256(path)
-        return cls(
-            model, meta, torch_device, str(path), sha256, operating_point=operating_point_in_force(meta, sha256, lookup)
-        )
+        onnx = None
+        if backend != "torch" and torch_device.type == "cpu":
+            onnx = load_onnx_network(path, meta)
+        if backend == "onnx" and onnx is None:
+            raise CheckpointError(f"{path} has no ONNX export; make one with python -m core.onnx_export {path}")
+        point = operating_point_in_force(meta, sha256, lookup)
+        return cls(model, meta, torch_device, str(path), sha256, operating_point=point, onnx=onnx)
+
+    @property
+    def backend(self) -> str:
+        """``"onnxruntime"`` or ``"torch"``: what runs the forward passes."""
+        return "onnxruntime" if self.onnx is not None else "torch"
 
     def at(self, operating_point: OperatingPoint) -> Predictor:
         """The same loaded model at another operating point (the model is shared, not copied)."""
@@ -174,7 +196,8 @@ class Predictor:
         flat = views.reshape(n * v, *views.shape[2:])
         step = self.batch_size * v
         for start in range(0, len(flat), step):
-            chunks.append(forward_logits(self.model, flat[start : start + step], self.device))
+            chunk = flat[start : start + step]
+            chunks.append(self.onnx(chunk) if self.onnx is not None else forward_logits(self.model, chunk, self.device))
         if not chunks:
             return torch.empty(0, len(self.class_names))
         return torch.cat(chunks).reshape(n, v, -1).mean(1)
@@ -224,6 +247,7 @@ class Predictor:
     def describe(self) -> dict[str, Any]:
         """Provenance for reports: checkpoint, version and the operating point used."""
         return {
+            "backend": self.backend,
             "path": self.checkpoint_path,
             "sha256": self.checkpoint_sha256,
             "arch": self.meta.arch,
