@@ -20,17 +20,9 @@ from sklearn.metrics import (
 )
 
 from core.labels import CLASS_NAMES
+from core.serialization import strict_json
 
-
-def strict_json(value: Any) -> Any:
-    """``value`` with NaN and infinities replaced by ``None`` (strict JSON; shown as "n/a")."""
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    return value
+__all__ = ["strict_json"]  # re-exported: reports import it from here
 
 
 def _arrays(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:

@@ -6,22 +6,39 @@ ratio, so inference does the same (a plain square resize) to see what training s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
-from torchvision import transforms as T
 
 
-def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> T.Compose:
+class EvalTransform:
+    """Deterministic preprocessing for validation, test and prediction: square resize, [0, 1], normalise.
+
+    The same arithmetic as torchvision's ``Resize((s, s), antialias=True)``, ``ToTensor()`` and
+    ``Normalize`` (a test compares them), without importing torchvision, which takes a second
+    at start-up that the dashboard's first prediction would pay.
+    """
+
+    def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float]):
+        self.size = int(image_size)
+        self.mean = np.asarray(mean, dtype=np.float32)
+        self.std = np.asarray(std, dtype=np.float32)
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        image = image.convert("RGB")
+        if image.size != (self.size, self.size):
+            image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
+        array = np.asarray(image, dtype=np.float32) / np.float32(255.0)
+        array = (array - self.mean) / self.std
+        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+
+
+def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> EvalTransform:
     """Deterministic preprocessing used for validation, test and prediction."""
-    return T.Compose(
-        [
-            T.Resize((image_size, image_size), antialias=True),
-            T.ToTensor(),
-            T.Normalize(list(mean), list(std)),
-        ]
-    )
+    return EvalTransform(image_size, mean, std)
 
 
 def train_transform(
@@ -32,7 +49,7 @@ def train_transform(
     rotation: float = 10.0,
     scale: tuple[float, float] = (0.85, 1.0),
     color_jitter: float = 0.2,
-) -> T.Compose:
+) -> Callable[[Any], torch.Tensor]:
     """Random augmentation for training.
 
     Args:
@@ -48,6 +65,8 @@ def train_transform(
     Returns:
         A torchvision transform from PIL image to normalised tensor.
     """
+    from torchvision import transforms as T  # imported here: inference never needs torchvision
+
     steps: list[torch.nn.Module] = [
         T.RandomResizedCrop((image_size, image_size), scale=scale, ratio=(0.9, 1.1), antialias=True),
     ]
@@ -61,6 +80,6 @@ def train_transform(
     return T.Compose(steps)
 
 
-def to_batch(images: Sequence[Image.Image], transform: T.Compose) -> torch.Tensor:
+def to_batch(images: Sequence[Image.Image], transform: Callable[[Image.Image], torch.Tensor]) -> torch.Tensor:
     """Stack transformed PIL images into one ``(N, 3, H, W)`` tensor."""
     return torch.stack([transform(image) for image in images])

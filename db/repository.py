@@ -22,8 +22,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from core.checkpoint import model_version
 from core.labels import CLASS_NAMES
-from core.metrics import strict_json
 from core.operating_point import validate_calibration
+from core.serialization import strict_json
 from db.models import Image, ModelPromotion, ModelVersion, Prediction, Review, ThresholdChange
 from db.settings import image_store_dir
 

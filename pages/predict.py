@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.explain import gradcam, overlay
 from core.images import ImageLoadError
 from db import actions
 from pages.common import engine_or_stop, page_header, predictor_or_stop, show_problem, show_store_error
@@ -47,16 +46,7 @@ for upload in files or []:
     result = entry.result
     image = entry.image
     left, right = st.columns([1, 1])
-    with left:
-        st.text(upload.name)  # user text: shown as plain text, never Markdown
-        if show_heatmap:
-            cams = st.session_state.setdefault("heatmaps", {})
-            if key not in cams:
-                cams[key] = gradcam(predictor, image, result.label)
-            st.image(overlay(image, cams[key], opacity), caption=f"Grad-CAM for {result.label}")
-        else:
-            st.image(image)
-    with right:
+    with right:  # the call first: the heat map (torch + Grad-CAM) follows once it is computed
         st.subheader(f"Prediction: {result.label}")
         st.metric("Confidence", f"{result.confidence:.4f}")
         st.write(f"NORMAL: {result.probabilities['NORMAL']:.4f}")
@@ -71,3 +61,14 @@ for upload in files or []:
             icon=":material/rate_review:",
             query_params={"prediction": str(entry.prediction_id)},
         )
+    with left:
+        st.text(upload.name)  # user text: shown as plain text, never Markdown
+        if show_heatmap:
+            from core.explain import gradcam, overlay  # imported on first use: it pulls in torch and grad-cam
+
+            cams = st.session_state.setdefault("heatmaps", {})
+            if key not in cams:
+                cams[key] = gradcam(predictor, image, result.label)
+            st.image(overlay(image, cams[key], opacity), caption=f"Grad-CAM for {result.label}")
+        else:
+            st.image(image)

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, time
 import pandas as pd
 import streamlit as st
 
-from core.explain import gradcam, overlay
 from core.images import ImageLoadError, load_image
 from db import actions
 from db.repository import MAX_NOTES
@@ -71,6 +70,8 @@ with left:
         image = load_image(case.image_path, name=case.file_name)
         show = st.toggle("Heat map", value=False)
         if show:
+            from core.explain import gradcam, overlay  # imported on first use: it pulls in grad-cam
+
             opacity = st.slider("Opacity", 0.0, 1.0, 0.4, 0.05)
             image = overlay(image, gradcam(predictor_or_stop(), image, case.predicted_label), opacity)
         st.text(case.file_name)  # user text: plain, never Markdown

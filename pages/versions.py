@@ -11,7 +11,7 @@ import streamlit as st
 from core.checkpoint import CheckpointError
 from core.inference import Predictor
 from core.registry import CheckpointInfo, list_checkpoints, models_dir
-from db import actions, versions
+from db import actions, comparison, versions
 from db.actions import Store
 from pages.charts import roc_overlay_figure
 from pages.common import get_predictor, show_problem, show_store_error
@@ -72,8 +72,8 @@ def versions_section(engine: Store, in_use: Predictor) -> None:
             a, b = (actions.predictor_in_force(engine, get_predictor(str(labels[n].path))) for n in (first, second))
             st.session_state["version_comparison"] = {
                 "names": (first.split(" · ")[0] + " (A)", second.split(" · ")[0] + " (B)"),
-                "reviewed": versions.compare_on_reviewed(engine, a, b, bootstrap=300),
-                "heldout": versions.compare_on_reports(
+                "reviewed": comparison.compare_on_reviewed(engine, a, b, bootstrap=300),
+                "heldout": comparison.compare_on_reports(
                     a, _report(labels[first]) or {}, b, _report(labels[second]) or {}, bootstrap=300
                 ),
             }

@@ -34,3 +34,20 @@ def test_no_flip_by_default_keeps_left_right():
 def test_to_batch_stacks():
     batch = to_batch([Image.new("RGB", (10, 10))] * 3, eval_transform(16, (0,) * 3, (1,) * 3))
     assert batch.shape == (3, 3, 16, 16)
+
+
+def test_eval_transform_matches_torchvision():
+    import numpy as np
+    from torchvision import transforms as T
+
+    from tests.helpers import xray_like
+
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    reference = T.Compose([T.Resize((64, 64), antialias=True), T.ToTensor(), T.Normalize(list(mean), list(std))])
+    ours = eval_transform(64, mean, std)
+    for image in (
+        xray_like(1, True, 96).convert("RGB"),
+        xray_like(2, False, 64).convert("RGB"),
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)),
+    ):
+        assert (ours(image) - reference(image)).abs().max().item() < 1e-6

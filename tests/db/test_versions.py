@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 from core.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from core.inference import Predictor
 from core.operating_point import OperatingPoint
-from db import actions, versions
+from db import actions, comparison, versions
 from tests.helpers import png_bytes, run_main
 
 
@@ -91,7 +91,7 @@ def test_paired_comparison_on_reports_matches_hand_computation():
         def __init__(self):
             self.point, self.threshold = point, 0.5
 
-    figures = versions.compare_on_reports(Fixed(), report(pa), Fixed(), report(pb), bootstrap=200)
+    figures = comparison.compare_on_reports(Fixed(), report(pa), Fixed(), report(pb), bootstrap=200)
     accuracy_a, accuracy_b = ((pa >= 0.5) == labels).mean(), ((pb >= 0.5) == labels).mean()
     assert figures["n"] == 8
     assert figures["a"]["accuracy"] == pytest.approx(accuracy_a) and figures["b"]["accuracy"] == pytest.approx(
@@ -119,7 +119,7 @@ def test_comparison_on_reviewed_cases_uses_only_the_comparison_part(engine, two_
         import hashlib
 
         kept += is_comparison_case(hashlib.sha256(data).hexdigest())
-    figures = versions.compare_on_reviewed(engine, a, b, bootstrap=50)
+    figures = comparison.compare_on_reviewed(engine, a, b, bootstrap=50)
     assert figures["n"] == kept > 0
     # Same weights: identical ranking, so the paired ROC-AUC difference is zero.
     assert figures["difference_b_minus_a"]["roc_auc"]["difference"] == pytest.approx(0.0, abs=1e-9)
