@@ -55,6 +55,7 @@ from core.data import (
 from core.inference import resolve_device
 from core.metrics import classification_report
 from core.models import WeightsUnavailableError, available_models, freeze_stages, get_model, get_spec
+from core.onnx_export import export_onnx
 from core.transforms import eval_transform, train_transform
 from db.actions import StoreUnavailable
 from training import distributed
@@ -117,6 +118,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--output-dir", default="runs/latest")
     p.add_argument("--resume", default=None, help="a last.pth from an earlier run of the same settings")
     p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    p.add_argument(
+        "--onnx",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="export best_model.onnx for ONNX Runtime serving at the end (default on)",
+    )
     tune = p.add_argument_group("fine-tuning with reviewed cases")
     tune.add_argument(
         "--init-checkpoint",
@@ -386,6 +393,8 @@ def train(args: argparse.Namespace) -> int:
 
     if rank == 0:
         calibrate_checkpoint(out / "best_model.pth", val_loader, device, args.threshold_goal, show)
+        if args.onnx:  # the serving copy, its hash recorded in the checkpoint (core.onnx_export)
+            tqdm.write(f"exported {export_onnx(out / 'best_model.pth')}")
     distributed.barrier()
     distributed.cleanup()
     return 0

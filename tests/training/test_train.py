@@ -75,6 +75,9 @@ def test_training_writes_self_describing_checkpoint(trained):
     assert "epoch" in result.stderr and "batch" in result.stderr  # tqdm bars
     split = json.loads((out / "split.json").read_text())
     assert set(split) == {"train", "val", "test"}
+    from core.checkpoint import file_sha256
+
+    assert meta.onnx_sha256 == file_sha256(out / "best_model.onnx")  # the serving copy, exported at the end
 
 
 def test_resume_continues_from_last_epoch(trained, tmp_path):
