@@ -219,21 +219,28 @@ def predictor_in_force(engine: Engine, predictor: Predictor) -> Predictor:
 def save_operating_point(
     engine: Engine,
     predictor: Predictor,
-    threshold: float,
+    point: OperatingPoint,
     changed_by: str,
     metrics: dict[str, Any],
     reason: str = "",
-    temperature: float | None = None,
-    bias: float | None = None,
-    goal: str = "",
 ) -> int:
-    """Log a new operating point for the predictor's model version; returns the change id.
+    """Log ``point`` (threshold and calibration) as the one in force for the predictor's model version.
 
-    ``temperature``/``bias`` of ``None`` keep the checkpoint's calibration.
+    Returns:
+        The threshold change's id.
     """
     with transaction(engine) as session:
+        model = _model_row(session, predictor)
         change = repository.record_threshold_change(
-            session, _model_row(session, predictor), threshold, changed_by, metrics, reason, temperature, bias, goal
+            session,
+            model,
+            point.threshold,
+            changed_by,
+            metrics,
+            reason,
+            temperature=point.temperature,
+            bias=point.bias,
+            goal=point.goal,
         )
         return change.id
 

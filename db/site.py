@@ -108,15 +108,11 @@ def save_proposal(
         "n_cases": len(scores.cases),
         "source": "reviewed cases",
     }
-    point = proposal.point
     return actions.save_operating_point(
         engine,
         predictor,
-        point.threshold,
+        proposal.point,
         changed_by,
         metrics,
         reason,
-        temperature=point.temperature,
-        bias=point.bias,
-        goal=point.goal,
     )

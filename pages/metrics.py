@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -149,19 +150,9 @@ def save_threshold_form(engine: Any, predictor: Predictor, report: dict[str, Any
             labels = [p["label"] for p in report["predictions"]]
             scores = [p["p_pneumonia"] for p in report["predictions"]]
             metrics = operating_point(labels, scores, chosen)
-            point = predictor.point
+            point = dataclasses.replace(predictor.point, threshold=chosen, goal="manual")  # calibration kept
             try:
-                actions.save_operating_point(
-                    engine,
-                    predictor,
-                    chosen,
-                    name,
-                    metrics,
-                    reason,
-                    temperature=point.temperature,
-                    bias=point.bias,
-                    goal="manual",
-                )
+                actions.save_operating_point(engine, predictor, point, name, metrics, reason)
                 st.success(f"Threshold {chosen:.3f} saved; new predictions use it.")
             except (actions.ValidationError, actions.StoreUnavailable) as error:
                 show_store_error(error)

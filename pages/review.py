@@ -73,7 +73,7 @@ with left:
             from core.explain import gradcam, overlay  # imported on first use: it pulls in grad-cam
 
             opacity = st.slider("Opacity", 0.0, 1.0, 0.4, 0.05)
-            image = overlay(image, gradcam(predictor_or_stop(), image, case.predicted_label), opacity)
+            image = overlay(image, gradcam(predictor_or_stop(engine), image, case.predicted_label), opacity)
         st.text(case.file_name)  # user text: plain, never Markdown
         st.image(image)
     except ImageLoadError as error:

@@ -40,9 +40,8 @@ def saved(tmp_path, monkeypatch, tiny_checkpoint):
     own = predictor.predict([xray_like(5, True, 96).convert("RGB")])[0]
     threshold = (p + 1) / 2 if own == "PNEUMONIA" else p / 2  # the saved point calls it the other way
     engine = actions.open_store()
-    change = actions.save_operating_point(
-        engine, predictor, threshold, "Dr Site", {"why": "test"}, temperature=0.8, bias=0.3, goal="test"
-    )
+    saved_point = OperatingPoint(threshold=threshold, temperature=0.8, bias=0.3, goal="test")
+    change = actions.save_operating_point(engine, predictor, saved_point, "Dr Site", {"why": "test"})
     expected = "NORMAL" if own == "PNEUMONIA" else "PNEUMONIA"
     return {
         "engine": engine,
