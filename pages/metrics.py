@@ -121,7 +121,7 @@ def robustness_section(report: dict[str, Any]) -> None:
         row = {}
         for key in ("accuracy", "sensitivity", "specificity", "roc_auc", "ece"):
             drop = figures["drop"].get(key)
-            row[key] = f"{_fmt(figures.get(key))} ({'n/a' if drop is None else f'{-drop:+.3f}'})"
+            row[key] = f"{_fmt(figures.get(key))} ({'n/a' if drop is None else f'{round(-drop, 3) + 0.0:+.3f}'})"
         rows[name] = row
     st.dataframe(pd.DataFrame(rows).T.rename(columns={"roc_auc": "ROC-AUC", "ece": "ECE"}), key="robustness")
 
