@@ -68,15 +68,17 @@ def main() -> None:
             checkpoint = copy
         eager = Predictor.from_checkpoint(checkpoint, "cpu", backend="torch")
         onnx = Predictor.from_checkpoint(checkpoint, "cpu", backend="onnx")
+        backends = [("torch", eager), ("onnxruntime", onnx)]
+        if load_checkpoint(checkpoint)[1].int8:
+            backends.append(("onnx int8", Predictor.from_checkpoint(checkpoint, "cpu", backend="int8")))
         print(f"model {eager.version}  torch threads {torch.get_num_threads()}  cpu (decoded image -> calibrated p)")
-        figures = {
-            name: _measure(p, args.runs, args.batch, args.batches)
-            for name, p in (("torch", eager), ("onnxruntime", onnx))
-        }
+        figures = {name: _measure(p, args.runs, args.batch, args.batches) for name, p in backends}
     for name, (p50, p95, throughput) in figures.items():
         print(f"{name:12s} batch 1: p50 {p50:6.1f} ms  p95 {p95:6.1f} ms   batch {args.batch}: {throughput:6.1f} img/s")
-    (t50, _, tput), (o50, _, oput) = figures["torch"], figures["onnxruntime"]
-    print(f"onnxruntime vs torch (same run): batch 1 {t50 / o50:.2f}x faster, batch {args.batch} {oput / tput:.2f}x")
+    t50, _, tput = figures["torch"]
+    for name, (o50, _, oput) in figures.items():
+        if name != "torch":
+            print(f"{name} vs torch (same run): batch 1 {t50 / o50:.2f}x faster, batch {args.batch} {oput / tput:.2f}x")
 
 
 if __name__ == "__main__":

@@ -49,6 +49,8 @@ class CheckpointMeta:
     created_at: str = ""
     onnx_sha256: str = ""
     """SHA-256 of the ONNX export beside the checkpoint (``<name>.onnx``); a file that differs is refused."""
+    int8: dict[str, Any] = field(default_factory=dict)
+    """The accepted int8 ONNX model (``<name>.int8.onnx``): its hash, own temperature and threshold, checks."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form, safe for ``weights_only`` loading and JSON."""

@@ -111,6 +111,8 @@ class Predictor:
     """Calibration and threshold in force (default: the checkpoint's)."""
     onnx: Callable[[torch.Tensor], torch.Tensor] | None = None
     """ONNX Runtime session used for forward passes when the checkpoint has a verified export (CPU)."""
+    precision: str = "fp32"
+    """``"int8"`` when the quantized model runs (chosen explicitly, never by default)."""
 
     def __post_init__(self) -> None:
         if self.operating_point is None:
@@ -130,18 +132,37 @@ class Predictor:
             lookup: the review database's saved operating points (see
                 :func:`core.operating_point.operating_point_in_force`).
             backend: ``"auto"`` (ONNX Runtime when the checkpoint has a verified export and the device is
-                the CPU, else PyTorch), ``"torch"`` or ``"onnx"`` (an error without an export).
+                the CPU, else PyTorch), ``"torch"``, ``"onnx"`` (an error without an export) or ``"int8"``
+                (the accepted int8 model at its own calibration and threshold; saved operating points,
+                fitted for fp32, do not apply to it).
 
         Raises:
             CheckpointError: unusable checkpoint, or a stale/swapped ONNX file.
         """
-        from core.onnx_export import load_onnx_network
+        from core.onnx_export import load_int8_network, load_onnx_network
 
         path = Path(path) if path is not None else default_checkpoint()
         model, meta = load_checkpoint(path)
         torch_device = resolve_device(device)
         model = model.to(torch_device).to(memory_format=torch.channels_last).eval()
         sha256 = file_sha256(path)
+        if backend == "int8":  # only when asked for, with its own validation-fitted calibration and threshold
+            point = OperatingPoint(
+                threshold=float(meta.int8.get("threshold", 0.5)),
+                temperature=float(meta.int8.get("temperature", 1.0)),
+                goal=f"{meta.threshold_goal} (int8)",
+            )
+            network = load_int8_network(path, meta)
+            return cls(
+                model,
+                meta,
+                torch.device("cpu"),
+                str(path),
+                sha256,
+                operating_point=point,
+                onnx=network,
+                precision="int8",
+            )
         onnx = None
         if backend != "torch" and torch_device.type == "cpu":
             onnx = load_onnx_network(path, meta)
@@ -177,8 +198,9 @@ class Predictor:
 
     @property
     def version(self) -> str:
-        """Short model version: architecture plus the checkpoint hash prefix."""
-        return model_version(self.meta.arch, self.checkpoint_sha256)
+        """Short model version: architecture plus the checkpoint hash prefix (and `` int8`` when quantized)."""
+        base = model_version(self.meta.arch, self.checkpoint_sha256)
+        return f"{base} int8" if self.precision == "int8" else base
 
     def input_tensor(self, image: Image.Image) -> torch.Tensor:
         """One preprocessed ``(3, H, W)`` tensor (no augmentation)."""
@@ -248,6 +270,7 @@ class Predictor:
         """Provenance for reports: checkpoint, version and the operating point used."""
         return {
             "backend": self.backend,
+            "precision": self.precision,
             "path": self.checkpoint_path,
             "sha256": self.checkpoint_sha256,
             "arch": self.meta.arch,

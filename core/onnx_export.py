@@ -95,7 +95,34 @@ def get_args_parser() -> argparse.ArgumentParser:
     """Arguments of the export command."""
     parser = argparse.ArgumentParser(prog="python -m core.onnx_export", description=__doc__.split("\n")[0])
     parser.add_argument("checkpoints", nargs="+", help="checkpoint files; each gets <name>.onnx beside it")
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="also quantize to int8 (needs --data-dir and --split-file: calibration images from the "
+        "training part, acceptance checks on the validation part)",
+    )
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--split-file", default=None, help="the split.json of the checkpoint's training run")
+    parser.add_argument("--calibration-images", type=int, default=128)
     return parser
+
+
+def _int8(checkpoint: str, args: argparse.Namespace) -> dict[str, Any]:
+    import random
+
+    from core.data import load_split
+    from core.images import load_image
+
+    if not args.data_dir or not args.split_file:
+        raise CheckpointError("--int8 needs --data-dir and --split-file")
+    parts = load_split(args.split_file, args.data_dir)
+    sample = random.Random(0).sample(parts["train"], min(args.calibration_images, len(parts["train"])))
+    return quantize_int8(
+        checkpoint,
+        [load_image(r.path) for r in sample],
+        [load_image(r.path) for r in parts["val"]],
+        [r.label for r in parts["val"]],
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -104,10 +131,158 @@ def main(args: argparse.Namespace) -> int:
     for checkpoint in args.checkpoints:
         try:
             print(f"wrote {export_onnx(checkpoint)}")
-        except (CheckpointError, OSError, RuntimeError) as error:
+            if args.int8:
+                record = _int8(checkpoint, args)
+                print(
+                    f"wrote {int8_path(checkpoint)}: validation ROC-AUC {record['val_roc_auc']:.4f} "
+                    f"(fp32 {record['fp32_val_roc_auc']:.4f}), calls agree on {record['agreement']:.3f}, "
+                    f"own temperature {record['temperature']:.3f} and threshold {record['threshold']:.4f}"
+                )
+        except (CheckpointError, OSError, RuntimeError, ValueError) as error:
             report_error(error)
             failures += 1
     return 1 if failures else 0
+
+
+# ---------------------------------------------------------------- int8
+
+
+INT8_SUFFIX = ".int8.onnx"
+MAX_AUC_DROP = 0.003
+MIN_AGREEMENT = 0.99
+
+
+def int8_path(checkpoint: str | Path) -> Path:
+    """Where a checkpoint's int8 model lives."""
+    return Path(checkpoint).with_suffix(INT8_SUFFIX)
+
+
+class _Batches:
+    """ONNX Runtime calibration reader: preprocessed images in batches of 16."""
+
+    def __init__(self, images: list[Any], transform: Any):
+        self.batches = [
+            {"images": torch.stack([transform(i) for i in images[s : s + 16]]).numpy()}
+            for s in range(0, len(images), 16)
+        ]
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return self.batches.pop(0) if self.batches else None
+
+
+def _matching_threshold(scores: np.ndarray, positives: int) -> float:
+    """The threshold that calls exactly ``positives`` of ``scores`` positive, midway (logit scale) between two."""
+    ordered = np.sort(np.asarray(scores, dtype=np.float64))
+    cut = len(ordered) - positives
+    if cut <= 0:
+        return float(ordered[0])
+    if cut >= len(ordered):
+        return float(min(1.0, np.nextafter(ordered[-1], 2.0)))
+    low, high = np.clip(ordered[cut - 1 : cut + 1], 1e-12, 1 - 1e-12)
+    middle = (np.log(low / (1 - low)) + np.log(high / (1 - high))) / 2
+    return float(1 / (1 + np.exp(-middle)))
+
+
+def quantize_int8(
+    checkpoint: str | Path,
+    calibration_images: list[Any],
+    validation_images: list[Any],
+    validation_labels: list[int],
+    max_auc_drop: float = MAX_AUC_DROP,
+    min_agreement: float = MIN_AGREEMENT,
+) -> dict[str, Any]:
+    """Quantize the ONNX export to int8 (static QDQ, per-channel), fit its own calibration, and accept or refuse it.
+
+    The int8 model gets its own temperature (fitted on validation) and its own threshold, placed so
+    that it calls as many validation images PNEUMONIA as the fp32 model does at its operating point;
+    it is refused unless its validation ROC-AUC is within ``max_auc_drop`` of fp32 and its calls agree
+    with fp32's on at least ``min_agreement`` of the validation images.
+
+    Returns:
+        The record stored in the checkpoint (``meta.int8``).
+
+    Raises:
+        CheckpointError: refused, with the figures (the int8 file is removed).
+    """
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from core.calibration import fit_temperature
+    from core.operating_point import OperatingPoint, checkpoint_operating_point
+    from core.transforms import eval_transform
+
+    model, meta = load_checkpoint(checkpoint)
+    if not meta.onnx_sha256 or not onnx_path(checkpoint).is_file():
+        export_onnx(checkpoint)
+        model, meta = load_checkpoint(checkpoint)
+    transform = eval_transform(meta.image_size, meta.mean, meta.std)
+    target = int8_path(checkpoint)
+    prepared = target.with_suffix(".prep.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quant_pre_process(str(onnx_path(checkpoint)), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(target),
+            _Batches(list(calibration_images), transform),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,
+        )
+    prepared.unlink(missing_ok=True)
+    from sklearn.metrics import roc_auc_score
+
+    batch = torch.stack([transform(i) for i in validation_images])
+    fp32 = OnnxNetwork(onnx_path(checkpoint))(batch)
+    int8 = OnnxNetwork(target)(batch)
+    labels = np.asarray(validation_labels, dtype=int)
+    own = checkpoint_operating_point(meta)
+    p_fp32 = own.probabilities(fp32.numpy())[:, 1]
+    temperature = fit_temperature(int8, torch.as_tensor(labels))
+    p_int8 = OperatingPoint(threshold=0.5, temperature=temperature).probabilities(int8.numpy())[:, 1]
+    threshold = _matching_threshold(p_int8, int(np.sum(p_fp32 >= own.threshold)))
+    record: dict[str, Any] = {
+        "sha256": file_sha256(target),
+        "temperature": float(temperature),
+        "threshold": float(threshold),
+        "val_roc_auc": float(roc_auc_score(labels, p_int8)),
+        "fp32_val_roc_auc": float(roc_auc_score(labels, p_fp32)),
+        "agreement": float(((p_int8 >= threshold) == (p_fp32 >= own.threshold)).mean()),
+        "max_probability_change_uncalibrated": float(
+            np.abs(torch.softmax(int8, 1)[:, 1].numpy() - torch.softmax(fp32, 1)[:, 1].numpy()).max()
+        ),
+        "n_calibration": len(calibration_images),
+        "n_validation": len(labels),
+    }
+    drop = record["fp32_val_roc_auc"] - record["val_roc_auc"]
+    if drop > max_auc_drop or record["agreement"] < min_agreement:
+        target.unlink(missing_ok=True)
+        raise CheckpointError(
+            f"int8 refused: validation ROC-AUC {record['val_roc_auc']:.4f} vs fp32 {record['fp32_val_roc_auc']:.4f} "
+            f"(allowed drop {max_auc_drop}), calls agree on {record['agreement']:.3f} of validation images "
+            f"(needed {min_agreement})"
+        )
+    meta.int8 = record
+    save_checkpoint(checkpoint, model, meta)
+    return record
+
+
+def load_int8_network(checkpoint: str | Path, meta: Any) -> OnnxNetwork:
+    """The checkpoint's accepted int8 model.
+
+    Raises:
+        CheckpointError: none accepted, or the file is not the one recorded.
+    """
+    path = int8_path(checkpoint)
+    if not meta.int8 or not path.is_file():
+        raise CheckpointError(
+            f"{checkpoint} has no accepted int8 model; make one with "
+            f"python -m core.onnx_export {checkpoint} --int8 --data-dir DIR --split-file SPLIT"
+        )
+    if file_sha256(path) != meta.int8.get("sha256"):
+        raise CheckpointError(f"{path} is not the int8 model recorded in {checkpoint} (stale or swapped)")
+    return OnnxNetwork(path)
 
 
 if __name__ == "__main__":

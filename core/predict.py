@@ -39,6 +39,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write a Grad-CAM overlay PNG (a folder when several images are given)",
     )
+    parser.add_argument(
+        "--backend",
+        choices=["auto", "torch", "onnx", "int8"],
+        default="auto",
+        help="auto: ONNX Runtime when the checkpoint has an export, else PyTorch; int8: the accepted quantized model",
+    )
     parser.add_argument("--tta", action="store_true", help="test-time augmentation (average of 4 views)")
     parser.add_argument(
         "--log", action="store_true", help="store images and predictions in the review database ($DATABASE_URL)"
@@ -74,11 +80,12 @@ def _load(args: argparse.Namespace) -> tuple[Predictor, Any]:
     from db.settings import database_configured
 
     if not args.log and not database_configured():
-        return Predictor.from_checkpoint(args.checkpoint, args.device), None
+        return Predictor.from_checkpoint(args.checkpoint, args.device, backend=args.backend), None
     from db import actions, versions
 
     engine = actions.open_store() if args.log else actions.configured_store()
-    return versions.load_predictor_in_force(args.checkpoint, args.device, engine), engine if args.log else None
+    predictor = versions.load_predictor_in_force(args.checkpoint, args.device, engine, backend=args.backend)
+    return predictor, engine if args.log else None
 
 
 def _predict_one(predictor: Predictor, engine: Any, path: str, args: argparse.Namespace) -> tuple[Any, dict]:

@@ -87,12 +87,14 @@ def load_predictor_in_force(
     device: str = "auto",
     engine: Engine | None = None,
     use_saved_point: bool = True,
+    backend: str = "auto",
 ) -> Predictor:
     """The named checkpoint (else the promoted one, else the default) at the operating point in force.
 
     Args:
         engine: the review store; the configured one (if any) when ``None``.
         use_saved_point: ``False`` ignores operating points saved in the store.
+        backend: see :meth:`core.inference.Predictor.from_checkpoint` (``"int8"`` only when asked for).
 
     Raises:
         core.checkpoint.CheckpointError: unusable checkpoint.
@@ -102,7 +104,7 @@ def load_predictor_in_force(
         engine = actions.configured_store()
     path = Path(checkpoint) if checkpoint else checkpoint_in_force(engine)[0]
     lookup = actions.operating_point_lookup(engine) if engine is not None and use_saved_point else None
-    return Predictor.from_checkpoint(path, device, lookup)
+    return Predictor.from_checkpoint(path, device, lookup, backend)
 
 
 def checkpoint_in_force(engine: Engine | None = None) -> tuple[Path, str]:

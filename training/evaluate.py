@@ -53,6 +53,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="evaluate on this site's resolved reviewed cases ($DATABASE_URL) instead of a folder",
     )
     p.add_argument(
+        "--backend",
+        choices=["auto", "torch", "onnx", "int8"],
+        default="auto",
+        help="auto: ONNX Runtime when the checkpoint has an export; int8: the accepted quantized model",
+    )
+    p.add_argument(
         "--stress",
         nargs="?",
         const="default",
@@ -72,7 +78,9 @@ def load_predictor_in_force(args: argparse.Namespace) -> Predictor:
     """The checkpoint (named, else promoted, else default) at the operating point in force."""
     from db.versions import load_predictor_in_force as load
 
-    predictor = load(args.checkpoint, args.device, use_saved_point=not args.checkpoint_operating_point)
+    predictor = load(
+        args.checkpoint, args.device, use_saved_point=not args.checkpoint_operating_point, backend=args.backend
+    )
     predictor.tta = args.tta
     return predictor
 
