@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
 from core.images import printable
@@ -22,3 +23,17 @@ def report_error(error: BaseException | str) -> None:
 def report_warning(text: str) -> None:
     """Print ``warning: <text>`` (control characters escaped) to stderr."""
     print(f"warning: {printable(text)}", file=sys.stderr)
+
+
+BACKENDS = ("auto", "torch", "onnx", "int8")
+
+
+def add_backend_argument(parser: argparse.ArgumentParser) -> None:
+    """``--backend``: what runs the network (see ``core.inference.Predictor.from_checkpoint``)."""
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="auto",
+        help="auto: ONNX Runtime when the checkpoint has an export, else PyTorch; int8: the accepted quantized "
+        "model, only when asked for",
+    )

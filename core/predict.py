@@ -18,7 +18,7 @@ from typing import Any
 from PIL import Image
 
 from core.checkpoint import CheckpointError
-from core.cli import report_error
+from core.cli import add_backend_argument, report_error
 from core.images import ImageLoadError, printable, read_image_file
 from core.inference import Prediction, Predictor, default_checkpoint
 from core.input_checks import load_xray
@@ -39,12 +39,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help="write a Grad-CAM overlay PNG (a folder when several images are given)",
     )
-    parser.add_argument(
-        "--backend",
-        choices=["auto", "torch", "onnx", "int8"],
-        default="auto",
-        help="auto: ONNX Runtime when the checkpoint has an export, else PyTorch; int8: the accepted quantized model",
-    )
+    add_backend_argument(parser)
     parser.add_argument("--tta", action="store_true", help="test-time augmentation (average of 4 views)")
     parser.add_argument(
         "--log", action="store_true", help="store images and predictions in the review database ($DATABASE_URL)"

@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from core.checkpoint import CheckpointError
-from core.cli import report_error, report_warning
+from core.cli import add_backend_argument, report_error, report_warning
 from core.data import load_split, scan_image_folder
 from core.evaluation import build_report, score_records, stress_report
 from core.inference import Predictor
@@ -52,12 +52,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="evaluate on this site's resolved reviewed cases ($DATABASE_URL) instead of a folder",
     )
-    p.add_argument(
-        "--backend",
-        choices=["auto", "torch", "onnx", "int8"],
-        default="auto",
-        help="auto: ONNX Runtime when the checkpoint has an export; int8: the accepted quantized model",
-    )
+    add_backend_argument(p)
     p.add_argument(
         "--stress",
         nargs="?",

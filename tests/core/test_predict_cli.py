@@ -137,3 +137,14 @@ def test_log_with_an_unusable_database_is_one_line(tiny_checkpoint, tmp_path, mo
     result = run_predict(_inputs(tmp_path)[0], "--log", "--checkpoint", tiny_checkpoint)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert "Traceback" not in result.stderr
+
+
+def test_backend_int8_only_when_asked(tmp_path, shipped_checkpoint, monkeypatch):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.setenv("PNEUMONIA_DATA_DIR", str(tmp_path / "empty"))
+    image = tmp_path / "x.png"
+    xray_like(3, True, 224).save(image)
+    default = json.loads(run_predict(image, "--json", "--checkpoint", shipped_checkpoint).stdout)
+    quantized = json.loads(run_predict(image, "--json", "--checkpoint", shipped_checkpoint, "--backend", "int8").stdout)
+    assert not default["model"].endswith("int8") and quantized["model"].endswith(" int8")
+    assert quantized["threshold"] != default["threshold"]  # its own validation-fitted operating point
