@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 
 from core.images import ImageLoadError, load_image, printable
 from core.labels import CLASS_NAMES, parse_label
+from core.serialization import csv_unguarded
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm"}
 
@@ -260,9 +261,7 @@ def read_label_overrides(csv_path: str | Path) -> dict[str, int]:
         overrides = {}
         for row in reader:
             if row["resolved_label"].strip():
-                name = row["file_name"]
-                if name.startswith("'") and name[1:2] in ("=", "+", "-", "@", "\t", "\r"):
-                    name = name[1:]  # undo the export's spreadsheet-formula guard
+                name = csv_unguarded(row["file_name"])  # undo the export's spreadsheet-formula guard
                 overrides[Path(name).name] = parse_label(row["resolved_label"])
     return overrides
 

@@ -20,7 +20,7 @@ from core.data import ImageRecord
 from core.images import ImageLoadError, load_image
 from core.inference import TTA_VIEWS, Predictor
 from core.metrics import bootstrap_intervals, classification_report, expected_calibration_error
-from core.operating_point import OperatingPoint
+from core.operating_point import OperatingPoint, logit
 
 
 class _TolerantDataset(Dataset):
@@ -157,8 +157,7 @@ def predictions_at(
     for row in predictions:
         margin = row.get("logit_margin")
         if margin is None:
-            raw = min(max(float(row.get("p_pneumonia_uncalibrated", row["p_pneumonia"])), 1e-12), 1 - 1e-12)
-            margin = float(np.log(raw / (1 - raw)))
+            margin = logit(row.get("p_pneumonia_uncalibrated", row["p_pneumonia"]))
         rescored.append({**row, "p_pneumonia": float(point.p_pneumonia_from_margin(np.array([margin]))[0])})
     return rescored
 

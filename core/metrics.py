@@ -20,9 +20,6 @@ from sklearn.metrics import (
 )
 
 from core.labels import CLASS_NAMES
-from core.serialization import strict_json
-
-__all__ = ["strict_json"]  # re-exported: reports import it from here
 
 
 def _arrays(labels: ArrayLike, scores: ArrayLike) -> tuple[np.ndarray, np.ndarray]:

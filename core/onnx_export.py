@@ -20,6 +20,7 @@ import torch
 
 from core.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from core.cli import report_error
+from core.operating_point import probability_midway
 
 
 def onnx_path(checkpoint: str | Path) -> Path:
@@ -181,9 +182,7 @@ def _matching_threshold(scores: np.ndarray, positives: int) -> float:
         return float(ordered[0])
     if cut >= len(ordered):
         return float(min(1.0, np.nextafter(ordered[-1], 2.0)))
-    low, high = np.clip(ordered[cut - 1 : cut + 1], 1e-12, 1 - 1e-12)
-    middle = (np.log(low / (1 - low)) + np.log(high / (1 - high))) / 2
-    return float(1 / (1 + np.exp(-middle)))
+    return probability_midway(float(ordered[cut - 1]), float(ordered[cut]))
 
 
 def quantize_int8(

@@ -31,6 +31,18 @@ def label_at_threshold(p_pneumonia: float, threshold: float) -> str:
     return CLASS_NAMES[1] if p_pneumonia >= threshold else CLASS_NAMES[0]
 
 
+def logit(p: float) -> float:
+    """``log(p / (1 - p))``, with ``p`` kept inside (0, 1) so saturated probabilities stay finite."""
+    q = min(max(float(p), 1e-12), 1 - 1e-12)
+    return float(np.log(q / (1 - q)))
+
+
+def probability_midway(a: float, b: float) -> float:
+    """The probability halfway between ``a`` and ``b`` on the logit scale (a threshold with equal margins)."""
+    middle = (logit(a) + logit(b)) / 2
+    return float(1 / (1 + np.exp(-middle)))
+
+
 def validate_calibration(threshold: Any, temperature: Any, bias: Any = 0.0) -> tuple[float, float, float]:
     """Check types and ranges of an operating point; returns the three floats.
 

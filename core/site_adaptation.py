@@ -25,7 +25,7 @@ from core.metrics import (
     choose_threshold,
     classification_report,
 )
-from core.operating_point import DATABASE, OperatingPoint
+from core.operating_point import DATABASE, OperatingPoint, probability_midway
 
 DEFAULT_MIN_PER_CLASS = 20
 """Fewer resolved cases of either class than this and no site operating point is proposed."""
@@ -91,9 +91,7 @@ def threshold_between_cases(labels: np.ndarray, scores: np.ndarray, goal: str) -
     below = scores[scores < threshold]
     if not below.size:
         return threshold
-    logit = lambda p: np.log(np.clip(p, 1e-12, 1 - 1e-12) / np.clip(1 - p, 1e-12, 1))  # noqa: E731
-    middle = (logit(np.array(threshold)) + logit(np.array(below.max()))) / 2
-    return float(1 / (1 + np.exp(-middle)))
+    return probability_midway(threshold, float(below.max()))
 
 
 def fit_site_operating_point(

@@ -36,6 +36,7 @@ from core.inference import Prediction as CorePrediction
 from core.inference import Predictor
 from core.input_checks import load_xray
 from core.operating_point import DATABASE, OperatingPoint, OperatingPointLookup
+from core.serialization import csv_safe
 from db import repository
 from db.engine import DatabaseReplacedError, NewerSchemaError, has_schema, init_db, make_engine, session_scope
 from db.models import Prediction, Review
@@ -117,12 +118,28 @@ def open_store(url: str | None = None) -> Engine:
     Raises:
         StoreUnavailable: the database cannot be opened or migrated, or has a newer schema.
     """
+    engine = _opened(url, create=True)
+    assert engine is not None  # create=True always gives an engine
+    return engine
+
+
+@contextmanager
+def _store_errors() -> Iterator[None]:
+    """Opening or migrating the store: every failure becomes one :class:`StoreUnavailable`."""
     try:
-        return init_db(make_engine(url))
+        yield
     except NewerSchemaError as error:
         raise StoreUnavailable(f"The review database cannot be used: {error}") from error
     except (SQLAlchemyError, OSError) as error:
         raise StoreUnavailable(_store_message(error)) from error
+
+
+def _opened(url: str | None, create: bool) -> Engine | None:
+    with _store_errors():
+        engine = make_engine(url)
+        if not create and not has_schema(engine):
+            return None
+        return init_db(engine)
 
 
 # ---------------------------------------------------------------- models and operating points
@@ -195,17 +212,7 @@ def configured_store() -> Engine | None:
     Raises:
         StoreUnavailable: a configured database cannot be read or migrated.
     """
-    if not database_configured():
-        return None
-    try:
-        engine = make_engine()
-        if not has_schema(engine):
-            return None
-        return init_db(engine)
-    except NewerSchemaError as error:
-        raise StoreUnavailable(f"The review database cannot be used: {error}") from error
-    except (SQLAlchemyError, OSError) as error:
-        raise StoreUnavailable(_store_message(error)) from error
+    return _opened(None, create=False) if database_configured() else None
 
 
 def predictor_in_force(engine: Engine, predictor: Predictor) -> Predictor:
@@ -446,16 +453,6 @@ def write_relabel_export(
     return len(rows)
 
 
-FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_safe(value: Any) -> Any:
-    """A cell a spreadsheet will not run: text starting like a formula gets a leading ``'`` (OWASP)."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
-
-
 def _write_csv(handle: Any, rows: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(handle, fieldnames=EXPORT_COLUMNS)
     writer.writeheader()
@@ -504,6 +501,17 @@ class ReviewedCase:
     prediction_id: int
     """The newest prediction of this image by the model version asked for."""
     created_at: datetime
+
+
+def reviews_fingerprint(engine: Engine) -> tuple[int, int]:
+    """``(number of reviews, newest review id)``: changes whenever a review is added (for caching figures)."""
+    from sqlalchemy import func, select
+
+    def action(session: Session) -> tuple[int, int]:
+        count, newest = session.execute(select(func.count(Review.id), func.max(Review.id))).one()
+        return int(count), int(newest or 0)
+
+    return _read(engine, action)
 
 
 def reviewed_cases(engine: Engine, model_sha256: str | None = None) -> list[ReviewedCase]:

@@ -126,14 +126,24 @@ def robustness_section(report: dict[str, Any]) -> None:
     st.dataframe(pd.DataFrame(rows).T.rename(columns={"roc_auc": "ROC-AUC", "ece": "ECE"}), key="robustness")
 
 
-def report_in_force(report: dict[str, Any], predictor: Predictor) -> dict[str, Any]:
+def report_in_force(report: dict[str, Any], predictor: Predictor, report_path: Path) -> dict[str, Any]:
     """The stored report re-scored at the calibration in force (a saved site calibration changes it)."""
-    predictions = predictions_at(report.get("predictions", []), predictor.point, report_operating_point(report))
-    if predictions is report.get("predictions"):
-        return report
+    stored = report.get("predictions", [])
+    if predictions_at(stored, predictor.point, report_operating_point(report)) is stored:
+        return report  # made at this calibration already
+    mtime = report_path.stat().st_mtime_ns if report_path.exists() else 0
+    return _rescored(str(report_path), mtime, predictor.point.to_dict(), report, predictor)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _rescored(
+    path: str, mtime: int, point: dict[str, Any], _report: dict[str, Any], _predictor: Predictor
+) -> dict[str, Any]:
+    """The rescored report (bootstrap included), once per report file and operating point, not on every rerun."""
+    predictions = predictions_at(_report.get("predictions", []), _predictor.point, report_operating_point(_report))
     return {
-        **build_report(predictor, predictions, report.get("data_dir", ""), bootstrap=200),
-        "n_patients": report.get("n_patients"),
+        **build_report(_predictor, predictions, _report.get("data_dir", ""), bootstrap=200),
+        "n_patients": _report.get("n_patients"),
     }
 
 
@@ -199,7 +209,8 @@ st.caption(
     f"Model `{predictor.version}` · {predictor.point.describe()} · threshold goal `{predictor.point.goal or 'n/a'}`"
 )
 st.markdown(DATA_CARD)
-report = load_report(Path(predictor.checkpoint_path).with_suffix(".json"))
+report_path = Path(predictor.checkpoint_path).with_suffix(".json")
+report = load_report(report_path)
 if report is None:
     st.warning(
         "No evaluation report next to the checkpoint. Create one with "
@@ -208,7 +219,7 @@ if report is None:
     )
 else:
     stored = report
-    report = report_in_force(report, predictor)
+    report = report_in_force(report, predictor, report_path)
     chosen = render_report(report, predictor.threshold, "shipped")
     save_threshold_form(engine, predictor, report, chosen)
     robustness_section(stored)

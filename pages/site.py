@@ -37,6 +37,18 @@ def figures_table(columns: dict[str, dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame({"cases": counts, **rows}).T
 
 
+@st.cache_data(show_spinner="Scoring reviewed cases…", max_entries=16)
+def _site_figures(
+    store: str, sha256: str, point: dict[str, Any], reviews: tuple[int, int], _engine: Store, _predictor: Predictor
+) -> dict[str, Any]:
+    """Site figures, recomputed only when the store, model, operating point or reviews change (not every rerun).
+
+    Every widget on the Metrics page reruns it; without the cache each rerun re-read and re-scored every
+    reviewed image.
+    """
+    return site.site_performance(_engine, _predictor, bootstrap=300)
+
+
 def reviewed_cases_section(engine: Store, predictor: Predictor, heldout: dict[str, Any] | None) -> None:
     """How the model does on this site's reviewed cases, at the operating point in force."""
     st.subheader("On reviewed cases")
@@ -45,7 +57,14 @@ def reviewed_cases_section(engine: Store, predictor: Predictor, heldout: dict[st
         f"out). Model `{predictor.version}` at the operating point in force; bootstrap 95 % intervals."
     )
     try:
-        figures = site.site_performance(engine, predictor, bootstrap=300)
+        figures = _site_figures(
+            str(engine.url),
+            predictor.checkpoint_sha256,
+            predictor.point.to_dict(),
+            actions.reviews_fingerprint(engine),
+            engine,
+            predictor,
+        )
     except actions.StoreUnavailable as error:
         show_store_error(error)
         return

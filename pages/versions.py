@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -50,10 +51,22 @@ def _comparison(title: str, figures: dict[str, Any], names: tuple[str, str], key
         st.plotly_chart(roc_overlay_figure(curves), key=f"{key}_roc")
 
 
+def _folder_state(folder: Path) -> tuple[str, tuple[tuple[str, int, int], ...]]:
+    """The models folder and each checkpoint's (name, size, mtime): the cache key of :func:`_registered`."""
+    files = sorted({*folder.glob("*.pth"), *folder.glob("*/best_model.pth")}) if folder.is_dir() else []
+    return str(folder), tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _registered(state: tuple[str, tuple[tuple[str, int, int], ...]]) -> list[CheckpointInfo]:
+    """The registered checkpoints, read and hashed again only when a file in the folder changes."""
+    return list_checkpoints(state[0])
+
+
 def versions_section(engine: Store, in_use: Predictor) -> None:
     """Compare two registered checkpoints; promote one or roll back."""
     st.subheader("Model versions")
-    candidates = list_checkpoints()
+    candidates = _registered(_folder_state(models_dir()))
     st.caption(
         f"Registered: the checkpoints in {models_dir()} (set PNEUMONIA_MODELS_DIR for another folder). "
         f"In use: `{in_use.version}`."

@@ -25,7 +25,7 @@ from core.cli import add_backend_argument, report_error, report_warning
 from core.data import load_split, scan_image_folder
 from core.evaluation import build_report, score_records, stress_report
 from core.inference import Predictor
-from core.metrics import strict_json
+from core.serialization import strict_json
 from core.shifts import SHIFTS, STRESS_SET
 
 
