@@ -75,6 +75,8 @@ EXPORT_COLUMNS = [
     "n_reviewers",
     "disagreement",
     "resolved_label",
+    "resolution",
+    "provenance",
 ]
 
 T = TypeVar("T")
@@ -390,10 +392,27 @@ def submit_review(
     corrected_label: str | None = None,
     confidence: str = "high",
     notes: str = "",
+    reviewer_verified: bool = False,
+    blind_read_id: int | None = None,
 ) -> ReviewView:
-    """Record a review (validated before anything is written)."""
+    """Record a review (validated before anything is written).
+
+    Args:
+        reviewer_verified: the name came from sign-in; a typed name is stored as unverified.
+        blind_read_id: the reviewer's blind read of this case, when the review follows one (an aided call).
+    """
     with transaction(engine) as session:
-        review = repository.add_review(session, prediction_id, reviewer, agrees, corrected_label, confidence, notes)
+        review = repository.add_review(
+            session,
+            prediction_id,
+            reviewer,
+            agrees,
+            corrected_label,
+            confidence,
+            notes,
+            reviewer_verified=reviewer_verified,
+            blind_read_id=blind_read_id,
+        )
         session.refresh(review, ["prediction"])
         return _review_view(review)
 
@@ -496,20 +515,23 @@ class ReviewedCase:
     image_path: Path
     file_name: str
     label: str
-    """Resolved label: majority of reviewers' latest calls."""
+    """Resolved label: the adjudicated label, else the majority of reviewers' latest calls."""
     review_ids: tuple[int, ...]
     prediction_id: int
     """The newest prediction of this image by the model version asked for."""
     created_at: datetime
 
 
-def reviews_fingerprint(engine: Engine) -> tuple[int, int]:
-    """``(number of reviews, newest review id)``: changes whenever a review is added (for caching figures)."""
+def reviews_fingerprint(engine: Engine) -> tuple[int, int, int]:
+    """``(reviews, newest review id, newest adjudication id)``: changes whenever a resolved label may have."""
     from sqlalchemy import func, select
 
-    def action(session: Session) -> tuple[int, int]:
+    from db.models import Adjudication
+
+    def action(session: Session) -> tuple[int, int, int]:
         count, newest = session.execute(select(func.count(Review.id), func.max(Review.id))).one()
-        return int(count), int(newest or 0)
+        adjudicated = session.scalar(select(func.max(Adjudication.id)))
+        return int(count), int(newest or 0), int(adjudicated or 0)
 
     return _read(engine, action)
 
@@ -523,9 +545,9 @@ def reviewed_cases(engine: Engine, model_sha256: str | None = None) -> list[Revi
 
     def action(session: Session) -> list[ReviewedCase]:
         cases = []
-        for calls in repository.latest_calls_by_image(session).values():
-            label = repository.resolve_label([r.call for r in calls.values()])
-            if not label:
+        for calls, resolution in repository.resolutions(session).values():
+            label = resolution.label
+            if not label or not calls:
                 continue
             image = next(iter(calls.values())).prediction.image
             predictions = [p for p in image.predictions if model_sha256 is None or p.model.sha256 == model_sha256]

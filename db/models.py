@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -81,8 +81,13 @@ class Review(Base):
     notes: Mapped[str] = mapped_column(Text, default="")
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("reviews.id"), default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    reviewer_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    """True when the name came from sign-in; a typed name is unverified."""
+    blind_read_id: Mapped[int | None] = mapped_column(ForeignKey("blind_reads.id"), default=None)
+    """The reviewer's own call made before seeing the model's output, when the read was blind."""
 
     prediction: Mapped[Prediction] = relationship(back_populates="reviews")
+    blind_read: Mapped[BlindRead | None] = relationship()
 
     @property
     def call(self) -> str:
@@ -119,3 +124,72 @@ class ModelPromotion(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
     model: Mapped[ModelVersion] = relationship()
+
+
+class BlindRead(Base):
+    """A reviewer's unaided call on a case, made before the model's output was shown (append-only)."""
+
+    __tablename__ = "blind_reads"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    prediction_id: Mapped[int] = mapped_column(ForeignKey("predictions.id", ondelete="RESTRICT"), index=True)
+    reviewer: Mapped[str] = mapped_column(String(100), index=True)
+    reviewer_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    label: Mapped[str] = mapped_column(String(16))
+    confidence: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    prediction: Mapped[Prediction] = relationship()
+
+
+class Adjudication(Base):
+    """The final label of an image, set by an adjudicator with a reason (append-only; the newest is in force)."""
+
+    __tablename__ = "adjudications"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="RESTRICT"), index=True)
+    adjudicator: Mapped[str] = mapped_column(String(100))
+    adjudicator_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    label: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    image: Mapped[Image] = relationship()
+
+
+class SuspectedLabelIssue(Base):
+    """A training image whose given label the model doubts, queued for review (``training.label_issues``)."""
+
+    __tablename__ = "suspected_label_issues"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="RESTRICT"), index=True)
+    prediction_id: Mapped[int] = mapped_column(ForeignKey("predictions.id", ondelete="RESTRICT"), index=True)
+    given_label: Mapped[str] = mapped_column(String(16))
+    p_given_label: Mapped[float] = mapped_column(Float)
+    """Out-of-fold probability of the given label (low: the label is doubted)."""
+    rank: Mapped[int] = mapped_column(Integer)
+    method: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    image: Mapped[Image] = relationship()
+    prediction: Mapped[Prediction] = relationship()
+
+
+class AuditEntry(Base):
+    """One link of the tamper-evident log: its hash covers the previous hash and this entry's content."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (UniqueConstraint("prev_hash", name="uq_audit_log_prev_hash"),)  # no forks
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    action: Mapped[str] = mapped_column(String(32))
+    entity: Mapped[str] = mapped_column(String(32))
+    entity_id: Mapped[int] = mapped_column(Integer)
+    actor: Mapped[str] = mapped_column(String(100))
+    content: Mapped[str] = mapped_column(Text)
+    """Canonical JSON of the entity's recorded fields."""
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -24,7 +24,8 @@ from core.checkpoint import model_version
 from core.labels import CLASS_NAMES
 from core.operating_point import validate_calibration
 from core.serialization import strict_json
-from db.models import Image, ModelPromotion, ModelVersion, Prediction, Review, ThresholdChange
+from db import audit
+from db.models import Adjudication, BlindRead, Image, ModelPromotion, ModelVersion, Prediction, Review, ThresholdChange
 from db.settings import image_store_dir
 
 MAX_NOTES = 5000
@@ -179,14 +180,15 @@ def log_prediction(
     prediction = Prediction(
         image_id=image.id,
         model_id=model.id,
-        p_normal=1.0 - p_pneumonia,
-        p_pneumonia=p_pneumonia,
-        threshold=threshold,
+        p_normal=1.0 - float(p_pneumonia),
+        p_pneumonia=float(p_pneumonia),
+        threshold=float(threshold),
         predicted_label=_label(predicted_label, "predicted label"),
         channel=channel[:32],
     )
     session.add(prediction)
     session.flush()
+    audit.record(session, prediction, "predict", prediction.channel)
     return prediction
 
 
@@ -213,8 +215,14 @@ def add_review(
     corrected_label: str | None = None,
     confidence: str = "high",
     notes: str = "",
+    reviewer_verified: bool = False,
+    blind_read_id: int | None = None,
 ) -> Review:
     """Record a reviewer's verdict; their earlier review of the same prediction is superseded, not changed.
+
+    Args:
+        reviewer_verified: the name came from sign-in (a typed name is unverified).
+        blind_read_id: the reviewer's blind read of this case that preceded this (aided) review.
 
     Raises:
         ValidationError: unknown prediction, empty reviewer, bad label or
@@ -224,9 +232,7 @@ def add_review(
     notes = _clean_text(notes, MAX_NOTES, "notes", multiline=True)
     if not isinstance(agrees, bool):
         raise ValidationError(f"agrees must be True or False, got {str(agrees)[:20]!r}")
-    confidence = (confidence or "").strip().lower()
-    if confidence not in CONFIDENCE_LEVELS:
-        raise ValidationError(f"confidence must be one of {', '.join(CONFIDENCE_LEVELS)}")
+    confidence = _confidence(confidence)
     prediction = session.get(Prediction, prediction_id)
     if prediction is None:
         raise ValidationError(f"no prediction with id {prediction_id}")
@@ -250,10 +256,90 @@ def add_review(
         confidence=confidence,
         notes=notes,
         supersedes_id=previous.id if previous else None,
+        reviewer_verified=bool(reviewer_verified),
+        blind_read_id=_own_blind_read(session, blind_read_id, prediction_id, reviewer),
     )
     session.add(review)
     session.flush()
+    audit.record(session, review, "review", reviewer)
     return review
+
+
+def _confidence(value: str) -> str:
+    confidence = (value or "").strip().lower()
+    if confidence not in CONFIDENCE_LEVELS:
+        raise ValidationError(f"confidence must be one of {', '.join(CONFIDENCE_LEVELS)}")
+    return confidence
+
+
+def _own_blind_read(session: Session, blind_read_id: int | None, prediction_id: int, reviewer: str) -> int | None:
+    if blind_read_id is None:
+        return None
+    blind = session.get(BlindRead, blind_read_id)
+    if blind is None or blind.prediction_id != prediction_id or blind.reviewer != reviewer:
+        raise ValidationError("the blind read does not belong to this reviewer and case")
+    return blind.id
+
+
+def add_blind_read(
+    session: Session, prediction_id: int, reviewer: str, label: str, confidence: str, reviewer_verified: bool = False
+) -> BlindRead:
+    """Record a reviewer's own call on a case made before the model's output was shown."""
+    reviewer = _clean_text(reviewer, MAX_REVIEWER, "reviewer name", required=True)
+    blind = BlindRead(
+        prediction_id=_existing_prediction(session, prediction_id).id,
+        reviewer=reviewer,
+        reviewer_verified=bool(reviewer_verified),
+        label=_label(label, "your call"),
+        confidence=_confidence(confidence),
+    )
+    session.add(blind)
+    session.flush()
+    audit.record(session, blind, "blind_read", reviewer)
+    return blind
+
+
+def latest_blind_read(session: Session, prediction_id: int, reviewer: str) -> BlindRead | None:
+    """The reviewer's newest blind read of a case, if any."""
+    return session.scalar(
+        select(BlindRead)
+        .where(BlindRead.prediction_id == prediction_id, BlindRead.reviewer == reviewer.strip())
+        .order_by(BlindRead.id.desc())
+        .limit(1)
+    )
+
+
+def _existing_prediction(session: Session, prediction_id: int) -> Prediction:
+    prediction = session.get(Prediction, prediction_id)
+    if prediction is None:
+        raise ValidationError(f"no prediction with id {prediction_id}")
+    return prediction
+
+
+def add_adjudication(
+    session: Session, image_id: int, adjudicator: str, label: str, reason: str, adjudicator_verified: bool = False
+) -> Adjudication:
+    """Record the final label of an image, with the reason (required)."""
+    adjudicator = _clean_text(adjudicator, MAX_REVIEWER, "adjudicator name", required=True)
+    if session.get(Image, image_id) is None:
+        raise ValidationError(f"no image with id {image_id}")
+    adjudication = Adjudication(
+        image_id=image_id,
+        adjudicator=adjudicator,
+        adjudicator_verified=bool(adjudicator_verified),
+        label=_label(label, "final label"),
+        reason=_clean_text(reason, MAX_NOTES, "reason", required=True, multiline=True),
+    )
+    session.add(adjudication)
+    session.flush()
+    audit.record(session, adjudication, "adjudicate", adjudicator)
+    return adjudication
+
+
+def latest_adjudications(session: Session) -> dict[int, Adjudication]:
+    """The adjudication in force (the newest) per image id."""
+    rows = session.scalars(select(Adjudication).order_by(Adjudication.id))
+    return {row.image_id: row for row in rows}
 
 
 def review_history(session: Session, prediction_id: int) -> list[Review]:
@@ -369,6 +455,48 @@ def resolve_label(calls: list[str]) -> str:
     return ranked[0][0] if len(ranked) == 1 or ranked[0][1] > ranked[1][1] else ""
 
 
+def shown_name(name: str, verified: bool) -> str:
+    """A person's name as shown and exported: typed names are marked unverified."""
+    return name if verified else f"{name} (unverified)"
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """An image's resolved label and where it came from."""
+
+    label: str
+    """Adjudicated label if any, else the majority of reviewers' latest calls; ``""`` on a tie."""
+    method: str
+    """``"adjudicated"``, ``"majority"`` or ``"tie"``."""
+    provenance: str
+    """Human-readable: "adjudicated by X on DATE: reason" or "majority of A, B (2 of 3)"."""
+    adjudication: Adjudication | None = None
+
+
+def resolve(calls: dict[str, Review], adjudication: Adjudication | None) -> Resolution:
+    """The resolved label of one image from its reviewers' latest calls and the adjudication in force."""
+    if adjudication is not None:
+        who = shown_name(adjudication.adjudicator, adjudication.adjudicator_verified)
+        when = adjudication.created_at.strftime("%Y-%m-%d %H:%M")
+        provenance = f"adjudicated by {who} on {when} UTC: {adjudication.reason}"
+        return Resolution(adjudication.label, "adjudicated", provenance, adjudication)
+    label = resolve_label([r.call for r in calls.values()])
+    if not label:
+        return Resolution("", "tie", f"tie between {len(calls)} reviewer(s); needs adjudication")
+    voters = sorted(shown_name(n, r.reviewer_verified) for n, r in calls.items() if r.call == label)
+    return Resolution(label, "majority", f"majority of {', '.join(voters)} ({len(voters)} of {len(calls)})")
+
+
+def resolutions(session: Session) -> dict[int, tuple[dict[str, Review], Resolution]]:
+    """Every reviewed or adjudicated image id -> (each reviewer's latest call, its resolution)."""
+    by_image = latest_calls_by_image(session)
+    adjudicated = latest_adjudications(session)
+    return {
+        image_id: (by_image.get(image_id, {}), resolve(by_image.get(image_id, {}), adjudicated.get(image_id)))
+        for image_id in sorted(set(by_image) | set(adjudicated))
+    }
+
+
 def latest_calls_by_image(session: Session) -> dict[int, dict[str, Review]]:
     """For each reviewed image: each reviewer's newest review of any prediction of it."""
     by_image: dict[int, dict[str, Review]] = {}
@@ -380,15 +508,17 @@ def latest_calls_by_image(session: Session) -> dict[int, dict[str, Review]]:
 def relabel_rows(session: Session, only_disagreements: bool = False) -> list[dict[str, Any]]:
     """One row per reviewed image: original label, the model's call, each reviewer's call, resolved label.
 
-    The resolved label is the majority of reviewers' current calls on the
-    image's latest reviewed prediction; a tie leaves it empty (training ignores it).
+    The resolved label is the adjudicated label if any, else the majority of
+    reviewers' current calls; a tie leaves it empty (training ignores it). Its
+    provenance, and whether each name was verified by sign-in, go with it.
     """
     rows = []
-    for image_id, calls in sorted(latest_calls_by_image(session).items()):
+    for image_id, (calls, resolution) in resolutions(session).items():
         image = session.get(Image, image_id)
         assert image is not None  # reviews reference images through a foreign key
+        if not calls:
+            continue  # adjudicated without a review: nothing to export beside it
         latest_prediction = max((r.prediction for r in calls.values()), key=lambda p: p.id)
-        resolved = resolve_label([r.call for r in calls.values()])
         disagreement = any(not r.agrees for r in calls.values())
         if only_disagreements and not disagreement:
             continue
@@ -401,10 +531,14 @@ def relabel_rows(session: Session, only_disagreements: bool = False) -> list[dic
                 "model_label": latest_prediction.predicted_label,
                 "p_pneumonia": round(latest_prediction.p_pneumonia, 6),
                 "model_version": model_version(latest_prediction.model.arch, latest_prediction.model.sha256),
-                "reviewer_calls": "; ".join(f"{name}:{r.call}" for name, r in sorted(calls.items())),
+                "reviewer_calls": "; ".join(
+                    f"{shown_name(name, r.reviewer_verified)}:{r.call}" for name, r in sorted(calls.items())
+                ),
                 "n_reviewers": len(calls),
                 "disagreement": disagreement,
-                "resolved_label": resolved,
+                "resolved_label": resolution.label,
+                "resolution": resolution.method,
+                "provenance": resolution.provenance,
             }
         )
     return rows
@@ -444,6 +578,7 @@ def record_threshold_change(
     )
     session.add(change)
     session.flush()
+    audit.record(session, change, "set_operating_point", change.changed_by)
     return change
 
 
@@ -482,6 +617,7 @@ def record_promotion(
     )
     session.add(promotion)
     session.flush()
+    audit.record(session, promotion, "promote", promotion.promoted_by)
     return promotion
 
 

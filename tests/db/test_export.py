@@ -35,7 +35,7 @@ def test_export_csv_read_back(engine, tmp_path):
     assert rows["IM-0001-0001.jpeg"]["resolved_label"] == "NORMAL"
     assert rows["IM-0001-0001.jpeg"]["model_label"] == "PNEUMONIA"
     assert rows["IM-0001-0001.jpeg"]["original_label"] == "NORMAL"
-    assert rows["IM-0001-0001.jpeg"]["reviewer_calls"] == "A:NORMAL; B:NORMAL"
+    assert rows["IM-0001-0001.jpeg"]["reviewer_calls"] == "A (unverified):NORMAL; B (unverified):NORMAL"
     assert rows["person1_virus_1.jpeg"]["resolved_label"] == "PNEUMONIA"
     assert rows["tie.png"]["resolved_label"] == ""
     assert write_relabel_export(engine, tmp_path / "dis.csv", only_disagreements=True) == 2

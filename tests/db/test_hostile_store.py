@@ -144,7 +144,7 @@ def test_csv_cells_that_look_like_formulas_are_neutralised(engine, tmp_path):
     actions.write_relabel_export(engine, out)
     with open(out, newline="") as handle:
         row = next(csv.DictReader(handle))
-    assert row["file_name"] == "'=HYPERLINK(evil).png" and row["reviewer_calls"] == "'=1+1:NORMAL"
+    assert row["file_name"] == "'=HYPERLINK(evil).png" and row["reviewer_calls"] == "'=1+1 (unverified):NORMAL"
     assert read_label_overrides(out) == {"=HYPERLINK(evil).png": 0}  # training still matches the real name
 
 

@@ -1,0 +1,274 @@
+"""The tamper-evident audit log: a hash chain over every prediction, review, blind read, adjudication,
+threshold change, model promotion and queued training-label issue.
+
+Each entry stores the canonical JSON of the row it records and
+``hash = sha256(prev_hash + "\\n" + canonical JSON of the entry)``. Entries are
+only ever appended, in the same transaction as the row they record; the unique
+``prev_hash`` forbids two entries claiming the same predecessor (a fork).
+:func:`verify` walks the chain and also compares every recorded row with the
+row as it is now, so editing either the log or the data shows up at the first
+entry that no longer matches. Deleting the newest entries cannot be seen from
+inside the database: keep the head hash :func:`verify` prints somewhere else
+(a ticket, an e-mail) to detect that.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from db.models import (
+    Adjudication,
+    AuditEntry,
+    BlindRead,
+    ModelPromotion,
+    Prediction,
+    Review,
+    SuspectedLabelIssue,
+    ThresholdChange,
+    utcnow,
+)
+
+GENESIS = "0" * 64
+"""The predecessor of the first entry."""
+
+
+def _time(value: datetime | None) -> str | None:
+    """A timestamp as UTC ISO text, the same whether the database kept the zone (PostgreSQL) or not (SQLite)."""
+    if value is None:
+        return None
+    if value.tzinfo is not None:
+        value = value.astimezone(UTC).replace(tzinfo=None)
+    return value.isoformat()
+
+
+def _prediction(row: Prediction) -> dict[str, Any]:
+    return {
+        "image_id": row.image_id,
+        "model_id": row.model_id,
+        "p_pneumonia": row.p_pneumonia,
+        "threshold": row.threshold,
+        "predicted_label": row.predicted_label,
+        "channel": row.channel,
+        "created_at": _time(row.created_at),
+    }
+
+
+def _review(row: Review) -> dict[str, Any]:
+    return {
+        "prediction_id": row.prediction_id,
+        "reviewer": row.reviewer,
+        "reviewer_verified": bool(row.reviewer_verified),
+        "agrees": bool(row.agrees),
+        "corrected_label": row.corrected_label,
+        "confidence": row.confidence,
+        "notes": row.notes,
+        "supersedes_id": row.supersedes_id,
+        "blind_read_id": row.blind_read_id,
+        "created_at": _time(row.created_at),
+    }
+
+
+def _blind_read(row: BlindRead) -> dict[str, Any]:
+    return {
+        "prediction_id": row.prediction_id,
+        "reviewer": row.reviewer,
+        "reviewer_verified": bool(row.reviewer_verified),
+        "label": row.label,
+        "confidence": row.confidence,
+        "created_at": _time(row.created_at),
+    }
+
+
+def _adjudication(row: Adjudication) -> dict[str, Any]:
+    return {
+        "image_id": row.image_id,
+        "adjudicator": row.adjudicator,
+        "adjudicator_verified": bool(row.adjudicator_verified),
+        "label": row.label,
+        "reason": row.reason,
+        "created_at": _time(row.created_at),
+    }
+
+
+def _threshold_change(row: ThresholdChange) -> dict[str, Any]:
+    return {
+        "model_id": row.model_id,
+        "threshold": row.threshold,
+        "temperature": row.temperature,
+        "bias": row.bias,
+        "goal": row.goal,
+        "changed_by": row.changed_by,
+        "reason": row.reason,
+        "created_at": _time(row.created_at),
+    }
+
+
+def _promotion(row: ModelPromotion) -> dict[str, Any]:
+    return {
+        "model_id": row.model_id,
+        "checkpoint_path": row.checkpoint_path,
+        "promoted_by": row.promoted_by,
+        "reason": row.reason,
+        "created_at": _time(row.created_at),
+    }
+
+
+def _label_issue(row: SuspectedLabelIssue) -> dict[str, Any]:
+    return {
+        "image_id": row.image_id,
+        "prediction_id": row.prediction_id,
+        "given_label": row.given_label,
+        "p_given_label": row.p_given_label,
+        "rank": row.rank,
+        "method": row.method,
+        "created_at": _time(row.created_at),
+    }
+
+
+RECORDED: dict[str, tuple[type, Any]] = {
+    "prediction": (Prediction, _prediction),
+    "review": (Review, _review),
+    "blind_read": (BlindRead, _blind_read),
+    "adjudication": (Adjudication, _adjudication),
+    "threshold_change": (ThresholdChange, _threshold_change),
+    "model_promotion": (ModelPromotion, _promotion),
+    "label_issue": (SuspectedLabelIssue, _label_issue),
+}
+"""Entity name -> (table, the fields the log records)."""
+
+ENTITY_OF = {table: name for name, (table, _) in RECORDED.items()}
+
+
+def canonical(value: Any) -> str:
+    """Deterministic JSON: sorted keys, no spaces, exact floats."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def entry_hash(
+    prev_hash: str,
+    entry_id: int,
+    action: str,
+    entity: str,
+    entity_id: int,
+    actor: str,
+    content: str,
+    created_at: datetime,
+) -> str:
+    """The hash of one entry: it covers the previous entry's hash and every field of this one."""
+    body = canonical(
+        {
+            "id": entry_id,
+            "action": action,
+            "entity": entity,
+            "entity_id": entity_id,
+            "actor": actor,
+            "content": content,
+            "created_at": _time(created_at),
+        }
+    )
+    return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
+
+
+def record(session: Session, row: Any, action: str, actor: str) -> AuditEntry:
+    """Append the log entry for ``row`` (already flushed) in the caller's transaction."""
+    entity = ENTITY_OF[type(row)]
+    content = canonical(RECORDED[entity][1](row))
+    last = session.execute(select(AuditEntry.id, AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).first()
+    entry_id, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
+    created_at = utcnow()
+    entry = AuditEntry(
+        id=entry_id,
+        action=action,
+        entity=entity,
+        entity_id=row.id,
+        actor=actor[:100],
+        content=content,
+        prev_hash=prev_hash,
+        hash=entry_hash(prev_hash, entry_id, action, entity, row.id, actor[:100], content, created_at),
+        created_at=created_at,
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    """What :func:`verify` found."""
+
+    entries: int
+    verified_up_to: int
+    """Id of the last entry before the first broken one (all of them when nothing is broken)."""
+    head_hash: str
+    broken_at: int | None = None
+    problem: str = ""
+    unlogged: int = 0
+    """Recorded-kind rows with no log entry (made before the log existed, or written around the application)."""
+
+    @property
+    def ok(self) -> bool:
+        """True when every entry links and matches its row."""
+        return self.broken_at is None
+
+    def message(self) -> str:
+        """One line for the page and the command line."""
+        if self.ok:
+            text = f"log verified up to entry {self.verified_up_to} of {self.entries}; head {self.head_hash[:16]}"
+        else:
+            text = f"log broken at entry {self.broken_at}: {self.problem} (verified up to entry {self.verified_up_to})"
+        if self.unlogged:
+            text += f"; {self.unlogged} row(s) have no log entry (older than the log, or written around the app)"
+        return text
+
+
+def verify(session: Session) -> VerifyReport:
+    """Walk the chain from the first entry; stop at the first broken link or mismatching row."""
+    entries = session.scalar(select(func.count(AuditEntry.id))) or 0
+    prev_hash, verified, expected_id = GENESIS, 0, 1
+    logged: dict[str, set[int]] = {name: set() for name in RECORDED}
+    for entry in session.scalars(select(AuditEntry).order_by(AuditEntry.id)):
+        problem = _entry_problem(session, entry, prev_hash, expected_id)
+        if problem:
+            return VerifyReport(entries, verified, prev_hash, entry.id, problem)
+        logged.setdefault(entry.entity, set()).add(entry.entity_id)
+        prev_hash, verified, expected_id = entry.hash, entry.id, entry.id + 1
+    unlogged = 0
+    for name, (table, _) in RECORDED.items():
+        ids = set(session.scalars(select(table.id)))
+        unlogged += len(ids - logged[name])
+    return VerifyReport(entries, verified, prev_hash, unlogged=unlogged)
+
+
+def _entry_problem(session: Session, entry: AuditEntry, prev_hash: str, expected_id: int) -> str:
+    if entry.id != expected_id:
+        return f"entries {expected_id}-{entry.id - 1} are missing"
+    if entry.prev_hash != prev_hash:
+        return "does not link to the previous entry"
+    recomputed = entry_hash(
+        entry.prev_hash,
+        entry.id,
+        entry.action,
+        entry.entity,
+        entry.entity_id,
+        entry.actor,
+        entry.content,
+        entry.created_at,
+    )
+    if recomputed != entry.hash:
+        return "its content was changed after it was written"
+    if entry.entity not in RECORDED:
+        return f"unknown entity {entry.entity!r}"
+    table, fields = RECORDED[entry.entity]
+    row = session.get(table, entry.entity_id)
+    if row is None:
+        return f"{entry.entity} {entry.entity_id} was deleted"
+    if canonical(fields(row)) != entry.content:
+        return f"{entry.entity} {entry.entity_id} was changed after it was logged"
+    return ""
