@@ -5,6 +5,7 @@
     python -m db summary
     python -m db check [--fix]
     python -m db backup OUT.db
+    python -m db verify
 
 Every failure is one ``error:`` line on stderr and exit status 2.
 """
@@ -19,6 +20,7 @@ from core.cli import report_error
 from db.actions import StoreUnavailable, feedback_view, open_store, write_relabel_export
 from db.engine import current_revision
 from db.maintenance import backup, check_store
+from db.study import reader_performance, verify_log
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -36,6 +38,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     check.add_argument("--fix", action="store_true", help="remove orphan files and rows without files")
     copy = commands.add_parser("backup", help="consistent copy of a SQLite database (online backup API)")
     copy.add_argument("output")
+    commands.add_parser("verify", help="walk the tamper-evident audit log; exit 1 at the first broken entry")
     return parser
 
 
@@ -46,7 +49,13 @@ def main(args: argparse.Namespace) -> int:
         if args.command == "upgrade":
             print(f"schema at revision {current_revision(engine)}")
         elif args.command == "summary":
-            print(json.dumps(feedback_view(engine).summary, indent=1))
+            summary = {**feedback_view(engine).summary, "reader_performance": reader_performance(engine).as_dict()}
+            print(json.dumps(summary, indent=1))
+        elif args.command == "verify":
+            report = verify_log(engine)
+            print(report.message())
+            print(f"head hash: {report.head_hash}")
+            return 0 if report.ok else 1
         elif args.command == "check":
             report = check_store(engine, fix=args.fix)
             verb = "removed" if report.fixed else "found"

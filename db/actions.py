@@ -323,6 +323,14 @@ class ReviewView:
     notes: str
     created_at: datetime
     supersedes_id: int | None
+    reviewer_verified: bool = False
+    blind_call: str | None = None
+    """The reviewer's unaided call before the model's output was shown, when the read was blind."""
+
+    @property
+    def shown_reviewer(self) -> str:
+        """The name as shown: typed names are marked unverified."""
+        return repository.shown_name(self.reviewer, self.reviewer_verified)
 
 
 @dataclass(frozen=True)
@@ -339,6 +347,11 @@ class CaseView:
     model_version: str
     created_at: datetime
     reviews: list[ReviewView] = field(default_factory=list)
+    image_id: int = 0
+    original_label: str | None = None
+    """The label the image came with (training data), if any."""
+    doubt: str = ""
+    """Why a training image is queued: its given label and the out-of-fold probability of it ("" otherwise)."""
 
 
 def _review_view(review: Review) -> ReviewView:
@@ -352,6 +365,8 @@ def _review_view(review: Review) -> ReviewView:
         review.notes,
         review.created_at,
         review.supersedes_id,
+        review.reviewer_verified,
+        review.blind_read.label if review.blind_read is not None else None,
     )
 
 
@@ -367,6 +382,19 @@ def _case_view(prediction: Prediction) -> CaseView:
         model_version=model_version(prediction.model.arch, prediction.model.sha256),
         created_at=prediction.created_at,
         reviews=[_review_view(r) for r in prediction.reviews],
+        image_id=prediction.image_id,
+        original_label=prediction.image.original_label,
+        doubt=_doubt(prediction),
+    )
+
+
+def _doubt(prediction: Prediction) -> str:
+    issue = prediction.label_issue
+    if issue is None:
+        return ""
+    return (
+        f"Training image labelled {issue.given_label}; suspected label error #{issue.rank} "
+        f"(out-of-fold probability of {issue.given_label}: {issue.p_given_label:.3f}, {issue.method})"
     )
 
 
@@ -550,7 +578,12 @@ def reviewed_cases(engine: Engine, model_sha256: str | None = None) -> list[Revi
             if not label or not calls:
                 continue
             image = next(iter(calls.values())).prediction.image
-            predictions = [p for p in image.predictions if model_sha256 is None or p.model.sha256 == model_sha256]
+            predictions = [
+                p
+                for p in image.predictions
+                if (model_sha256 is None or p.model.sha256 == model_sha256)
+                and p.channel != repository.TRAINING_DATA_CHANNEL  # training images are not site cases
+            ]
             if not predictions:
                 continue
             newest = max(predictions, key=lambda p: p.id)

@@ -132,7 +132,7 @@ def _label_issue(row: SuspectedLabelIssue) -> dict[str, Any]:
     }
 
 
-RECORDED: dict[str, tuple[type, Any]] = {
+RECORDED: dict[str, tuple[Any, Any]] = {
     "prediction": (Prediction, _prediction),
     "review": (Review, _review),
     "blind_read": (BlindRead, _blind_read),

@@ -67,6 +67,8 @@ class Prediction(Base):
     image: Mapped[Image] = relationship(back_populates="predictions")
     model: Mapped[ModelVersion] = relationship()
     reviews: Mapped[list[Review]] = relationship(back_populates="prediction", order_by="Review.id")
+    label_issue: Mapped[SuspectedLabelIssue | None] = relationship(viewonly=True, uselist=False)
+    """Set when the prediction was made to queue a doubted training label."""
 
 
 class Review(Base):

@@ -372,6 +372,12 @@ class QueueFilters:
     since: datetime | None = None
     until: datetime | None = None
     include_reviewed: bool = True
+    training_data: bool = False
+    """The "Training data" queue (images ``training.label_issues`` doubts) instead of predictions."""
+
+
+TRAINING_DATA_CHANNEL = "training_data"
+"""Channel of predictions made to queue a training image whose label is doubted."""
 
 
 def review_queue(session: Session, filters: QueueFilters | None = None, limit: int = 50) -> list[Prediction]:
@@ -386,6 +392,10 @@ def review_queue(session: Session, filters: QueueFilters | None = None, limit: i
         .outerjoin(review_count, review_count.c.prediction_id == Prediction.id)
         .options(selectinload(Prediction.image), selectinload(Prediction.model), selectinload(Prediction.reviews))
     )
+    if filters.training_data:
+        query = query.where(Prediction.channel == TRAINING_DATA_CHANNEL)
+    else:
+        query = query.where(Prediction.channel != TRAINING_DATA_CHANNEL)
     if filters.model_id is not None:
         query = query.where(Prediction.model_id == filters.model_id)
     if filters.predicted_label:

@@ -38,3 +38,26 @@ def evaluation_roots() -> list[Path]:
     raw = os.environ.get("PNEUMONIA_EVAL_ROOTS", "")
     roots = [Path(part) for part in raw.split(os.pathsep) if part.strip()]
     return roots or [data_dir()]
+
+
+def _flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name, "").strip().lower()
+    return default if not value else value in {"1", "true", "yes", "on"}
+
+
+def blind_read_default() -> bool:
+    """Review cases blind first (the model's output hidden until the reviewer calls): ``$PNEUMONIA_BLIND_READ``."""
+    return _flag("PNEUMONIA_BLIND_READ", False)
+
+
+def adjudicate_model_disagreements() -> bool:
+    """Also send a case to adjudication when a reviewer disagrees with the model, not only with another reviewer
+    (``$PNEUMONIA_ADJUDICATE_MODEL_DISAGREEMENT``)."""
+    return _flag("PNEUMONIA_ADJUDICATE_MODEL_DISAGREEMENT", False)
+
+
+def adjudicators() -> set[str]:
+    """Identities with the adjudicator role: ``$PNEUMONIA_ADJUDICATORS``, comma-separated, compared case-insensitively
+    (with sign-in configured these are the signed-in e-mail addresses)."""
+    raw = os.environ.get("PNEUMONIA_ADJUDICATORS", "")
+    return {part.strip().casefold() for part in raw.split(",") if part.strip()}

@@ -1,0 +1,347 @@
+"""Review as a reader study: identities, blind first reads, adjudication, reader performance, the audit log.
+
+Use-case functions over the store, like :mod:`db.actions`: each takes the
+engine, runs one transaction, returns plain dataclasses.
+
+Reference labels for reader performance: a reader is scored against the
+adjudicated label of a case unless they adjudicated it themselves (then the
+case is left out for them), else against the majority of the *other*
+readers' calls (their own vote never counts toward their own reference; a
+case nobody else read, or where the others tie, is left out). The model is
+scored on exactly the same cases against the same references.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from core.agreement import FleissKappa, PairAgreement, Proportion, fleiss, pairwise_kappa, reader_figures
+from core.checkpoint import model_version
+from db import audit, repository
+from db.actions import ValidationError, _read, transaction
+from db.models import BlindRead, Prediction, Review
+from db.settings import adjudicate_model_disagreements, adjudicators
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is acting: a signed-in identity (verified) or a typed name (unverified)."""
+
+    name: str
+    verified: bool
+
+    @property
+    def shown(self) -> str:
+        """The name as shown and exported."""
+        return repository.shown_name(self.name, self.verified)
+
+    @property
+    def is_adjudicator(self) -> bool:
+        """True when the name is in the adjudicator setting (``$PNEUMONIA_ADJUDICATORS``)."""
+        return self.name.strip().casefold() in adjudicators()
+
+
+# ---------------------------------------------------------------- blind reads
+
+
+@dataclass(frozen=True)
+class BlindReadView:
+    """A reviewer's unaided call."""
+
+    id: int
+    prediction_id: int
+    reviewer: str
+    label: str
+    confidence: str
+    created_at: datetime
+
+
+def _blind_view(row: BlindRead) -> BlindReadView:
+    return BlindReadView(row.id, row.prediction_id, row.reviewer, row.label, row.confidence, row.created_at)
+
+
+def record_blind_read(
+    engine: Engine, prediction_id: int, identity: Identity, label: str, confidence: str
+) -> BlindReadView:
+    """Store a reviewer's own call made without the model's output (before it is revealed to them)."""
+    with transaction(engine) as session:
+        row = repository.add_blind_read(session, prediction_id, identity.name, label, confidence, identity.verified)
+        return _blind_view(row)
+
+
+def blind_read_of(engine: Engine, prediction_id: int, reviewer: str) -> BlindReadView | None:
+    """The reviewer's newest blind read of a case, if they made one."""
+
+    def action(session: Session) -> BlindReadView | None:
+        row = repository.latest_blind_read(session, prediction_id, reviewer)
+        return _blind_view(row) if row else None
+
+    return _read(engine, action) if reviewer.strip() else None
+
+
+# ---------------------------------------------------------------- adjudication
+
+
+@dataclass(frozen=True)
+class CallView:
+    """One reviewer's current call on an image, with their blind read if any."""
+
+    reviewer: str
+    call: str
+    confidence: str
+    notes: str
+    created_at: datetime
+    model_label: str
+    blind_call: str | None
+
+
+@dataclass(frozen=True)
+class AdjudicationCase:
+    """An image whose reviewers disagree (or disagree with the model, as configured)."""
+
+    image_id: int
+    file_name: str
+    image_path: Path
+    prediction_id: int
+    model_label: str
+    p_pneumonia: float
+    threshold: float
+    model_version: str
+    why: str
+    resolution: str
+    calls: list[CallView] = field(default_factory=list)
+
+
+def _needs_adjudication(calls: dict[str, Review], with_model: bool) -> str:
+    labels = {r.call for r in calls.values()}
+    if len(labels) > 1:
+        return "reviewers disagree"
+    if with_model and any(not r.agrees for r in calls.values()):
+        return "reviewers disagree with the model"
+    return ""
+
+
+def adjudication_queue(engine: Engine, include_model_disagreement: bool | None = None) -> list[AdjudicationCase]:
+    """Images needing a final label: a disagreement with no adjudication since the newest review, oldest first.
+
+    Args:
+        include_model_disagreement: also queue cases where reviewers agree with each other but not with
+            the model (default: ``$PNEUMONIA_ADJUDICATE_MODEL_DISAGREEMENT``).
+    """
+    with_model = adjudicate_model_disagreements() if include_model_disagreement is None else include_model_disagreement
+
+    def action(session: Session) -> list[AdjudicationCase]:
+        cases = []
+        for _image_id, (calls, resolution) in repository.resolutions(session).items():
+            why = _needs_adjudication(calls, with_model) if calls else ""
+            if not why:
+                continue
+            newest = max(calls.values(), key=lambda r: r.id)
+            if resolution.adjudication is not None and _after(resolution.adjudication.created_at, newest.created_at):
+                continue
+            cases.append(_adjudication_case(session, calls, resolution, why))
+        return cases
+
+    return _read(engine, action)
+
+
+def _after(first: datetime, second: datetime) -> bool:
+    return first.replace(tzinfo=None) >= second.replace(tzinfo=None)
+
+
+def _adjudication_case(
+    session: Session, calls: dict[str, Review], resolution: repository.Resolution, why: str
+) -> AdjudicationCase:
+    prediction = max((r.prediction for r in calls.values()), key=lambda p: p.id)
+    image = prediction.image
+    views = [
+        CallView(
+            repository.shown_name(name, review.reviewer_verified),
+            review.call,
+            review.confidence,
+            review.notes,
+            review.created_at,
+            review.prediction.predicted_label,
+            review.blind_read.label if review.blind_read is not None else None,
+        )
+        for name, review in sorted(calls.items())
+    ]
+    return AdjudicationCase(
+        image.id,
+        image.file_name,
+        repository.image_path(image),
+        prediction.id,
+        prediction.predicted_label,
+        prediction.p_pneumonia,
+        prediction.threshold,
+        model_version(prediction.model.arch, prediction.model.sha256),
+        why,
+        resolution.provenance,
+        views,
+    )
+
+
+@dataclass(frozen=True)
+class AdjudicationView:
+    """A recorded final label."""
+
+    id: int
+    image_id: int
+    adjudicator: str
+    label: str
+    reason: str
+    created_at: datetime
+
+
+def adjudicate(engine: Engine, image_id: int, identity: Identity, label: str, reason: str) -> AdjudicationView:
+    """Record the final label of an image.
+
+    Raises:
+        ValidationError: the identity does not hold the adjudicator role, no such image,
+            bad label, or an empty reason. Nothing is written then.
+    """
+    if not identity.is_adjudicator:
+        raise ValidationError(
+            f"{identity.shown[:100]} is not an adjudicator (adjudicators are listed in PNEUMONIA_ADJUDICATORS)"
+        )
+    with transaction(engine) as session:
+        row = repository.add_adjudication(session, image_id, identity.name, label, reason, identity.verified)
+        shown = repository.shown_name(row.adjudicator, row.adjudicator_verified)
+        return AdjudicationView(row.id, row.image_id, shown, row.label, row.reason, row.created_at)
+
+
+# ---------------------------------------------------------------- reader performance
+
+
+@dataclass(frozen=True)
+class ReaderRow:
+    """One reader in one reading mode, and the model on the same cases."""
+
+    reader: str
+    mode: str
+    """``"final"`` (every current call), ``"unaided"`` (blind reads), ``"aided"`` (calls after a blind read)."""
+    n: int
+    sensitivity: Proportion
+    specificity: Proportion
+    model_sensitivity: Proportion
+    model_specificity: Proportion
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values for JSON and tables."""
+        return {
+            "reader": self.reader,
+            "mode": self.mode,
+            "n": self.n,
+            "sensitivity": self.sensitivity.text(),
+            "specificity": self.specificity.text(),
+            "model sensitivity": self.model_sensitivity.text(),
+            "model specificity": self.model_specificity.text(),
+        }
+
+
+@dataclass(frozen=True)
+class ReaderReport:
+    """Reader performance and agreement."""
+
+    rows: list[ReaderRow]
+    pairs: list[PairAgreement]
+    fleiss: FleissKappa
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values for ``python -m db summary``."""
+        return {
+            "readers": [row.as_dict() for row in self.rows],
+            "pairwise_cohen_kappa": [
+                {"readers": [p.first, p.second], "n": p.n, "agreement": _finite(p.agreement), "kappa": _finite(p.kappa)}
+                for p in self.pairs
+            ],
+            "fleiss_kappa": {
+                "kappa": _finite(self.fleiss.kappa),
+                "cases": self.fleiss.cases,
+                "readers_per_case": self.fleiss.readers_per_case,
+            },
+        }
+
+
+def _finite(value: float) -> float | None:
+    return None if value != value else round(value, 4)
+
+
+def _reference(reader: str, calls: dict[str, Review], resolution: repository.Resolution) -> str:
+    adjudication = resolution.adjudication
+    if adjudication is not None:
+        return "" if adjudication.adjudicator.casefold() == reader.casefold() else adjudication.label
+    return repository.resolve_label([r.call for name, r in calls.items() if name != reader])
+
+
+def _latest_blind_reads(session: Session) -> dict[tuple[int, str], BlindRead]:
+    rows = session.scalars(select(BlindRead).join(Prediction).order_by(BlindRead.id))
+    return {(row.prediction.image_id, row.reviewer): row for row in rows}
+
+
+def reader_performance(engine: Engine) -> ReaderReport:
+    """Per reader (final, unaided and aided calls) against reference labels, the model beside each, and kappas."""
+
+    def action(session: Session) -> ReaderReport:
+        scored: dict[tuple[str, str], list[tuple[str, str, str]]] = {}  # (reader, mode) -> (call, model, reference)
+        shown: dict[str, str] = {}
+        blind = _latest_blind_reads(session)
+        resolved = repository.resolutions(session)
+        for image_id, (calls, resolution) in resolved.items():
+            readers = set(calls) | {reader for (image, reader) in blind if image == image_id}
+            for reader in readers:
+                reference = _reference(reader, calls, resolution)
+                if not reference:
+                    continue
+                review = calls.get(reader)
+                if review is not None:
+                    shown[reader] = repository.shown_name(reader, review.reviewer_verified)
+                    entry = (review.call, review.prediction.predicted_label, reference)
+                    scored.setdefault((reader, "final"), []).append(entry)
+                    if review.blind_read_id is not None:
+                        scored.setdefault((reader, "aided"), []).append(entry)
+                read = blind.get((image_id, reader))
+                if read is not None:
+                    shown.setdefault(reader, repository.shown_name(reader, read.reviewer_verified))
+                    entry = (read.label, read.prediction.predicted_label, reference)
+                    scored.setdefault((reader, "unaided"), []).append(entry)
+        rows = []
+        order = {"final": 0, "unaided": 1, "aided": 2}
+        for (reader, mode), entries in sorted(scored.items(), key=lambda item: (item[0][0], order[item[0][1]])):
+            truth = [e[2] for e in entries]
+            person = reader_figures([e[0] for e in entries], truth)
+            machine = reader_figures([e[1] for e in entries], truth)
+            rows.append(
+                ReaderRow(
+                    shown[reader],
+                    mode,
+                    person.n,
+                    person.sensitivity,
+                    person.specificity,
+                    machine.sensitivity,
+                    machine.specificity,
+                )
+            )
+        final_calls: dict[str, dict[object, str]] = {}
+        for image_id, (calls, _) in resolved.items():
+            for name, review in calls.items():
+                who = repository.shown_name(name, review.reviewer_verified)
+                final_calls.setdefault(who, {})[image_id] = review.call
+        per_case = [[r.call for r in calls.values()] for calls, _ in resolved.values()]
+        return ReaderReport(rows, pairwise_kappa(final_calls), fleiss(per_case))
+
+    return _read(engine, action)
+
+
+# ---------------------------------------------------------------- audit log
+
+
+def verify_log(engine: Engine) -> audit.VerifyReport:
+    """Walk the audit chain (see :mod:`db.audit`)."""
+    return _read(engine, audit.verify)

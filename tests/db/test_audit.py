@@ -1,0 +1,108 @@
+"""The audit log: every write appends a linked entry; direct edits of the log or the data break verification."""
+
+import sqlite3
+
+import pytest
+
+from db import repository
+from db.__main__ import get_args_parser, main
+from db.engine import session_scope
+from db.study import Identity, adjudicate, record_blind_read, verify_log
+from tests.db.conftest import add_prediction
+
+
+@pytest.fixture()
+def logged(engine, monkeypatch):
+    monkeypatch.setenv("PNEUMONIA_ADJUDICATORS", "Lead")
+    first = add_prediction(engine, seed=1, p=0.9)
+    second = add_prediction(engine, seed=2, p=0.2)
+    with session_scope(engine) as session:
+        repository.add_review(session, first, "A", False, "NORMAL", notes="looks clear")
+        repository.add_review(session, first, "B", True)
+        model = repository.get_or_create_model(session, "f" * 64, "best_model.pth", "resnet18")
+        repository.record_threshold_change(session, model, 0.4, "ML lead", {"sensitivity": 0.95}, "site")
+        repository.record_promotion(session, model, "models/best_model.pth", "ML lead", "first")
+    record_blind_read(engine, second, Identity("A", False), "PNEUMONIA", "medium")
+    image_id = repository_image_id(engine, first)
+    adjudicate(engine, image_id, Identity("Lead", True), "NORMAL", "no consolidation on the lateral")
+    return engine
+
+
+def repository_image_id(engine, prediction_id):
+    with session_scope(engine) as session:
+        return repository.get_prediction(session, prediction_id).image_id
+
+
+def test_every_kind_of_write_appends_one_linked_entry(logged):
+    report = verify_log(logged)
+    assert report.ok and report.entries == 8 and report.verified_up_to == 8 and report.unlogged == 0
+    with sqlite3.connect(logged.url.database) as connection:
+        rows = connection.execute("SELECT id, action, entity, prev_hash, hash FROM audit_log ORDER BY id").fetchall()
+    assert [r[1] for r in rows] == [
+        "predict",
+        "predict",
+        "review",
+        "review",
+        "set_operating_point",
+        "promote",
+        "blind_read",
+        "adjudicate",
+    ]
+    assert rows[0][3] == "0" * 64 and all(rows[i][3] == rows[i - 1][4] for i in range(1, len(rows)))
+
+
+def _tamper(engine, sql):
+    with sqlite3.connect(engine.url.database) as connection:
+        connection.execute(sql)
+
+
+@pytest.mark.parametrize(
+    ("sql", "entry", "words", "good"),
+    [
+        ("UPDATE reviews SET corrected_label = NULL, agrees = 1 WHERE id = 1", 3, "review 1 was changed", 2),
+        ("UPDATE audit_log SET actor = 'someone else' WHERE id = 4", 4, "content was changed", 3),
+        ("UPDATE adjudications SET label = 'PNEUMONIA' WHERE id = 1", 8, "adjudication 1 was changed", 7),
+        ("UPDATE threshold_changes SET threshold = 0.9 WHERE id = 1", 5, "threshold_change 1 was changed", 4),
+        ("DELETE FROM blind_reads WHERE id = 1", 7, "blind_read 1 was deleted", 6),
+        ("DELETE FROM audit_log WHERE id = 6", 7, "entries 6-6 are missing", 5),
+    ],
+)
+def test_a_direct_edit_breaks_verification_at_that_entry(logged, sql, entry, words, good):
+    _tamper(logged, sql)
+    report = verify_log(logged)
+    assert not report.ok and report.broken_at == entry and words in report.problem
+    assert report.verified_up_to == good
+
+
+def test_a_rewritten_chain_still_breaks_at_the_data(logged):
+    """Recomputing an edited entry's own hash is not enough: the next entry links to the old one."""
+    from db.audit import entry_hash
+
+    with sqlite3.connect(logged.url.database) as connection:
+        row = connection.execute(
+            "SELECT prev_hash, id, action, entity, entity_id, actor, content, created_at FROM audit_log WHERE id = 3"
+        ).fetchone()
+        from datetime import datetime
+
+        new_hash = entry_hash(*row[:5], "forger", row[6], datetime.fromisoformat(row[7]))
+        connection.execute("UPDATE audit_log SET actor = 'forger', hash = ? WHERE id = 3", (new_hash,))
+    report = verify_log(logged)
+    assert report.broken_at == 4 and "previous entry" in report.problem
+
+
+def test_rows_written_around_the_application_are_counted(logged):
+    _tamper(
+        logged,
+        "INSERT INTO reviews (prediction_id, reviewer, agrees, confidence, notes, created_at, reviewer_verified) "
+        "VALUES (2, 'ghost', 1, 'high', '', '2026-01-01 00:00:00', 0)",
+    )
+    report = verify_log(logged)
+    assert report.ok and report.unlogged == 1 and "1 row(s) have no log entry" in report.message()
+
+
+def test_verify_command_reports_the_first_broken_entry(logged, capsys):
+    assert main(get_args_parser().parse_args(["verify"])) == 0
+    assert "log verified up to entry 8 of 8" in capsys.readouterr().out
+    _tamper(logged, "UPDATE reviews SET notes = 'edited' WHERE id = 1")
+    assert main(get_args_parser().parse_args(["verify"])) == 1
+    assert "log broken at entry 3: review 1 was changed" in capsys.readouterr().out
