@@ -91,7 +91,7 @@ class PairAgreement:
 
 
 def pairwise_kappa(calls: dict[str, dict[object, str]]) -> list[PairAgreement]:
-    """Cohen's kappa for every pair of readers over the cases both called.
+    """Cohen's kappa for every pair of readers who called at least one case in common, over those cases.
 
     Args:
         calls: reader -> case -> label.
@@ -99,9 +99,11 @@ def pairwise_kappa(calls: dict[str, dict[object, str]]) -> list[PairAgreement]:
     pairs = []
     for first, second in combinations(sorted(calls), 2):
         shared = sorted(set(calls[first]) & set(calls[second]), key=str)
+        if not shared:
+            continue
         a = [calls[first][case] for case in shared]
         b = [calls[second][case] for case in shared]
-        agreement = sum(x == y for x, y in zip(a, b, strict=True)) / len(shared) if shared else math.nan
+        agreement = sum(x == y for x, y in zip(a, b, strict=True)) / len(shared)
         pairs.append(PairAgreement(first, second, len(shared), agreement, cohen_kappa(a, b)))
     return pairs
 

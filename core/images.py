@@ -135,3 +135,22 @@ def load_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
     except (OSError, ValueError) as error:  # odd modes and broken palettes surface only when converting
         reason = str(error).splitlines()[0] if str(error) else type(error).__name__
         raise ImageLoadError(f"{label}: unsupported pixel format ({reason})") from None
+
+
+def apply_window(image: Image.Image, level: float, width: float) -> Image.Image:
+    """Window / level (brightness and contrast) of a grayscale view, as on a radiology workstation.
+
+    Args:
+        image: any PIL image; shown as 8-bit grayscale.
+        level: the grey value (0-255) mapped to mid-grey.
+        width: the range of grey values spread over black to white (1-255); narrower means more contrast.
+
+    Returns:
+        An ``L`` image; pixels below ``level - width/2`` are black, above ``level + width/2`` white.
+    """
+    import numpy as np
+
+    width = max(1.0, float(width))
+    grey = np.asarray(image.convert("L"), dtype=np.float32)
+    scaled = (grey - (float(level) - width / 2)) / width
+    return Image.fromarray((np.clip(scaled, 0.0, 1.0) * 255).round().astype(np.uint8), mode="L")

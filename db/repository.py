@@ -25,7 +25,17 @@ from core.labels import CLASS_NAMES
 from core.operating_point import validate_calibration
 from core.serialization import strict_json
 from db import audit
-from db.models import Adjudication, BlindRead, Image, ModelPromotion, ModelVersion, Prediction, Review, ThresholdChange
+from db.models import (
+    Adjudication,
+    BlindRead,
+    Image,
+    ModelPromotion,
+    ModelVersion,
+    Prediction,
+    Review,
+    SuspectedLabelIssue,
+    ThresholdChange,
+)
 from db.settings import image_store_dir
 
 MAX_NOTES = 5000
@@ -635,3 +645,32 @@ def promotions(session: Session, limit: int = 50) -> list[ModelPromotion]:
     """Promotions, newest first (the first is in force)."""
     query = select(ModelPromotion).options(selectinload(ModelPromotion.model)).order_by(ModelPromotion.id.desc())
     return list(session.scalars(query.limit(limit)))
+
+
+# ---------------------------------------------------------------- suspected training-label errors
+
+
+def add_label_issue(
+    session: Session, prediction: Prediction, given_label: str, p_given_label: float, rank: int, method: str
+) -> SuspectedLabelIssue:
+    """Queue a training image whose given label the model doubts (its prediction is the case reviewers see)."""
+    if not 0.0 <= p_given_label <= 1.0:
+        raise ValidationError("probability of the given label must lie in [0, 1]")
+    issue = SuspectedLabelIssue(
+        image_id=prediction.image_id,
+        prediction_id=prediction.id,
+        given_label=_label(given_label, "given label"),
+        p_given_label=float(p_given_label),
+        rank=int(rank),
+        method=_clean_text(method, 64, "method", required=True),
+    )
+    session.add(issue)
+    session.flush()
+    audit.record(session, issue, "queue_label_issue", method)
+    return issue
+
+
+def queued_label_issue_hashes(session: Session) -> set[str]:
+    """Content hashes of training images already queued as suspected label errors."""
+    query = select(Image.sha256).join(SuspectedLabelIssue, SuspectedLabelIssue.image_id == Image.id)
+    return set(session.scalars(query))

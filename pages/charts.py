@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from PIL import Image
 
 from core.labels import CLASS_NAMES
 
@@ -124,3 +125,27 @@ def roc_overlay_figure(curves: dict[str, dict[str, list[float]]]) -> go.Figure:
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
     )
     return fig
+
+
+def xray_figure(image: Image.Image, title: str = "") -> go.Figure:
+    """The X-ray at its stored resolution in an image figure: scroll to zoom, drag to pan, double-click to reset.
+
+    The pixels travel as one PNG (``binary_string``), so a large radiograph stays sharp when zoomed.
+    """
+    import plotly.express as px
+
+    width, height = image.size
+    fig = px.imshow(np.asarray(image), binary_string=True)
+    fig.update_layout(
+        dragmode="pan",
+        margin={"l": 0, "r": 0, "t": 30 if title else 0, "b": 0},
+        height=int(min(900, max(400, height))),
+        title=title or None,
+    )
+    fig.update_xaxes(visible=False, range=[0, width])
+    fig.update_yaxes(visible=False, range=[height, 0], scaleanchor="x")
+    return fig
+
+
+VIEWER_CONFIG = {"scrollZoom": True, "displaylogo": False, "modeBarButtonsToRemove": ["select2d", "lasso2d"]}
+"""Plotly config of the X-ray viewer: mouse-wheel zoom, no selection tools."""

@@ -17,6 +17,7 @@ from core.checkpoint import CheckpointError
 from core.inference import Predictor, default_checkpoint
 from db import actions, versions
 from db.actions import Store
+from db.study import Identity
 
 REPORT_SUFFIX = ".json"
 
@@ -35,6 +36,7 @@ NAVIGATION = [
     PageEntry("pages/metrics.py", "Metrics", ":material/monitoring:", "metrics"),
     PageEntry("pages/predict.py", "Predict", ":material/upload_file:", "predict"),
     PageEntry("pages/review.py", "Review", ":material/rate_review:", "review"),
+    PageEntry("pages/adjudication.py", "Adjudication", ":material/gavel:", "adjudication"),
     PageEntry("pages/feedback.py", "Feedback & export", ":material/download:", "feedback"),
 ]
 """The one list of pages: the router and the sidebar links both read it."""
@@ -191,3 +193,15 @@ def reviewer_name_input() -> str:
     )
     st.session_state["reviewer_name"] = name
     return name.strip()
+
+
+def current_identity() -> Identity | None:
+    """Who is reviewing: the signed-in identity when sign-in is configured (it cannot be typed),
+    else the typed name, marked unverified. ``None`` until a name is typed."""
+    if auth_configured() and st.user.get("is_logged_in", False):
+        name = str(st.user.get("email") or st.user.get("name") or "").strip()
+        st.caption(f"Reviewing as {name} (signed in)")
+        return Identity(name, True) if name else None
+    name = reviewer_name_input()
+    st.caption("Typed names are stored and shown as unverified; configure sign-in to verify reviewers.")
+    return Identity(name, False) if name else None

@@ -7,7 +7,7 @@ import io
 import pandas as pd
 import streamlit as st
 
-from db import actions
+from db import actions, study
 from pages.common import engine_or_stop, page_header, show_store_error
 
 page_header("Feedback & export")
@@ -33,6 +33,51 @@ st.caption(
 if summary["per_reviewer"]:
     st.subheader("Per reviewer")
     st.dataframe(pd.DataFrame(summary["per_reviewer"]).T, key="per_reviewer")
+
+st.subheader("Reader performance")
+try:
+    readers = study.reader_performance(engine)
+    log = study.verify_log(engine)
+except actions.StoreUnavailable as error:
+    show_store_error(error)
+    st.stop()
+if readers.rows:
+    st.dataframe(pd.DataFrame([row.as_dict() for row in readers.rows]), hide_index=True, key="reader_performance")
+    st.caption(
+        "Each reader against the adjudicated label (cases they adjudicated themselves left out), else the majority "
+        "of the other readers; the model on the same cases. 95 % Wilson intervals. Modes: final = every current "
+        "call; unaided = blind first reads; aided = calls made after a blind read, with the model's output shown."
+    )
+else:
+    st.info("Reader performance needs cases read by at least two reviewers, or adjudicated.")
+if readers.pairs:
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "readers": f"{pair.first} / {pair.second}",
+                    "shared cases": pair.n,
+                    "agreement": pair.agreement,
+                    "Cohen's kappa": pair.kappa,
+                }
+                for pair in readers.pairs
+            ]
+        ),
+        hide_index=True,
+        key="pairwise_kappa",
+    )
+fleiss = readers.fleiss
+st.caption(
+    "Fleiss' kappa: n/a (needs cases read by the same number of readers, two or more)"
+    if fleiss.cases < 2 or fleiss.kappa != fleiss.kappa
+    else f"Fleiss' kappa {fleiss.kappa:.3f} over {fleiss.cases} cases read by {fleiss.readers_per_case} readers each"
+)
+
+st.subheader("Audit log")
+if log.ok:
+    st.success(log.message())
+else:
+    st.error(log.message())
 st.subheader("Disagreements")
 if view.disagreements:
     st.dataframe(pd.DataFrame(view.disagreements), hide_index=True, key="disagreements")

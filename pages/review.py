@@ -1,4 +1,10 @@
-"""Review: the queue (unreviewed and most uncertain first), one case at a time, and the review form."""
+"""Review: the queue (unreviewed and most uncertain first), one case at a time in a large viewer.
+
+With blind first read on, the model's call, probabilities, heat map and other
+reviewers' calls stay hidden until the reviewer has recorded their own call;
+then the AI's output is shown and they keep or change it (both are stored).
+Keyboard: 1 / 2 record a blind call, A agrees, D disagrees, N skips to the next case.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +14,30 @@ import pandas as pd
 import streamlit as st
 
 from core.images import ImageLoadError, load_image
-from db import actions
-from db.repository import MAX_NOTES
-from pages.common import engine_or_stop, page_header, predictor_or_stop, reviewer_name_input, show_store_error
+from db import actions, study
+from db.repository import CONFIDENCE_LEVELS, MAX_NOTES
+from db.settings import blind_read_default
+from pages.common import current_identity, engine_or_stop, page_header, predictor_or_stop, show_store_error
+from pages.viewer import show_xray
+
+CONFIDENCE = list(reversed(CONFIDENCE_LEVELS))  # unsure ... high, for the slider
 
 page_header("Review")
 if st.session_state.get("last_saved"):
     st.success(st.session_state.pop("last_saved"))
 engine = engine_or_stop()
-reviewer = reviewer_name_input()
+identity = current_identity()
 
 with st.sidebar:
+    queue_kind = st.radio("Queue", ["Predictions", "Training data"], key="queue_kind", horizontal=True)
+    blind = st.toggle(
+        "Blind first read",
+        value=blind_read_default(),
+        key="blind_read",
+        help="Hide the model's output until you have recorded your own call (guards against automation bias).",
+    )
     st.subheader("Queue filters")
-    label_filter = st.selectbox("Model's call", ["any", "NORMAL", "PNEUMONIA"], key="label_filter")
+    label_filter = st.selectbox("Model's call", ["any", "NORMAL", "PNEUMONIA"], key="label_filter", disabled=blind)
     only_mine = st.checkbox("Only cases I have not reviewed", value=True)
     include_reviewed = st.checkbox("Include cases others reviewed", value=True)
     try:
@@ -32,16 +49,19 @@ with st.sidebar:
     first_day = st.date_input("Predicted from", value=None, key="since_filter")
     last_day = st.date_input("Predicted until", value=None, key="until_filter")
 
+reviewer = identity.name if identity else ""
 since = datetime.combine(first_day, time.min, tzinfo=UTC) if first_day else None
 until = datetime.combine(last_day, time.max, tzinfo=UTC) if last_day else None
 filters = actions.QueueFilters(
     model_id=models.get(model_choice),
-    predicted_label=None if label_filter == "any" else label_filter,
+    predicted_label=None if label_filter == "any" or blind else label_filter,
     reviewer=reviewer if only_mine and reviewer else None,
     since=since,
     until=until,
     include_reviewed=include_reviewed,
+    training_data=queue_kind == "Training data",
 )
+skipped: set[int] = st.session_state.setdefault("skipped_cases", set())
 case = None
 try:
     queue = actions.load_queue(engine, filters, limit=100)
@@ -53,79 +73,133 @@ try:
             st.warning("No prediction with the id in the link; showing the queue instead.")
             st.text(f"Requested: {requested[:40]}")  # user text: plain, never Markdown
     if case is None and queue:
-        case = queue[0]
+        waiting = [c for c in queue if c.id not in skipped] or queue  # all skipped: start over
+        case = waiting[0]
+    blind_read = study.blind_read_of(engine, case.id, reviewer) if case is not None and reviewer else None
 except actions.StoreUnavailable as error:
     show_store_error(error)
     st.stop()
 
 st.caption(f"{len(queue)} case(s) in the queue with these filters (unreviewed first, then most uncertain).")
 if case is None:
-    st.info("Nothing to review. Upload X-rays on the Predict page.")
+    st.info(
+        "Nothing to review. "
+        + (
+            "Queue doubted training labels with `python -m training.label_issues`."
+            if queue_kind == "Training data"
+            else "Upload X-rays on the Predict page."
+        )
+    )
     st.stop()
 assert case is not None
+blind_pending = blind and blind_read is None
 
-left, right = st.columns([1, 1])
+
+def _next_case() -> None:
+    skipped.add(case.id)
+    st.query_params.clear()
+
+
+def _heat_map():
+    from core.explain import gradcam  # imported on first use: it pulls in torch and grad-cam
+
+    return gradcam(predictor_or_stop(engine), image, case.predicted_label)
+
+
+left, right = st.columns([3, 2])
 with left:
+    st.text(case.file_name)  # user text: plain, never Markdown
     try:
         image = load_image(case.image_path, name=case.file_name)
-        show = st.toggle("Heat map", value=False)
-        if show:
-            from core.explain import gradcam, overlay  # imported on first use: it pulls in grad-cam
-
-            opacity = st.slider("Opacity", 0.0, 1.0, 0.4, 0.05)
-            image = overlay(image, gradcam(predictor_or_stop(engine), image, case.predicted_label), opacity)
-        st.text(case.file_name)  # user text: plain, never Markdown
-        st.image(image)
     except ImageLoadError as error:
         st.error(f"Stored image unavailable: {error}")
+    else:
+        show_xray(image, "review", None if blind_pending else _heat_map)
+
 with right:
+    if case.doubt:
+        st.warning(case.doubt)
+    if blind_pending:
+        st.subheader(f"Case #{case.id}: your read first")
+        st.caption(
+            "Blind first read: the model's call, probabilities, heat map and other reviewers' calls stay hidden "
+            "until you have recorded your own call."
+        )
+        if identity is None:
+            st.info("Type your name to start the blind read.")
+            st.stop()
+        blind_confidence = st.select_slider("Your confidence", CONFIDENCE, value="high", key="blind_confidence")
+        buttons = st.columns(2)
+        call = None
+        if buttons[0].button("NORMAL", shortcut="1", key="blind_normal", width="stretch"):
+            call = "NORMAL"
+        if buttons[1].button("PNEUMONIA", shortcut="2", key="blind_pneumonia", width="stretch"):
+            call = "PNEUMONIA"
+        if call:
+            try:
+                study.record_blind_read(engine, case.id, identity, call, blind_confidence)
+            except (actions.ValidationError, actions.StoreUnavailable) as error:
+                show_store_error(error)
+            else:
+                st.rerun()  # reveal the model's output
+        st.button("Next case", shortcut="N", key="skip_blind", on_click=_next_case)
+        st.stop()
+
     st.subheader(f"Case #{case.id}: model says {case.predicted_label}")
     st.write(f"NORMAL: {case.p_normal:.4f} · PNEUMONIA: {case.p_pneumonia:.4f} · threshold {case.threshold:.3f}")
     st.caption(f"Model {case.model_version} · {case.created_at:%Y-%m-%d %H:%M} UTC")
-    history = case.reviews
-    if history:
+    if blind_read is not None:
+        st.info(
+            f"Your unaided call: {blind_read.label} ({blind_read.confidence}), "
+            f"{blind_read.created_at:%Y-%m-%d %H:%M} UTC. Keep it or change it now that you see the model's output."
+        )
+    if case.reviews:
         st.write("Earlier reviews")
-        superseded = {r.supersedes_id for r in history}
+        superseded = {r.supersedes_id for r in case.reviews}
         st.dataframe(
             pd.DataFrame(
                 [
                     {
                         "when": r.created_at.strftime("%Y-%m-%d %H:%M"),
-                        "reviewer": r.reviewer,
+                        "reviewer": r.shown_reviewer,
+                        "blind call": r.blind_call or "",
                         "verdict": "agrees" if r.agrees else f"says {r.corrected_label}",
                         "confidence": r.confidence,
                         "notes": r.notes,
                         "superseded": r.id in superseded,
                     }
-                    for r in history
+                    for r in case.reviews
                 ]
             ),
             hide_index=True,
-        )  # a dataframe shows notes as plain text
+        )  # a dataframe shows names and notes as plain text
 
-    with st.form("review_form", clear_on_submit=True):
-        verdict = st.radio("Your verdict", ["Agree", "Disagree"], horizontal=True, key="verdict")
-        other = "NORMAL" if case.predicted_label == "PNEUMONIA" else "PNEUMONIA"
-        corrected = st.selectbox("Correct label (if you disagree)", [other, case.predicted_label], key="corrected")
-        confidence = st.select_slider(
-            "Your confidence", ["unsure", "low", "medium", "high"], value="high", key="confidence"
-        )
-        notes = st.text_area("Notes", max_chars=MAX_NOTES, key="notes")
-        submitted = st.form_submit_button("Submit review")
-    if submitted:
+    other = "NORMAL" if case.predicted_label == "PNEUMONIA" else "PNEUMONIA"
+    start = blind_read.confidence if blind_read is not None else "high"
+    confidence = st.select_slider("Your confidence", CONFIDENCE, value=start, key="confidence")
+    notes = st.text_area("Notes", max_chars=MAX_NOTES, key="notes")
+    buttons = st.columns(3)
+    agree = buttons[0].button(f"Agree: {case.predicted_label}", shortcut="A", key="agree", type="primary")
+    disagree = buttons[1].button(f"Disagree: {other}", shortcut="D", key="disagree")
+    buttons[2].button("Next case", shortcut="N", key="skip", on_click=_next_case)
+    if agree or disagree:
         try:
             actions.submit_review(
                 engine,
                 case.id,
                 reviewer,
-                verdict == "Agree",
-                None if verdict == "Agree" else corrected,
+                bool(agree),
+                None if agree else other,
                 confidence,
                 notes,
+                reviewer_verified=bool(identity and identity.verified),
+                blind_read_id=blind_read.id if blind_read is not None else None,
             )
         except (actions.ValidationError, actions.StoreUnavailable) as error:
             show_store_error(error)
         else:
             st.session_state["last_saved"] = f"Review of case #{case.id} saved."
+            for key in ("notes", "confidence"):
+                st.session_state.pop(key, None)
             st.query_params.clear()  # move on to the next case in the queue
             st.rerun()

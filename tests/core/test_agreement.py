@@ -53,3 +53,7 @@ def test_fleiss_kappa_matches_a_hand_computation_and_drops_other_reader_counts()
     result = fleiss(cases + [["NORMAL", "PNEUMONIA"]])
     assert result.kappa == pytest.approx(1 / 3) and result.cases == 4 and result.readers_per_case == 3
     assert fleiss([["NORMAL"]]).cases == 0
+
+
+def test_readers_without_shared_cases_make_no_pair():
+    assert pairwise_kappa({"A": {1: "NORMAL"}, "B": {2: "NORMAL"}}) == []

@@ -25,10 +25,8 @@ def test_most_uncertain_first_and_submit_moves_on(app_env):
     assert not at.exception
     assert at.subheader[0].value == f"Case #{unsure}: model says PNEUMONIA"
     at.text_input(key="reviewer_name_box").input("Dr <b>Who</b>").run()
-    at.radio(key="verdict").set_value("Disagree")
-    at.selectbox(key="corrected").set_value("NORMAL")
     at.text_area(key="notes").input("<script>alert('x')</script> & notes")
-    next(b for b in at.button if b.label == "Submit review").click().run()
+    at.button(key="disagree").click().run()
     assert not at.exception and not at.error
     assert any("saved" in s.value for s in at.success)
     # The reviewer's name is remembered and the next case is shown.
@@ -43,7 +41,7 @@ def test_empty_reviewer_is_refused(app_env):
     engine = _engine()
     add_prediction(engine, p=0.6)
     at = open_page("review")
-    next(b for b in at.button if b.label == "Submit review").click().run()
+    at.button(key="agree").click().run()
     assert not at.exception and any("reviewer name must not be empty" in t.value for t in at.text)
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM reviews")).scalar() == 0
@@ -59,7 +57,7 @@ def test_link_opens_a_case_and_shows_history(app_env):
     assert not at.exception
     assert at.subheader[0].value == f"Case #{target}: model says PNEUMONIA"
     history = at.dataframe[0].value
-    assert list(history["reviewer"]) == ["Dr A"] and list(history["notes"]) == ["<i>looks fine</i>"]
+    assert list(history["reviewer"]) == ["Dr A (unverified)"] and list(history["notes"]) == ["<i>looks fine</i>"]
     bad = open_page("review", prediction="abc")
     assert not bad.exception and any("No prediction" in w.value for w in bad.warning)
     assert bad.subheader[0].value == f"Case #{first}: model says PNEUMONIA"
@@ -101,7 +99,7 @@ def test_locked_database_says_so_and_saves_nothing(app_env, monkeypatch):
     blocker = sqlite3.connect(app_env / "reviews.db", timeout=0.1)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
-        next(b for b in at.button if b.label == "Submit review").click().run()
+        at.button(key="agree").click().run()
     finally:
         blocker.rollback()
         blocker.close()

@@ -1,0 +1,101 @@
+"""Adjudication: cases whose reviewers disagree (or disagree with the model, as configured) get a final label.
+
+Everyone can read the queue; only identities in ``PNEUMONIA_ADJUDICATORS`` can record
+a final label, with a reason. The resolved label of a case is then the adjudicated one.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core.images import ImageLoadError, load_image
+from core.labels import CLASS_NAMES
+from db import actions, study
+from db.repository import MAX_NOTES
+from db.settings import adjudicate_model_disagreements
+from pages.common import current_identity, engine_or_stop, page_header, predictor_or_stop, show_store_error
+from pages.viewer import show_xray
+
+page_header("Adjudication")
+if st.session_state.get("last_adjudicated"):
+    st.success(st.session_state.pop("last_adjudicated"))
+engine = engine_or_stop()
+identity = current_identity()
+with st.sidebar:
+    with_model = st.toggle(
+        "Also when reviewers disagree with the model",
+        value=adjudicate_model_disagreements(),
+        key="adjudicate_with_model",
+    )
+try:
+    queue = study.adjudication_queue(engine, with_model)
+except actions.StoreUnavailable as error:
+    show_store_error(error)
+    st.stop()
+
+st.caption(f"{len(queue)} case(s) waiting for a final label, oldest first.")
+if not queue:
+    st.info("No disagreement waits for adjudication.")
+    st.stop()
+can_adjudicate = identity is not None and identity.is_adjudicator
+if not can_adjudicate:
+    st.warning("Only adjudicators (the PNEUMONIA_ADJUDICATORS setting) can record a final label; others can read.")
+
+choices = {f"Image #{c.image_id} · {c.why}": c for c in queue}
+case = choices[st.selectbox("Case", list(choices), key="adjudication_case")]
+
+
+def _heat_map():
+    from core.explain import gradcam  # imported on first use: it pulls in torch and grad-cam
+
+    return gradcam(predictor_or_stop(engine), image, case.model_label)
+
+
+left, right = st.columns([3, 2])
+with left:
+    st.text(case.file_name)  # user text: plain, never Markdown
+    try:
+        image = load_image(case.image_path, name=case.file_name)
+    except ImageLoadError as error:
+        st.error(f"Stored image unavailable: {error}")
+    else:
+        show_xray(image, "adjudication", _heat_map)
+with right:
+    st.subheader(f"Image #{case.image_id}: model says {case.model_label}")
+    st.caption(
+        f"PNEUMONIA {case.p_pneumonia:.4f} · threshold {case.threshold:.3f} · {case.model_version} · "
+        f"prediction #{case.prediction_id}"
+    )
+    st.write("Reviewers' calls")
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "reviewer": c.reviewer,
+                    "blind call": c.blind_call or "",
+                    "call": c.call,
+                    "confidence": c.confidence,
+                    "notes": c.notes,
+                    "when": c.created_at.strftime("%Y-%m-%d %H:%M"),
+                }
+                for c in case.calls
+            ]
+        ),
+        hide_index=True,
+        key="adjudication_calls",
+    )  # names and notes are user text: a dataframe shows them as plain text
+    st.write("Current resolution")
+    st.text(case.resolution)
+    with st.form("adjudication_form", clear_on_submit=True):
+        label = st.radio("Final label", list(CLASS_NAMES), horizontal=True, key="final_label")
+        reason = st.text_area("Reason (required)", max_chars=MAX_NOTES, key="adjudication_reason")
+        submitted = st.form_submit_button("Record final label", disabled=not can_adjudicate)
+    if submitted and identity is not None:
+        try:
+            study.adjudicate(engine, case.image_id, identity, label, reason)
+        except (actions.ValidationError, actions.StoreUnavailable) as error:
+            show_store_error(error)
+        else:
+            st.session_state["last_adjudicated"] = f"Final label of image #{case.image_id} recorded: {label}."
+            st.rerun()

@@ -1,0 +1,51 @@
+"""The X-ray viewer of the Review and Adjudication pages: large, zoom and pan, window / level, heat map.
+
+Not a page itself (the router lists pages explicitly); pages call :func:`show_xray`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import streamlit as st
+from PIL import Image
+
+from core.images import apply_window
+from pages.charts import VIEWER_CONFIG, xray_figure
+
+HEAT_MODES = ["off", "side by side", "overlay"]
+
+
+def show_xray(image: Image.Image, key: str, heat_map: Callable[[], np.ndarray] | None = None) -> None:
+    """Draw the X-ray at its stored resolution with window / level controls and, when given, the heat map.
+
+    Args:
+        image: the decoded X-ray (DICOM arrives at its native pixel size).
+        key: widget-key prefix, unique per page.
+        heat_map: computes the Grad-CAM map on demand (only when the reviewer turns it on);
+            ``None`` hides the heat-map control (a blind read).
+    """
+    controls = st.columns([2, 2, 3])
+    level = controls[0].slider("Level (brightness)", 0, 255, 128, key=f"{key}_level")
+    width = controls[1].slider("Window (contrast)", 1, 256, 256, key=f"{key}_window")
+    mode = "off"
+    if heat_map is not None:
+        mode = controls[2].radio("Heat map", HEAT_MODES, horizontal=True, key=f"{key}_heat")
+    view = apply_window(image, level, width) if (level, width) != (128, 256) else image.convert("L")
+    st.caption(f"{image.width} × {image.height} px · scroll to zoom, drag to pan, double-click to reset")
+    if mode == "off" or heat_map is None:
+        st.plotly_chart(xray_figure(view), config=VIEWER_CONFIG, key=f"{key}_plain")
+        return
+    from core.explain import overlay  # imported on first use: it pulls in torch and grad-cam
+
+    opacity = st.slider("Heat-map opacity", 0.0, 1.0, 0.4, 0.05, key=f"{key}_opacity")
+    blended = overlay(view.convert("RGB"), heat_map(), opacity)
+    if mode == "overlay":
+        st.plotly_chart(xray_figure(blended, "Grad-CAM overlay"), config=VIEWER_CONFIG, key=f"{key}_overlay")
+        return
+    left, right = st.columns(2)
+    with left:
+        st.plotly_chart(xray_figure(view, "X-ray"), config=VIEWER_CONFIG, key=f"{key}_left")
+    with right:
+        st.plotly_chart(xray_figure(blended, "Grad-CAM"), config=VIEWER_CONFIG, key=f"{key}_right")
