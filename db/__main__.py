@@ -52,10 +52,10 @@ def main(args: argparse.Namespace) -> int:
             summary = {**feedback_view(engine).summary, "reader_performance": reader_performance(engine).as_dict()}
             print(json.dumps(summary, indent=1))
         elif args.command == "verify":
-            report = verify_log(engine)
-            print(report.message())
-            print(f"head hash: {report.head_hash}")
-            return 0 if report.ok else 1
+            log = verify_log(engine)
+            print(log.message())
+            print(f"head hash: {log.head_hash}")
+            return 0 if log.ok else 1
         elif args.command == "check":
             report = check_store(engine, fix=args.fix)
             verb = "removed" if report.fixed else "found"

@@ -13,6 +13,8 @@ scored on exactly the same cases against the same references.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +25,8 @@ from sqlalchemy.orm import Session
 
 from core.agreement import FleissKappa, PairAgreement, Proportion, fleiss, pairwise_kappa, reader_figures
 from core.checkpoint import model_version
+from core.images import load_image, read_image_file
+from core.inference import Predictor
 from db import audit, repository
 from db.actions import ValidationError, _read, transaction
 from db.models import BlindRead, Prediction, Review
@@ -337,6 +341,55 @@ def reader_performance(engine: Engine) -> ReaderReport:
         return ReaderReport(rows, pairwise_kappa(final_calls), fleiss(per_case))
 
     return _read(engine, action)
+
+
+# ---------------------------------------------------------------- suspected training-label errors
+
+
+def queue_training_images(
+    engine: Engine, predictor: Predictor, items: Sequence[tuple[Path, str, float, int]], method: str
+) -> int:
+    """Store doubted training images with their given labels and queue them in the "Training data" queue.
+
+    Each image gets a prediction of ``predictor`` (channel ``training_data``, so it
+    never counts as a site case) and a suspected-label-issue row; images already
+    queued are skipped. One transaction per image, so a failure loses nothing queued before it.
+
+    Args:
+        items: ``(path, given label, out-of-fold probability of it, rank)``.
+
+    Returns:
+        Number of images newly queued.
+
+    Raises:
+        core.images.ImageLoadError: an image cannot be read (those before it stay queued).
+    """
+    queued = 0
+    done = _read(engine, repository.queued_label_issue_hashes)
+    for path, given_label, p_given, rank in items:
+        data = read_image_file(path)
+        if hashlib.sha256(data).hexdigest() in done:
+            continue
+        image = load_image(data, name=path.name)
+        result = predictor.predict_one(image, image_name=path.name)
+        with transaction(engine) as session:
+            row = repository.store_image(session, data, path.name, given_label, size=image.size)
+            model = repository.get_or_create_model(
+                session, predictor.checkpoint_sha256, Path(predictor.checkpoint_path).name, predictor.meta.arch
+            )
+            prediction = repository.log_prediction(
+                session,
+                image=row,
+                model=model,
+                p_pneumonia=result.p_pneumonia,
+                threshold=result.threshold,
+                predicted_label=result.label,
+                channel=repository.TRAINING_DATA_CHANNEL,
+            )
+            repository.add_label_issue(session, prediction, given_label, p_given, rank, method)
+        done.add(hashlib.sha256(data).hexdigest())
+        queued += 1
+    return queued
 
 
 # ---------------------------------------------------------------- audit log

@@ -42,7 +42,9 @@ def _xray_prediction(engine, seed=1, p=0.9, channel="dashboard", original_label=
 
 def _texts(at):
     return " ".join(
-        [s.value for s in at.subheader] + [m.value for m in at.markdown] + [c.value for c in at.caption]
+        [s.value for s in at.subheader]
+        + [m.value for m in at.markdown]
+        + [c.value for c in at.caption]
         + [i.value for i in at.info]
     )
 
