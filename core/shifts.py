@@ -146,3 +146,40 @@ STRESS_SET = (
 def shifted_array(image: Image.Image, name: str) -> np.ndarray:
     """The perturbed image as a uint8 array (for tests and hashing)."""
     return np.asarray(SHIFTS[name](image))
+
+
+class RandomSiteShift:
+    """Training augmentation from the same family as the stress tests, with random strengths.
+
+    Each of framing (zoom in to 75 % or out to 80 %, shift up to 6 %), exposure (gamma 0.6-1.5),
+    sharpness (blur up to 1.5 px), noise (sigma up to 10 gray levels) and JPEG re-compression
+    (quality 30-90) is applied with probability ``p``. Uses Python's ``random`` (PyTorch seeds it
+    per DataLoader worker). The stress tests use fixed strengths of these same operations, so a
+    model trained with this is not scored on unseen kinds of shift: the external split is the check.
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        self.p = p
+
+    def __call__(self, image: Image.Image) -> Image.Image:
+        import random
+
+        def maybe() -> bool:
+            return random.random() < self.p
+
+        if maybe():
+            image = zoom(image, random.uniform(0.75, 1.0)) if maybe() else zoom_out(image, random.uniform(0.8, 1.0))
+        if maybe():
+            image = shift(image, random.uniform(-0.06, 0.06))
+        if maybe():
+            image = gamma(image, random.uniform(0.6, 1.5))
+        if maybe():
+            image = blur(image, random.uniform(0.3, 1.5))
+        if maybe():
+            array = np.asarray(image, dtype=np.float32)
+            field = np.random.default_rng(random.getrandbits(64)).normal(0.0, random.uniform(2, 10), array.shape[:2])
+            noisy = array + (field[..., None] if array.ndim == 3 else field)
+            image = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), mode=image.mode)
+        if maybe():
+            image = jpeg(image, random.randint(30, 90))
+        return image

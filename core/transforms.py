@@ -49,6 +49,7 @@ def train_transform(
     rotation: float = 10.0,
     scale: tuple[float, float] = (0.85, 1.0),
     color_jitter: float = 0.2,
+    site_shifts: bool = False,
 ) -> Callable[[Any], torch.Tensor]:
     """Random augmentation for training.
 
@@ -61,15 +62,20 @@ def train_transform(
         rotation: maximum rotation in degrees.
         scale: range of the random crop's area, as a fraction of the image.
         color_jitter: brightness and contrast jitter strength (0 disables).
+        site_shifts: also random framing, exposure, blur, noise and JPEG shifts
+            (:class:`core.shifts.RandomSiteShift`), applied at 512 px before the crop.
 
     Returns:
         A torchvision transform from PIL image to normalised tensor.
     """
     from torchvision import transforms as T  # imported here: inference never needs torchvision
 
-    steps: list[torch.nn.Module] = [
-        T.RandomResizedCrop((image_size, image_size), scale=scale, ratio=(0.9, 1.1), antialias=True),
-    ]
+    steps: list[Any] = []
+    if site_shifts:
+        from core.shifts import RandomSiteShift
+
+        steps += [T.Resize(512, antialias=True), RandomSiteShift()]
+    steps.append(T.RandomResizedCrop((image_size, image_size), scale=scale, ratio=(0.9, 1.1), antialias=True))
     if rotation:
         steps.append(T.RandomRotation(rotation, interpolation=T.InterpolationMode.BILINEAR))
     if hflip:

@@ -19,8 +19,12 @@ def train_one_epoch(
     epoch: int,
     show_progress: bool = True,
     memory_format: torch.memory_format = torch.contiguous_format,
+    averaged: torch.optim.swa_utils.AveragedModel | None = None,
 ) -> dict[str, float]:
     """Train for one pass over ``loader``.
+
+    Args:
+        averaged: a weight average (EMA) updated after every optimizer step.
 
     Returns:
         ``{"train_loss": mean loss, "train_accuracy": accuracy on the seen batches}``.
@@ -38,6 +42,8 @@ def train_one_epoch(
         loss = criterion(logits, labels)
         loss.backward()
         optimizer.step()
+        if averaged is not None:
+            averaged.update_parameters(model)
         total_loss += loss.item() * len(labels)
         correct += int((logits.argmax(1) == labels).sum())
         seen += len(labels)

@@ -41,6 +41,7 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--split-file", default=None, help="evaluate only one part of a split JSON")
     p.add_argument("--split", default="test", help="which part of --split-file (default test)")
     p.add_argument("--output", default=None, help="JSON report path (default: print a summary only)")
+    p.add_argument("--max-images", type=int, default=None, help="a seeded sample of this many images (same every run)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="auto")
@@ -121,6 +122,11 @@ def main(args: argparse.Namespace) -> int:
             records = parts[args.split]
         else:
             records = scan_image_folder(args.data_dir)
+        if args.max_images is not None and len(records) > args.max_images:
+            import random
+
+            chosen = sorted(random.Random(0).sample(range(len(records)), args.max_images))
+            records = [records[i] for i in chosen]
     except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as error:
         # RuntimeError: db.actions.StoreUnavailable
         report_error(error)

@@ -104,6 +104,14 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="class weights 1/count in the loss, a balanced sampler, or nothing",
     )
     p.add_argument("--label-smoothing", type=float, default=0.0)
+    p.add_argument(
+        "--augment",
+        choices=["standard", "robust"],
+        default="standard",
+        help="robust: also random framing, exposure, blur, noise and JPEG shifts (core.shifts.RandomSiteShift)",
+    )
+    p.add_argument("--min-scale", type=float, default=0.85, help="smallest random-crop area (fraction of the image)")
+    p.add_argument("--ema", type=float, default=0.0, help="exponential moving average of the weights, e.g. 0.999")
     p.add_argument("--select-metric", choices=["roc_auc", "balanced_accuracy", "val_loss"], default="roc_auc")
     p.add_argument("--patience", type=int, default=4, help="early stop after this many epochs without gain")
     p.add_argument("--lr-patience", type=int, default=1, help="ReduceLROnPlateau patience")
@@ -203,6 +211,21 @@ def _train_loader(args, dataset: XrayDataset, world_size: int) -> DataLoader:
     )
 
 
+def _weight_average(model: nn.Module, decay: float) -> torch.optim.swa_utils.AveragedModel | None:
+    """An exponential moving average of the weights and batch-norm statistics (``None`` when ``decay`` is 0).
+
+    Averaged weights sit in a flatter minimum than the last step's, which tends to
+    hold up better under shift; validation, selection and the checkpoint use them.
+    """
+    if not decay:
+        return None
+    if not 0.0 < decay < 1.0:
+        raise ValueError(f"--ema must lie in (0, 1), got {decay}")
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def _criterion(args, labels: list[int], device: torch.device) -> nn.Module:
     weight = None
     if args.balance == "weights":
@@ -293,7 +316,16 @@ def train(args: argparse.Namespace) -> int:
     size = initial[1].image_size if initial else (args.image_size or spec.image_size)
     train_ds = XrayDataset(
         parts["train"],
-        train_transform(size, spec.mean, spec.std, args.hflip, args.rotation, color_jitter=args.color_jitter),
+        train_transform(
+            size,
+            spec.mean,
+            spec.std,
+            args.hflip,
+            args.rotation,
+            scale=(args.min_scale, 1.0),
+            color_jitter=args.color_jitter,
+            site_shifts=args.augment == "robust",
+        ),
     )
     val_ds = XrayDataset(parts["val"], eval_transform(size, spec.mean, spec.std))
     train_loader = _train_loader(args, train_ds, world_size)
@@ -319,6 +351,7 @@ def train(args: argparse.Namespace) -> int:
     if world_size > 1:
         model = DistributedDataParallel(model)
     plain_model = getattr(model, "module", model)
+    averaged = _weight_average(plain_model, args.ema)
 
     split_info = {
         "summary": split_summary(parts),
@@ -341,10 +374,13 @@ def train(args: argparse.Namespace) -> int:
     for epoch in epochs:
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
-        train_stats = train_one_epoch(model, train_loader, criterion, optimizer, device, epoch, show, layout)
+        train_stats = train_one_epoch(
+            model, train_loader, criterion, optimizer, device, epoch, show, layout, averaged=averaged
+        )
         stop = False
         if rank == 0:
-            scores, _, _ = _validation_scores(plain_model, val_loader, device, show)
+            scored = averaged.module if averaged is not None else plain_model  # the averaged weights are the model
+            scores, _, _ = _validation_scores(scored, val_loader, device, show)
             score = _score_for_selection(args.select_metric, scores)
             if score != score:  # NaN, e.g. ROC-AUC on a one-class validation set
                 score = -float("inf")
@@ -352,7 +388,7 @@ def train(args: argparse.Namespace) -> int:
             if improved:
                 best_score, bad_epochs = score, 0
                 save_checkpoint(
-                    out / "best_model.pth", plain_model, CheckpointMeta(**meta_base, val_metrics=scores, epoch=epoch)
+                    out / "best_model.pth", scored, CheckpointMeta(**meta_base, val_metrics=scores, epoch=epoch)
                 )
             else:
                 bad_epochs += 1
