@@ -465,7 +465,7 @@ def feedback_view(engine: Engine) -> FeedbackView:
                 "prediction": r.prediction_id,
                 "image": r.prediction.image.file_name,
                 "model": r.prediction.predicted_label,
-                "reviewer": r.reviewer,
+                "reviewer": repository.shown_name(r.reviewer, r.reviewer_verified),
                 "reviewer says": r.corrected_label,
                 "confidence": r.confidence,
                 "notes": r.notes,

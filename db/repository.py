@@ -439,7 +439,8 @@ def feedback_summary(session: Session) -> dict[str, Any]:
     reviews = current_reviews(session)
     per_reviewer: dict[str, dict[str, int]] = {}
     for review in reviews:
-        entry = per_reviewer.setdefault(review.reviewer, {"reviews": 0, "disagreements": 0})
+        name = shown_name(review.reviewer, review.reviewer_verified)
+        entry = per_reviewer.setdefault(name, {"reviews": 0, "disagreements": 0})
         entry["reviews"] += 1
         entry["disagreements"] += int(not review.agrees)
     model_calls = [r.prediction.predicted_label for r in reviews]

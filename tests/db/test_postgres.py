@@ -23,3 +23,24 @@ def test_postgres_round_trip(postgres_url, data_dir):
         assert connection.execute(text("SELECT notes FROM reviews")).scalar() == "<b>ok</b> 'quoted'"
     init_db(engine)  # idempotent on PostgreSQL too
     engine.dispose()
+
+
+def test_postgres_audit_log_verifies_and_catches_an_edit(postgres_url, data_dir, monkeypatch):
+    """Timestamps come back zone-aware from PostgreSQL (naive from SQLite): the hashes must not care."""
+    from db.study import Identity, adjudicate, record_blind_read, verify_log
+
+    monkeypatch.setenv("PNEUMONIA_ADJUDICATORS", "lead")
+    engine = init_db(make_engine(postgres_url))
+    prediction_id = add_prediction(engine, seed=5, p=0.8)
+    blind = record_blind_read(engine, prediction_id, Identity("Dr P", False), "NORMAL", "low")
+    with session_scope(engine) as session:
+        repository.add_review(session, prediction_id, "Dr P", False, "NORMAL", blind_read_id=blind.id)
+        image_id = repository.get_prediction(session, prediction_id).image_id
+    adjudicate(engine, image_id, Identity("lead", True), "NORMAL", "agree with reader")
+    report = verify_log(engine)
+    assert report.ok and report.unlogged == 0 and report.entries >= 4
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE adjudications SET reason = 'edited' WHERE image_id = :i"), {"i": image_id})
+    broken = verify_log(engine)
+    assert not broken.ok and "adjudication" in broken.problem and "was changed" in broken.problem
+    engine.dispose()

@@ -109,8 +109,8 @@ def test_summary_counts_and_kappa(engine):
         summary = repository.feedback_summary(session)
         assert summary["reviews"] == 5 and summary["disagreements"] == 2
         assert summary["per_reviewer"] == {
-            "Dr A": {"reviews": 2, "disagreements": 2},
-            "Dr B": {"reviews": 3, "disagreements": 0},
+            "Dr A (unverified)": {"reviews": 2, "disagreements": 2},
+            "Dr B (unverified)": {"reviews": 3, "disagreements": 0},
         }
         model = ["PNEUMONIA", "PNEUMONIA", "NORMAL", "NORMAL", "PNEUMONIA"]
         human = ["PNEUMONIA", "NORMAL", "NORMAL", "PNEUMONIA", "PNEUMONIA"]

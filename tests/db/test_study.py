@@ -159,3 +159,17 @@ def test_an_adjudicator_is_not_scored_on_cases_they_settled(engine):
     readers = {r.reader: r for r in reader_performance(engine).rows if r.mode == "final"}
     assert "lead@hospital.org" not in readers
     assert readers["B (unverified)"].sensitivity.count == 0 and readers["B (unverified)"].n == 1
+
+
+def test_db_summary_prints_reader_performance(engine):
+    from tests.helpers import run_main
+
+    _truthful_study(engine)
+    result = run_main("db", "summary")
+    assert result.returncode == 0, result.stderr
+    import json
+
+    summary = json.loads(result.stdout)
+    readers = {(r["reader"], r["mode"]) for r in summary["reader_performance"]["readers"]}
+    assert ("A (unverified)", "unaided") in readers and ("C (unverified)", "final") in readers
+    assert summary["reader_performance"]["fleiss_kappa"]["cases"] == 5

@@ -18,7 +18,7 @@ def test_counts_agreement_disagreements_and_download(app_env):
     disagreements = at.dataframe[1].value
     assert list(disagreements["notes"]) == ["<b>bold?</b>"]
     per_reviewer = at.dataframe[0].value
-    assert per_reviewer.loc["Dr B", "disagreements"] == 1
+    assert per_reviewer.loc["Dr B (unverified)", "disagreements"] == 1
     assert at.download_button[0].label == "Download relabel CSV (1 rows)"
     at.checkbox[0].uncheck().run()
     assert at.download_button[0].label == "Download relabel CSV (2 rows)"
