@@ -31,10 +31,10 @@ CHROMIUM_ARGS = [
 ]
 
 
-def start_dashboard(data_dir: Path) -> tuple[subprocess.Popen, str, float]:
+def start_dashboard(data_dir: Path, **settings: str) -> tuple[subprocess.Popen, str, float]:
     """Start ``streamlit run`` on a free loopback port; returns (process, url, seconds to healthy)."""
     port = free_port()
-    env = {**os.environ, "PNEUMONIA_DATA_DIR": str(data_dir)}
+    env = {**os.environ, "PNEUMONIA_DATA_DIR": str(data_dir), **settings}
     env.pop("DATABASE_URL", None)
     started = time.monotonic()
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -80,7 +80,7 @@ def start_dashboard(data_dir: Path) -> tuple[subprocess.Popen, str, float]:
 
 @pytest.fixture()
 def dashboard(tmp_path):
-    process, url, _ = start_dashboard(tmp_path / "data")
+    process, url, _ = start_dashboard(tmp_path / "data", PNEUMONIA_ADJUDICATORS="Dr Lead")
     yield url, tmp_path / "data"
     process.terminate()
     process.wait(timeout=30)
@@ -109,7 +109,7 @@ def _screenshot(page, name: str, tmp_path: Path) -> Path:
     return path
 
 
-def test_upload_predict_review_in_a_real_browser(browser_page, dashboard, tmp_path):
+def test_upload_blind_read_review_adjudicate_in_a_real_browser(browser_page, dashboard, tmp_path):
     from playwright.sync_api import expect
 
     url, data_dir = dashboard
@@ -123,34 +123,73 @@ def test_upload_predict_review_in_a_real_browser(browser_page, dashboard, tmp_pa
     page.get_by_text("logged as prediction #1").wait_for()
     assert _screenshot(page, "predict", tmp_path).stat().st_size > 10_000
 
+    # First reader: blind first read, then the AI is revealed and they disagree with it.
     page.get_by_role("link", name="Review prediction #1").click()
     page.get_by_text("Case #1: model says").wait_for()
     page.get_by_label("Reviewer name").fill("Dr E2E")
     page.get_by_label("Reviewer name").press("Enter")
     page.wait_for_timeout(2000)  # the rerun that stores the name
-    page.get_by_text("Disagree", exact=True).click()
-    expect(page.get_by_role("radio", name="Disagree")).to_be_checked()
-    page.get_by_label("Notes").fill("<b>opacity</b> right lower lobe")
-    expect(page.get_by_label("Notes")).to_have_value("<b>opacity</b> right lower lobe")
-    _screenshot(page, "review", tmp_path)
-    expect(page.get_by_label("Reviewer name")).to_have_value("Dr E2E")
-    page.get_by_role("button", name="Submit review").click()
+    page.get_by_text("Blind first read").click()
+    page.get_by_text("Case #1: your read first").wait_for()
+    expect(page.get_by_text("model says")).to_have_count(0)
+    expect(page.get_by_text("PNEUMONIA:")).to_have_count(0)
+    page.locator(".js-plotly-plot").first.wait_for()  # the large viewer
+    _screenshot(page, "blind_read", tmp_path)
+    page.get_by_text("Case #1: your read first").click()  # focus the page, not a text box
+    page.keyboard.press("1")  # keyboard shortcut: my call is NORMAL
+    page.get_by_text("Your unaided call: NORMAL").wait_for()
+    case_title = page.get_by_text("Case #1: model says").inner_text()
+    model_call = case_title.rsplit(" ", 1)[-1]
+    other = "NORMAL" if model_call == "PNEUMONIA" else "PNEUMONIA"
+    notes = page.get_by_label("Notes")
+    notes.click()
+    notes.press_sequentially("<b>opacity</b> and 1 2 n")  # letters that are shortcuts elsewhere type as text
+    page.wait_for_timeout(500)
+    expect(notes).to_have_value("<b>opacity</b> and 1 2 n")
+    page.get_by_role("button", name=f"Disagree: {other}").click()
     page.get_by_text("Review of case #1 saved.").wait_for()
 
+    # Second reader, not blind: agrees with the model, so the readers disagree.
+    page.get_by_text("Blind first read").click()
+    page.get_by_label("Reviewer name").fill("Dr Two")
+    page.get_by_label("Reviewer name").press("Enter")
+    page.wait_for_timeout(2000)  # the rerun that stores the name
+    page.get_by_text("Case #1: model says").click()
+    expect(page.get_by_role("button", name=f"Agree: {model_call}")).to_be_visible()
+    page.keyboard.press("a")  # keyboard shortcut: agree
+    page.get_by_text("Review of case #1 saved.").wait_for()
+
+    # The adjudicator settles it.
+    page.goto(f"{url}/adjudication")
+    page.get_by_text("Image #1: model says").wait_for()
+    page.get_by_label("Reviewer name").fill("Dr Lead")
+    page.get_by_label("Reviewer name").press("Enter")
+    page.wait_for_timeout(2000)
+    page.get_by_role("radiogroup").get_by_text(other, exact=True).click()
+    expect(page.get_by_role("radio", name=other)).to_be_checked()
+    page.get_by_label("Reason (required)").fill("lateral view decides")
+    _screenshot(page, "adjudication", tmp_path)
+    page.get_by_role("button", name="Record final label").click()
+    page.get_by_text(f"Final label of image #1 recorded: {other}.").wait_for()
+
     with sqlite3.connect(data_dir / "reviews.db") as connection:
-        predictions = connection.execute("SELECT id, predicted_label, channel FROM predictions").fetchall()
+        blind = connection.execute("SELECT id, reviewer, label FROM blind_reads").fetchall()
         reviews = connection.execute(
-            "SELECT prediction_id, reviewer, agrees, corrected_label, notes FROM reviews"
+            "SELECT reviewer, agrees, corrected_label, notes, blind_read_id FROM reviews ORDER BY id"
         ).fetchall()
+        adjudications = connection.execute("SELECT adjudicator, label, reason FROM adjudications").fetchall()
         images = connection.execute("SELECT file_name, storage_path FROM images").fetchall()
-    assert len(predictions) == 1 and predictions[0][2] == "dashboard"
-    predicted = predictions[0][1]
-    expected_label = "NORMAL" if predicted == "PNEUMONIA" else "PNEUMONIA"
-    assert reviews == [(1, "Dr E2E", 0, expected_label, "<b>opacity</b> right lower lobe")]
+    assert [b[1:] for b in blind] == [("Dr E2E", "NORMAL")]
+    assert reviews == [
+        ("Dr E2E", 0, other, "<b>opacity</b> and 1 2 n", blind[0][0]),
+        ("Dr Two", 1, None, "", None),
+    ]
+    assert adjudications == [("Dr Lead", other, "lateral view decides")]
     assert images[0][0] == "child_xray.png" and (data_dir / "images" / images[0][1]).is_file()
 
     page.goto(f"{url}/feedback")
     page.get_by_text("Disagreements").first.wait_for()
+    page.get_by_text("log verified up to entry 5 of 5").wait_for()
     _screenshot(page, "feedback", tmp_path)
     page.goto(f"{url}/metrics")
     page.get_by_text("Operating point", exact=True).wait_for()
