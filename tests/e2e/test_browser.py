@@ -146,6 +146,7 @@ def test_upload_blind_read_review_adjudicate_in_a_real_browser(browser_page, das
     notes.press_sequentially("<b>opacity</b> and 1 2 n")  # letters that are shortcuts elsewhere type as text
     page.wait_for_timeout(500)
     expect(notes).to_have_value("<b>opacity</b> and 1 2 n")
+    _screenshot(page, "review", tmp_path)
     page.get_by_role("button", name=f"Disagree: {other}").click()
     page.get_by_text("Review of case #1 saved.").wait_for()
 

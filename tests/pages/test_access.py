@@ -15,7 +15,7 @@ def test_served_on_loopback_by_default():
     assert "--server.address 127.0.0.1" in (REPO_ROOT / "Makefile").read_text()
 
 
-@pytest.mark.parametrize("page", ["metrics", "predict", "review", "feedback"])
+@pytest.mark.parametrize("page", ["metrics", "predict", "review", "adjudication", "feedback"])
 def test_with_sign_in_configured_only_the_prompt_is_shown(app_env, page):
     from streamlit.testing.v1 import AppTest
 
@@ -59,7 +59,7 @@ def test_an_open_server_says_so_on_every_page(app_env, network_address, monkeypa
     assert any(m.label == "Predictions" for m in at.metric)
 
 
-@pytest.mark.parametrize("page", ["metrics", "predict", "review", "feedback"])
+@pytest.mark.parametrize("page", ["metrics", "predict", "review", "adjudication", "feedback"])
 def test_newer_schema_database_is_one_message_on_every_page(app_env, page):
     from db.actions import open_store
 
