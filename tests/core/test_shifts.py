@@ -25,3 +25,22 @@ def test_zoom_enlarges_the_centre():
 def test_gamma_below_one_brightens_mid_grays():
     image = xray_like(2, False, 64)
     assert np.asarray(gamma(image, 0.75), dtype=float).mean() > np.asarray(image, dtype=float).mean()
+
+
+def test_random_site_shift_is_seeded_by_pythons_random_and_keeps_size():
+    import random
+
+    from core.shifts import RandomSiteShift
+
+    image = xray_like(4, True, 128).convert("RGB")
+    augment = RandomSiteShift(p=1.0)
+    random.seed(7)
+    first = np.asarray(augment(image))
+    random.seed(7)
+    again = np.asarray(augment(image))
+    random.seed(8)
+    other = np.asarray(augment(image))
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+    assert first.shape == np.asarray(image).shape
+    random.seed(0)
+    assert np.array_equal(np.asarray(RandomSiteShift(p=0.0)(image)), np.asarray(image))  # p=0: untouched

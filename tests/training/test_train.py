@@ -213,3 +213,41 @@ def test_a_corrupt_training_image_is_skipped_with_a_warning(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "warning: skipped" in result.stderr and "-0001.jpeg: not a recognised image format" in result.stderr
     assert (tmp_path / "o" / "best_model.pth").exists()
+
+
+def test_robust_recipe_with_weight_averaging_trains_and_records_it(image_folder, tmp_path):
+    out = tmp_path / "robust"
+    result = run(
+        "training.train",
+        "--data-dir",
+        image_folder,
+        "--epochs",
+        "1",
+        "--output-dir",
+        out,
+        "--no-onnx",
+        "--augment",
+        "robust",
+        "--min-scale",
+        "0.6",
+        "--ema",
+        "0.9",
+        *TINY,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    model, meta = load_checkpoint(out / "best_model.pth")
+    assert meta.train_args["augment"] == "robust" and meta.train_args["ema"] == 0.9
+    assert "n_averaged" not in json.dumps(list(model.state_dict()))  # the averaged network, unwrapped
+    bad = run(
+        "training.train",
+        "--data-dir",
+        image_folder,
+        "--epochs",
+        "1",
+        "--output-dir",
+        tmp_path / "x",
+        "--ema",
+        "1.5",
+        *TINY,
+    )
+    assert bad.returncode == 2 and "--ema must lie in (0, 1)" in bad.stderr
