@@ -39,8 +39,9 @@ def gradcam(predictor: Predictor, image: Image.Image, class_name: str | None = N
         class_name = predictor.predict_one(image).label
     target = predictor.class_names.index(class_name)
     tensor = predictor.input_tensor(image).unsqueeze(0).to(predictor.device)
-    layer = _layer(predictor.model, get_spec(predictor.meta.arch).cam_layer)
-    with GradCAM(model=predictor.model, target_layers=[layer]) as cam:
+    # An ensemble names every member's last stage: grad-cam averages their maps, all driven by the averaged logits.
+    layers = [_layer(predictor.model, name) for name in get_spec(predictor.meta.arch).cam_layer.split(",")]
+    with GradCAM(model=predictor.model, target_layers=layers) as cam:
         heat = cam(input_tensor=tensor, targets=[ClassifierOutputTarget(target)])[0]
     predictor.model.eval()
     heat = np.nan_to_num(heat.astype(np.float32))

@@ -32,7 +32,7 @@ class ModelSpec:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     cam_layer: str
-    """Dotted name of the last convolutional block, for Grad-CAM."""
+    """Dotted name of the last convolutional block, for Grad-CAM (comma-separated: several, averaged)."""
     stages: tuple[str, ...] = ()
     """Parameter-name prefixes from input to output, for freezing early stages."""
 
@@ -118,12 +118,56 @@ MODEL_SPECS: dict[str, ModelSpec] = {
 
 
 def available_models() -> list[str]:
-    """Names accepted by :func:`get_model`."""
+    """Names accepted by :func:`get_model` (single networks; ensembles are named ``ensemble<k>:<member>``)."""
     return sorted(MODEL_SPECS)
+
+
+class LogitEnsemble(nn.Module):
+    """Several networks of one architecture as one model: the mean of their logits.
+
+    Averaging logits (not probabilities) keeps one calibration and one threshold for the
+    whole; Grad-CAM on every member's last stage, driven by the averaged output, explains it.
+    """
+
+    def __init__(self, members: list[nn.Module]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.stack([member(inputs) for member in self.members]).mean(0)
+
+
+ENSEMBLE_PREFIX = "ensemble"
+
+
+def ensemble_name(member: str, count: int) -> str:
+    """The architecture name of an ensemble of ``count`` ``member`` networks, e.g. ``ensemble3:efficientnet_lite0``."""
+    return f"{ENSEMBLE_PREFIX}{count}:{member}"
+
+
+def parse_ensemble(name: str) -> tuple[str, int] | None:
+    """``(member architecture, count)`` for an ensemble name, else ``None``."""
+    head, _, member = name.partition(":")
+    if not head.startswith(ENSEMBLE_PREFIX) or not member:
+        return None
+    count = head[len(ENSEMBLE_PREFIX) :]
+    if not count.isdigit() or not 2 <= int(count) <= 16:
+        raise ValueError(f"ensemble name {name!r}: needs 2-16 members, as in 'ensemble3:efficientnet_lite0'")
+    return member, int(count)
 
 
 def get_spec(name: str) -> ModelSpec:
     """Look up an architecture, with a clear error for unknown names."""
+    ensemble = parse_ensemble(name)
+    if ensemble is not None:
+        member, count = ensemble
+        spec = get_spec(member)
+
+        def build(pretrained: str | Path | None, num_classes: int) -> nn.Module:
+            return LogitEnsemble([spec.build(pretrained, num_classes) for _ in range(count)])
+
+        cam_layers = ",".join(f"members.{i}.{spec.cam_layer}" for i in range(count))
+        return ModelSpec(build, spec.image_size, spec.mean, spec.std, cam_layers)
     try:
         return MODEL_SPECS[name]
     except KeyError:

@@ -115,7 +115,7 @@ def markdown(runs: list[RunFigures]) -> str:
     """Both tables as Markdown."""
     table = recipe_table(runs)
     columns = sorted({key for row in table.values() for key in row}, key=_column_order)
-    seeds = defaultdict(int)
+    seeds: dict[str, int] = defaultdict(int)
     for run in runs:
         seeds[run.recipe] += 1
     lines = [
