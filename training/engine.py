@@ -20,17 +20,24 @@ def train_one_epoch(
     show_progress: bool = True,
     memory_format: torch.memory_format = torch.contiguous_format,
     averaged: torch.optim.swa_utils.AveragedModel | None = None,
+    amp: bool = False,
 ) -> dict[str, float]:
     """Train for one pass over ``loader``.
 
     Args:
         averaged: a weight average (EMA) updated after every optimizer step.
+        amp: mixed precision on CUDA: bf16 autocast where the GPU supports it (no loss
+            scaling needed), else fp16 with a gradient scaler. Ignored on the CPU, where
+            bf16 autocast measured slower on these cores (README, Speed).
 
     Returns:
         ``{"train_loss": mean loss, "train_accuracy": accuracy on the seen batches}``.
     """
     model.train()
     total_loss, correct, seen = 0.0, 0, 0
+    amp = amp and device.type == "cuda"
+    dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and dtype == torch.float16)
     bar = tqdm(loader, desc=f"epoch {epoch} train", leave=False, disable=not show_progress, unit="batch")
     for images, labels in bar:
         if not len(labels):  # every image of the batch was unreadable (warned by the dataset)
@@ -38,10 +45,12 @@ def train_one_epoch(
         images = images.to(device, non_blocking=True, memory_format=memory_format)
         labels = labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
-        logits = model(images)
-        loss = criterion(logits, labels)
-        loss.backward()
-        optimizer.step()
+        with torch.autocast(device.type, dtype=dtype, enabled=amp):
+            logits = model(images)
+            loss = criterion(logits.float(), labels)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
         if averaged is not None:
             averaged.update_parameters(model)
         total_loss += loss.item() * len(labels)
