@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import ConcatDataset, DataLoader, Dataset
 from tqdm import tqdm
 
 from core.calibration import fit_temperature
@@ -40,9 +40,12 @@ from training.engine import collect_logits
 
 
 def calibrate_checkpoint(
-    path: Path, val_loader: DataLoader, device: torch.device, goal: str, show: bool = False
+    path: Path, val_loader: DataLoader, device: torch.device, goal: str, show: bool = False, note: str = ""
 ) -> dict[str, Any]:
     """Fit the temperature, choose the threshold for ``goal``, and rewrite the checkpoint.
+
+    Args:
+        note: appended to the recorded goal (what the scores were fitted on, when not plain validation).
 
     Returns:
         The validation report at the chosen threshold, on calibrated scores.
@@ -53,7 +56,7 @@ def calibrate_checkpoint(
     meta.temperature = fit_temperature(logits, labels)
     p = torch.softmax(logits / meta.temperature, 1)[:, 1].numpy()
     meta.threshold = choose_threshold(labels.numpy(), p, goal) if len(set(labels.tolist())) == 2 else 0.5
-    meta.threshold_goal = goal
+    meta.threshold_goal = goal + note
     report = classification_report(labels.numpy(), p, meta.threshold)
     meta.val_metrics = {
         **meta.val_metrics,
@@ -71,6 +74,44 @@ def calibrate_checkpoint(
     return report
 
 
+def stress_names(option: str | None) -> list[str]:
+    """Perturbation names from a ``--stress``-style option (``"default"``: :data:`core.shifts.STRESS_SET`)."""
+    from core.shifts import SHIFTS, STRESS_SET
+
+    if not option:
+        return []
+    names = list(STRESS_SET) if option == "default" else [n.strip() for n in option.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(SHIFTS))
+    if unknown:
+        raise ValueError(f"unknown perturbation(s) {', '.join(unknown)}; known: {', '.join(SHIFTS)}")
+    return names
+
+
+class _Shifted:
+    """A picklable transform: one named perturbation, then the evaluation transform."""
+
+    def __init__(self, name: str, transform: Any) -> None:
+        self.name, self.transform = name, transform
+
+    def __call__(self, image: Any) -> Any:
+        from core.shifts import SHIFTS
+
+        return self.transform(SHIFTS[self.name](image))
+
+
+def validation_set(
+    records: list[Any], image_size: int, mean: list[float], std: list[float], shifts: list[str]
+) -> Dataset:
+    """The validation images, plus one perturbed copy of each per name in ``shifts``.
+
+    Fitting the temperature and threshold on this pool trades a little clean
+    specificity for an operating point whose sensitivity goal holds under those shifts.
+    """
+    transform = eval_transform(image_size, mean, std)
+    parts = [XrayDataset(records, transform)] + [XrayDataset(records, _Shifted(n, transform)) for n in shifts]
+    return parts[0] if len(parts) == 1 else ConcatDataset(parts)
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     """Arguments of the calibration command."""
     p = argparse.ArgumentParser(prog="python -m training.calibrate", description=__doc__.split("\n")[0])
@@ -83,6 +124,15 @@ def get_args_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=None)
     p.add_argument("--split-file", default=None, help="the split.json of the training run")
     p.add_argument("--threshold-goal", default="sensitivity>=0.95")
+    p.add_argument(
+        "--stress-val",
+        nargs="?",
+        const="default",
+        default=None,
+        metavar="NAMES",
+        help="fit temperature and threshold on validation pooled with its perturbed copies (core.shifts; the "
+        "default stress set or a comma list), so the operating point holds under those shifts",
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--workers", type=int, default=1)
     reviews = p.add_argument_group("site calibration from reviewed cases ($DATABASE_URL)")
@@ -157,9 +207,12 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError("give --checkpoint, --data-dir and --split-file, or --from-reviews")
         _, meta = load_checkpoint(args.checkpoint)
         records = load_split(args.split_file, args.data_dir)["val"]
-        dataset = XrayDataset(records, eval_transform(meta.image_size, meta.mean, meta.std))
+        dataset = validation_set(records, meta.image_size, meta.mean, meta.std, stress_names(args.stress_val))
         loader = DataLoader(dataset, batch_size=64, num_workers=args.workers, collate_fn=collate_readable)
-        calibrate_checkpoint(Path(args.checkpoint), loader, resolve_device(args.device), args.threshold_goal, True)
+        note = f" (validation + shifts: {','.join(stress_names(args.stress_val))})" if args.stress_val else ""
+        calibrate_checkpoint(
+            Path(args.checkpoint), loader, resolve_device(args.device), args.threshold_goal, True, note
+        )
     except (CheckpointError, FileNotFoundError, KeyError, ValueError, RuntimeError) as error:
         # RuntimeError: db.actions.StoreUnavailable
         report_error(error)

@@ -50,3 +50,28 @@ def test_missing_arguments_are_one_line(tiny_checkpoint):
     result = run_main("training.calibrate", "--checkpoint", tiny_checkpoint)
     assert result.returncode == 2
     assert result.stderr.strip() == "error: give --checkpoint, --data-dir and --split-file, or --from-reviews"
+
+
+def test_stress_validation_pools_perturbed_copies(tmp_path, tiny_checkpoint, image_folder):
+    import shutil
+
+    from core.checkpoint import load_checkpoint
+    from core.data import grouped_split, save_split, scan_image_folder
+    from training.calibrate import validation_set
+
+    checkpoint = tmp_path / "model.pth"
+    shutil.copy(tiny_checkpoint, checkpoint)
+    split = tmp_path / "split.json"
+    parts = grouped_split(scan_image_folder(image_folder), 0.4, 0.2, 0)
+    save_split(parts, split, image_folder)
+    pooled = validation_set(parts["val"], 32, [0.5] * 3, [0.5] * 3, ["noise_8", "zoom_in_20"])
+    assert len(pooled) == 3 * len(parts["val"])
+    clean, noisy = pooled[0][0], pooled[len(parts["val"])][0]
+    assert clean.shape == noisy.shape and not (clean == noisy).all()
+    args = ["--checkpoint", checkpoint, "--data-dir", image_folder, "--split-file", split, "--workers", "2"]
+    result = run_main("training.calibrate", *args, "--stress-val", "noise_8,zoom_in_20", "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    _, meta = load_checkpoint(checkpoint)
+    assert meta.threshold_goal == "sensitivity>=0.95 (validation + shifts: noise_8,zoom_in_20)"
+    bad = run_main("training.calibrate", *args, "--stress-val", "nonsense")
+    assert bad.returncode == 2 and "unknown perturbation(s) nonsense" in bad.stderr
