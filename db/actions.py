@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from PIL import Image as PILImage
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from core.checkpoint import model_version
 from core.dicom import is_dicom
@@ -352,6 +352,8 @@ class CaseView:
     """The label the image came with (training data), if any."""
     doubt: str = ""
     """Why a training image is queued: its given label and the out-of-fold probability of it ("" otherwise)."""
+    resolution: str = ""
+    """The image's resolved label and its provenance ("" before any review)."""
 
 
 def _review_view(review: Review) -> ReviewView:
@@ -371,6 +373,8 @@ def _review_view(review: Review) -> ReviewView:
 
 
 def _case_view(prediction: Prediction) -> CaseView:
+    session = object_session(prediction)
+    assert session is not None  # views are built inside the action's transaction
     return CaseView(
         id=prediction.id,
         file_name=prediction.image.file_name,
@@ -385,7 +389,14 @@ def _case_view(prediction: Prediction) -> CaseView:
         image_id=prediction.image_id,
         original_label=prediction.image.original_label,
         doubt=_doubt(prediction),
+        resolution=_resolution_text(repository.resolution_of_image(session, prediction.image_id)),
     )
+
+
+def _resolution_text(resolution: repository.Resolution | None) -> str:
+    if resolution is None:
+        return ""
+    return f"Resolved label: {resolution.label or 'none yet'} ({resolution.provenance})"
 
 
 def _doubt(prediction: Prediction) -> str:

@@ -508,6 +508,18 @@ def resolve(calls: dict[str, Review], adjudication: Adjudication | None) -> Reso
     return Resolution(label, "majority", f"majority of {', '.join(voters)} ({len(voters)} of {len(calls)})")
 
 
+def resolution_of_image(session: Session, image_id: int) -> Resolution | None:
+    """One image's resolution (``None`` when nobody has reviewed or adjudicated it)."""
+    query = select(Review).join(Prediction).where(Prediction.image_id == image_id).order_by(Review.id)
+    calls = {review.reviewer: review for review in session.scalars(query)}  # the latest per reviewer wins
+    adjudication = session.scalar(
+        select(Adjudication).where(Adjudication.image_id == image_id).order_by(Adjudication.id.desc()).limit(1)
+    )
+    if not calls and adjudication is None:
+        return None
+    return resolve(calls, adjudication)
+
+
 def resolutions(session: Session) -> dict[int, tuple[dict[str, Review], Resolution]]:
     """Every reviewed or adjudicated image id -> (each reviewer's latest call, its resolution)."""
     by_image = latest_calls_by_image(session)

@@ -153,6 +153,8 @@ with right:
             f"Your unaided call: {blind_read.label} ({blind_read.confidence}), "
             f"{blind_read.created_at:%Y-%m-%d %H:%M} UTC. Keep it or change it now that you see the model's output."
         )
+    if case.resolution:
+        st.text(case.resolution)  # names and an adjudicator's reason: plain text
     if case.reviews:
         st.write("Earlier reviews")
         superseded = {r.supersedes_id for r in case.reviews}

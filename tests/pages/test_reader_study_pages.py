@@ -179,6 +179,12 @@ def test_an_adjudicator_records_the_final_label(disagreement):
     assert any("No disagreement waits" in i.value for i in at.info)
     (case,) = actions.reviewed_cases(engine)
     assert case.label == "NORMAL"
+    review = open_page("review", prediction=str(case.prediction_id))
+    assert any(
+        t.value.startswith("Resolved label: NORMAL (adjudicated by Dr Lead (unverified) on ")
+        and t.value.endswith("no consolidation on the lateral film)")
+        for t in review.text
+    )
 
 
 def test_feedback_shows_reader_figures_and_a_broken_log(disagreement, app_env):
