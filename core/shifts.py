@@ -183,3 +183,18 @@ class RandomSiteShift:
         if maybe():
             image = jpeg(image, random.randint(30, 90))
         return image
+
+
+def stress_names(option: str | None) -> list[str]:
+    """Perturbation names from a ``--stress``-style option: ``"default"`` is :data:`STRESS_SET`, else a comma list.
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+    """
+    if not option:
+        return []
+    names = list(STRESS_SET) if option == "default" else [n.strip() for n in option.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(SHIFTS))
+    if unknown:
+        raise ValueError(f"unknown perturbation(s) {', '.join(unknown)}; known: {', '.join(SHIFTS)}")
+    return names

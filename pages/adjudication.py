@@ -9,13 +9,12 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.images import ImageLoadError, load_image
 from core.labels import CLASS_NAMES
 from db import actions, study
 from db.repository import MAX_NOTES
 from db.settings import adjudicate_model_disagreements
-from pages.common import current_identity, engine_or_stop, page_header, predictor_or_stop, show_store_error
-from pages.viewer import show_xray
+from pages.common import current_identity, engine_or_stop, page_header, show_store_error
+from pages.viewer import show_stored_xray
 
 page_header("Adjudication")
 if st.session_state.get("last_adjudicated"):
@@ -46,21 +45,9 @@ choices = {f"Image #{c.image_id} · {c.why}": c for c in queue}
 case = choices[st.selectbox("Case", list(choices), key="adjudication_case")]
 
 
-def _heat_map():
-    from core.explain import gradcam  # imported on first use: it pulls in torch and grad-cam
-
-    return gradcam(predictor_or_stop(engine), image, case.model_label)
-
-
 left, right = st.columns([3, 2])
 with left:
-    st.text(case.file_name)  # user text: plain, never Markdown
-    try:
-        image = load_image(case.image_path, name=case.file_name)
-    except ImageLoadError as error:
-        st.error(f"Stored image unavailable: {error}")
-    else:
-        show_xray(image, "adjudication", _heat_map)
+    show_stored_xray(case.image_path, case.file_name, "adjudication", engine, case.model_label)
 with right:
     st.subheader(f"Image #{case.image_id}: model says {case.model_label}")
     st.caption(

@@ -13,12 +13,11 @@ from datetime import UTC, datetime, time
 import pandas as pd
 import streamlit as st
 
-from core.images import ImageLoadError, load_image
 from db import actions, study
 from db.repository import CONFIDENCE_LEVELS, MAX_NOTES
 from db.settings import blind_read_default
-from pages.common import current_identity, engine_or_stop, page_header, predictor_or_stop, show_store_error
-from pages.viewer import show_xray
+from pages.common import current_identity, engine_or_stop, page_header, show_store_error
+from pages.viewer import show_stored_xray
 
 CONFIDENCE = list(reversed(CONFIDENCE_LEVELS))  # unsure ... high, for the slider
 
@@ -100,21 +99,10 @@ def _next_case() -> None:
     st.query_params.clear()
 
 
-def _heat_map():
-    from core.explain import gradcam  # imported on first use: it pulls in torch and grad-cam
-
-    return gradcam(predictor_or_stop(engine), image, case.predicted_label)
-
-
 left, right = st.columns([3, 2])
 with left:
-    st.text(case.file_name)  # user text: plain, never Markdown
-    try:
-        image = load_image(case.image_path, name=case.file_name)
-    except ImageLoadError as error:
-        st.error(f"Stored image unavailable: {error}")
-    else:
-        show_xray(image, "review", None if blind_pending else _heat_map)
+    explain = None if blind_pending else case.predicted_label
+    show_stored_xray(case.image_path, case.file_name, "review", engine, explain)
 
 with right:
     if case.doubt:

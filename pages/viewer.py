@@ -6,15 +6,42 @@ Not a page itself (the router lists pages explicitly); pages call :func:`show_xr
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import streamlit as st
 from PIL import Image
 
-from core.images import apply_window
+from core.images import ImageLoadError, apply_window, load_image
+from db.actions import Store
 from pages.charts import VIEWER_CONFIG, xray_figure
+from pages.common import predictor_or_stop
 
 HEAT_MODES = ["off", "side by side", "overlay"]
+
+
+def show_stored_xray(path: Path, file_name: str, key: str, engine: Store, explain_label: str | None) -> None:
+    """A stored case image under its uploaded name, in the viewer.
+
+    Args:
+        explain_label: the class whose Grad-CAM the heat-map control shows (the model in force
+            computes it on demand); ``None`` hides the control (a blind read).
+    """
+    st.text(file_name)  # user text: plain, never Markdown
+    try:
+        image = load_image(path, name=file_name)
+    except ImageLoadError as error:
+        st.error(f"Stored image unavailable: {error}")
+        return
+    heat_map = None
+    if explain_label is not None:
+
+        def heat_map() -> np.ndarray:
+            from core.explain import gradcam  # imported on first use: it pulls in torch and grad-cam
+
+            return gradcam(predictor_or_stop(engine), image, explain_label)
+
+    show_xray(image, key, heat_map)
 
 
 def show_xray(image: Image.Image, key: str, heat_map: Callable[[], np.ndarray] | None = None) -> None:

@@ -34,6 +34,7 @@ from core.cli import report_error, report_warning
 from core.data import XrayDataset, collate_readable, load_split
 from core.inference import resolve_device
 from core.metrics import choose_threshold, classification_report
+from core.shifts import stress_names
 from core.site_adaptation import DEFAULT_MIN_PER_CLASS
 from core.transforms import eval_transform
 from training.engine import collect_logits
@@ -72,19 +73,6 @@ def calibrate_checkpoint(
         f"spec={report['specificity']:.4f} ece {before['ece']:.4f} -> {report['ece']:.4f}"
     )
     return report
-
-
-def stress_names(option: str | None) -> list[str]:
-    """Perturbation names from a ``--stress``-style option (``"default"``: :data:`core.shifts.STRESS_SET`)."""
-    from core.shifts import SHIFTS, STRESS_SET
-
-    if not option:
-        return []
-    names = list(STRESS_SET) if option == "default" else [n.strip() for n in option.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(SHIFTS))
-    if unknown:
-        raise ValueError(f"unknown perturbation(s) {', '.join(unknown)}; known: {', '.join(SHIFTS)}")
-    return names
 
 
 class _Shifted:

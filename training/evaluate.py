@@ -26,7 +26,7 @@ from core.data import load_split, scan_image_folder
 from core.evaluation import build_report, score_records, stress_report
 from core.inference import Predictor
 from core.serialization import strict_json
-from core.shifts import SHIFTS, STRESS_SET
+from core.shifts import stress_names
 
 
 def _fmt(value: float | None) -> str:
@@ -96,20 +96,10 @@ def _from_reviews(args: argparse.Namespace, predictor: Predictor) -> int:
     return 0
 
 
-def _stress_names(option: str | None) -> list[str]:
-    if not option:
-        return []
-    names = list(STRESS_SET) if option == "default" else [n.strip() for n in option.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(SHIFTS))
-    if unknown:
-        raise ValueError(f"unknown perturbation(s) {', '.join(unknown)}; known: {', '.join(SHIFTS)}")
-    return names
-
-
 def main(args: argparse.Namespace) -> int:
     """Evaluate; returns the exit status."""
     try:
-        stress = _stress_names(args.stress)
+        stress = stress_names(args.stress)
         predictor = load_predictor_in_force(args)
         if args.from_reviews:
             return _from_reviews(args, predictor)

@@ -39,16 +39,22 @@ def read_run(folder: Path) -> RunFigures:
     """Figures of one run folder.
 
     Raises:
-        OSError, ValueError, KeyError: a missing or malformed log or report.
+        OSError, ValueError, KeyError, CheckpointError: a missing or malformed log, report or checkpoint.
     """
-    rows = [json.loads(line) for line in (folder / "train_log.jsonl").read_text().splitlines() if line.strip()]
-    best = [row for row in rows if row.get("best")] or rows
     report = json.loads((folder / "stress.json").read_text())
+    log = folder / "train_log.jsonl"
+    if log.exists():
+        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        val_roc_auc = float(([row for row in rows if row.get("best")] or rows)[-1]["roc_auc"])
+    else:  # not trained as one (an ensemble): its checkpoint's validation figure
+        from core.checkpoint import load_checkpoint
+
+        val_roc_auc = float(load_checkpoint(folder / "best_model.pth")[1].val_metrics["roc_auc"])
     stress = {name: {k: float(entry[k]) for k in FIGURES} for name, entry in report.get("stress", {}).items()}
     return RunFigures(
         folder.parent.name,
         folder.name,
-        float(best[-1]["roc_auc"]),
+        val_roc_auc,
         {k: float(report[k]) for k in FIGURES},
         stress,
     )
@@ -161,7 +167,7 @@ def main(args: argparse.Namespace) -> int:
     """Print the tables; returns the exit status."""
     try:
         runs = [read_run(Path(folder)) for folder in args.runs]
-    except (OSError, ValueError, KeyError) as error:
+    except (OSError, ValueError, KeyError) as error:  # CheckpointError is a ValueError
         report_error(f"cannot read a run: {error}")
         return 2
     print(markdown(runs))
