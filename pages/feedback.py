@@ -57,8 +57,8 @@ if readers.pairs:
                 {
                     "readers": f"{pair.first} / {pair.second}",
                     "shared cases": pair.n,
-                    "agreement": pair.agreement,
-                    "Cohen's kappa": pair.kappa,
+                    "agreement": f"{pair.agreement:.3f}",
+                    "Cohen's kappa": "n/a" if pair.kappa != pair.kappa else f"{pair.kappa:.3f}",  # NaN: undefined
                 }
                 for pair in readers.pairs
             ]
