@@ -20,7 +20,7 @@ recipe() {
   case "$1" in
     baseline) echo "" ;;                                              # the shipped recipe
     robust)   echo "--augment robust --min-scale 0.6 --ema 0.99" ;;   # stress-family augmentation + weight EMA
-    robust_smooth) echo "--augment robust --min-scale 0.6 --ema 0.99 --label-smoothing 0.1" ;;
+    robust_smooth) echo "--augment robust --min-scale 0.6 --ema 0.99 --label-smoothing 0.1" ;;  # + smoothing
     *) echo "unknown recipe: $1" >&2; exit 2 ;;
   esac
 }
