@@ -205,6 +205,15 @@ def load_split(path: str | Path, root: str | Path) -> dict[str, list[ImageRecord
     }
 
 
+def sample_records(records: Sequence[ImageRecord], count: int | None, seed: int = 0) -> list[ImageRecord]:
+    """A seeded sample of ``count`` records, in their original order (all of them when ``count`` is None or more)."""
+    if count is None or len(records) <= count:
+        return list(records)
+    import random
+
+    return [records[i] for i in sorted(random.Random(seed).sample(range(len(records)), count))]
+
+
 def apply_label_overrides(records: Sequence[ImageRecord], overrides: dict[str, int]) -> list[ImageRecord]:
     """Replace labels by file name (relabeling feedback); other records unchanged."""
     return [ImageRecord(r.path, overrides.get(Path(r.path).name, r.label), r.patient_id) for r in records]

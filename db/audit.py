@@ -231,22 +231,20 @@ class VerifyReport:
 def verify(session: Session) -> VerifyReport:
     """Walk the chain from the first entry; stop at the first broken link or mismatching row."""
     entries = session.scalar(select(func.count(AuditEntry.id))) or 0
+    rows = {name: {row.id: row for row in session.scalars(select(table))} for name, (table, _) in RECORDED.items()}
     prev_hash, verified, expected_id = GENESIS, 0, 1
     logged: dict[str, set[int]] = {name: set() for name in RECORDED}
     for entry in session.scalars(select(AuditEntry).order_by(AuditEntry.id)):
-        problem = _entry_problem(session, entry, prev_hash, expected_id)
+        problem = _entry_problem(rows, entry, prev_hash, expected_id)
         if problem:
             return VerifyReport(entries, verified, prev_hash, entry.id, problem)
         logged.setdefault(entry.entity, set()).add(entry.entity_id)
         prev_hash, verified, expected_id = entry.hash, entry.id, entry.id + 1
-    unlogged = 0
-    for name, (table, _) in RECORDED.items():
-        ids = set(session.scalars(select(table.id)))
-        unlogged += len(ids - logged[name])
+    unlogged = sum(len(set(rows[name]) - logged[name]) for name in RECORDED)
     return VerifyReport(entries, verified, prev_hash, unlogged=unlogged)
 
 
-def _entry_problem(session: Session, entry: AuditEntry, prev_hash: str, expected_id: int) -> str:
+def _entry_problem(rows: dict[str, dict[int, Any]], entry: AuditEntry, prev_hash: str, expected_id: int) -> str:
     if entry.id != expected_id:
         return f"entries {expected_id}-{entry.id - 1} are missing"
     if entry.prev_hash != prev_hash:
@@ -265,8 +263,8 @@ def _entry_problem(session: Session, entry: AuditEntry, prev_hash: str, expected
         return "its content was changed after it was written"
     if entry.entity not in RECORDED:
         return f"unknown entity {entry.entity!r}"
-    table, fields = RECORDED[entry.entity]
-    row = session.get(table, entry.entity_id)
+    fields = RECORDED[entry.entity][1]
+    row = rows[entry.entity].get(entry.entity_id)
     if row is None:
         return f"{entry.entity} {entry.entity_id} was deleted"
     if canonical(fields(row)) != entry.content:

@@ -28,7 +28,7 @@ from core.checkpoint import model_version
 from core.images import load_image, read_image_file
 from core.inference import Predictor
 from db import audit, repository
-from db.actions import ValidationError, _read, transaction
+from db.actions import ValidationError, _model_row, _read, transaction
 from db.models import BlindRead, Prediction, Review
 from db.settings import adjudicate_model_disagreements, adjudicators
 
@@ -368,26 +368,24 @@ def queue_training_images(
     done = _read(engine, repository.queued_label_issue_hashes)
     for path, given_label, p_given, rank in items:
         data = read_image_file(path)
-        if hashlib.sha256(data).hexdigest() in done:
+        digest = hashlib.sha256(data).hexdigest()
+        if digest in done:
             continue
         image = load_image(data, name=path.name)
         result = predictor.predict_one(image, image_name=path.name)
         with transaction(engine) as session:
             row = repository.store_image(session, data, path.name, given_label, size=image.size)
-            model = repository.get_or_create_model(
-                session, predictor.checkpoint_sha256, Path(predictor.checkpoint_path).name, predictor.meta.arch
-            )
             prediction = repository.log_prediction(
                 session,
                 image=row,
-                model=model,
+                model=_model_row(session, predictor),
                 p_pneumonia=result.p_pneumonia,
                 threshold=result.threshold,
                 predicted_label=result.label,
                 channel=repository.TRAINING_DATA_CHANNEL,
             )
             repository.add_label_issue(session, prediction, given_label, p_given, rank, method)
-        done.add(hashlib.sha256(data).hexdigest())
+        done.add(digest)
         queued += 1
     return queued
 

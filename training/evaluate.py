@@ -22,7 +22,7 @@ from pathlib import Path
 
 from core.checkpoint import CheckpointError
 from core.cli import add_backend_argument, report_error, report_warning
-from core.data import load_split, scan_image_folder
+from core.data import load_split, sample_records, scan_image_folder
 from core.evaluation import build_report, score_records, stress_report
 from core.inference import Predictor
 from core.serialization import strict_json
@@ -112,11 +112,7 @@ def main(args: argparse.Namespace) -> int:
             records = parts[args.split]
         else:
             records = scan_image_folder(args.data_dir)
-        if args.max_images is not None and len(records) > args.max_images:
-            import random
-
-            chosen = sorted(random.Random(0).sample(range(len(records)), args.max_images))
-            records = [records[i] for i in chosen]
+        records = sample_records(records, args.max_images)
     except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as error:
         # RuntimeError: db.actions.StoreUnavailable
         report_error(error)

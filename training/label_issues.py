@@ -34,9 +34,9 @@ from tqdm import tqdm
 
 from core.checkpoint import CheckpointError
 from core.cli import report_error
-from core.data import ImageRecord, load_split, scan_image_folder
+from core.data import ImageRecord, load_split, sample_records, scan_image_folder
 from core.images import ImageLoadError, load_image, printable
-from core.inference import Predictor, default_checkpoint
+from core.inference import Predictor, default_checkpoint, forward_logits
 from core.labels import CLASS_NAMES
 
 METHOD = "confident learning (cleanlab), out-of-fold"
@@ -90,21 +90,15 @@ def embed(predictor: Predictor, records: Sequence[ImageRecord], progress: bool =
                 continue
             kept.append(index)
             if len(batch) == predictor.batch_size:
-                _forward(predictor, batch)
+                forward_logits(predictor.model, torch.stack(batch), predictor.device)
                 batch = []
         if batch:
-            _forward(predictor, batch)
+            forward_logits(predictor.model, torch.stack(batch), predictor.device)
     finally:
         hook.remove()
     if not captured:
         return np.empty((0, linear.in_features), dtype=np.float32), kept
     return torch.cat(captured).float().numpy(), kept
-
-
-@torch.inference_mode()
-def _forward(predictor: Predictor, batch: list[torch.Tensor]) -> None:
-    inputs = torch.stack(batch).to(predictor.device).contiguous(memory_format=torch.channels_last)
-    predictor.model(inputs)
 
 
 def out_of_fold_probabilities(features: np.ndarray, labels: np.ndarray, groups: Sequence[str], folds: int, seed: int):
@@ -161,12 +155,11 @@ def main(args: argparse.Namespace) -> int:
     from db.actions import StoreUnavailable, ValidationError
 
     try:
-        records = scan_image_folder(args.data_dir)
         if args.split_file:
             records = load_split(args.split_file, args.data_dir)[args.split]
-        if args.max_images and len(records) > args.max_images:
-            chosen = np.random.default_rng(args.seed).choice(len(records), args.max_images, replace=False)
-            records = [records[i] for i in sorted(chosen)]
+        else:
+            records = scan_image_folder(args.data_dir)
+        records = sample_records(records, args.max_images, args.seed)
         predictor = Predictor.from_checkpoint(args.checkpoint or default_checkpoint(), "auto", backend="torch")
         features, kept = embed(predictor, records, progress=not args.no_progress)
         records = [records[i] for i in kept]
