@@ -18,6 +18,7 @@ from torch import nn
 from core.labels import CLASS_NAMES
 from core.models import get_model
 from core.operating_point import validate_calibration
+from core.transforms import INTENSITY_MODES
 
 FORMAT = "pneumonia-xray-checkpoint"
 FORMAT_VERSION = 1
@@ -51,6 +52,8 @@ class CheckpointMeta:
     """SHA-256 of the ONNX export beside the checkpoint (``<name>.onnx``); a file that differs is refused."""
     int8: dict[str, Any] = field(default_factory=dict)
     """The accepted int8 ONNX model (``<name>.int8.onnx``): its hash, own temperature and threshold, checks."""
+    intensity: str = "none"
+    """Per-image intensity normalisation applied before the network (``core.transforms.INTENSITY_MODES``)."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form, safe for ``weights_only`` loading and JSON."""
@@ -95,6 +98,8 @@ class CheckpointMeta:
                 raise CheckpointError(f"checkpoint metadata: {name} must be three numbers")
         if any(v <= 0 for v in self.std):
             raise CheckpointError("checkpoint metadata: std must be positive")
+        if self.intensity not in INTENSITY_MODES:
+            raise CheckpointError(f"checkpoint metadata: unknown intensity normalisation {str(self.intensity)[:40]!r}")
         if list(self.class_names) != list(CLASS_NAMES):
             raise CheckpointError(f"checkpoint metadata: classes must be {list(CLASS_NAMES)}")
 

@@ -24,7 +24,7 @@ from torch import nn
 from core.checkpoint import CheckpointError, CheckpointMeta, file_sha256, load_checkpoint, model_version
 from core.input_checks import check_xray, load_xray
 from core.operating_point import OperatingPoint, OperatingPointLookup, operating_point_in_force
-from core.transforms import eval_transform
+from core.transforms import EvalTransform, eval_transform
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = REPO_ROOT / "models" / "best_model.pth"
@@ -113,6 +113,7 @@ class Predictor:
     """ONNX Runtime session used for forward passes when the checkpoint has a verified export (CPU)."""
     precision: str = "fp32"
     """``"int8"`` when the quantized model runs (chosen explicitly, never by default)."""
+    _transform: EvalTransform | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.operating_point is None:
@@ -202,9 +203,16 @@ class Predictor:
         base = model_version(self.meta.arch, self.checkpoint_sha256)
         return f"{base} int8" if self.precision == "int8" else base
 
+    @property
+    def transform(self) -> EvalTransform:
+        """The checkpoint's preprocessing (size, intensity normalisation, mean and std), built once."""
+        if self._transform is None:
+            self._transform = eval_transform(self.meta.image_size, self.meta.mean, self.meta.std, self.meta.intensity)
+        return self._transform
+
     def input_tensor(self, image: Image.Image) -> torch.Tensor:
         """One preprocessed ``(3, H, W)`` tensor (no augmentation)."""
-        return eval_transform(self.meta.image_size, self.meta.mean, self.meta.std)(image.convert("RGB"))
+        return self.transform(image)
 
     def view_tensors(self, image: Image.Image) -> torch.Tensor:
         """``(V, 3, H, W)``: the image's views (one, or :data:`TTA_VIEWS` with :attr:`tta`)."""

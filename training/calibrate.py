@@ -88,14 +88,14 @@ class _Shifted:
 
 
 def validation_set(
-    records: list[Any], image_size: int, mean: list[float], std: list[float], shifts: list[str]
+    records: list[Any], image_size: int, mean: list[float], std: list[float], shifts: list[str], intensity: str = "none"
 ) -> Dataset:
     """The validation images, plus one perturbed copy of each per name in ``shifts``.
 
     Fitting the temperature and threshold on this pool trades a little clean
     specificity for an operating point whose sensitivity goal holds under those shifts.
     """
-    transform = eval_transform(image_size, mean, std)
+    transform = eval_transform(image_size, mean, std, intensity)
     parts = [XrayDataset(records, transform)] + [XrayDataset(records, _Shifted(n, transform)) for n in shifts]
     return parts[0] if len(parts) == 1 else ConcatDataset(parts)
 
@@ -195,7 +195,9 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError("give --checkpoint, --data-dir and --split-file, or --from-reviews")
         _, meta = load_checkpoint(args.checkpoint)
         records = load_split(args.split_file, args.data_dir)["val"]
-        dataset = validation_set(records, meta.image_size, meta.mean, meta.std, stress_names(args.stress_val))
+        dataset = validation_set(
+            records, meta.image_size, meta.mean, meta.std, stress_names(args.stress_val), meta.intensity
+        )
         loader = DataLoader(dataset, batch_size=64, num_workers=args.workers, collate_fn=collate_readable)
         note = f" (validation + shifts: {','.join(stress_names(args.stress_val))})" if args.stress_val else ""
         calibrate_checkpoint(

@@ -57,14 +57,15 @@ def build_ensemble(members: list[str | Path]) -> tuple[LogitEnsemble, Checkpoint
     loaded = [load_checkpoint(path) for path in members]
     first = loaded[0][1]
     for path, (_, meta) in zip(members, loaded, strict=True):
-        same = (meta.arch, meta.image_size, meta.mean, meta.std, meta.class_names)
-        if same != (first.arch, first.image_size, first.mean, first.std, first.class_names):
+        same = (meta.arch, meta.image_size, meta.mean, meta.std, meta.intensity, meta.class_names)
+        if same != (first.arch, first.image_size, first.mean, first.std, first.intensity, first.class_names):
             raise CheckpointError(f"{path}: differs from {members[0]} in architecture, input or classes")
     meta = CheckpointMeta(
         arch=ensemble_name(first.arch, len(members)),
         image_size=first.image_size,
         mean=list(first.mean),
         std=list(first.std),
+        intensity=first.intensity,
         class_names=list(first.class_names),
         train_args={
             "ensemble_of": [
@@ -88,7 +89,7 @@ def main(args: argparse.Namespace) -> int:
         output.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(output, model, meta)
         device = resolve_device(args.device)
-        val = XrayDataset(parts["val"], eval_transform(meta.image_size, meta.mean, meta.std))
+        val = XrayDataset(parts["val"], eval_transform(meta.image_size, meta.mean, meta.std, meta.intensity))
         loader = DataLoader(val, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_readable)
         calibrate_checkpoint(output, loader, device, args.threshold_goal, show=not args.no_progress)
         if args.onnx:

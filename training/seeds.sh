@@ -21,6 +21,11 @@ recipe() {
     baseline) echo "" ;;                                              # the shipped recipe
     robust)   echo "--augment robust --min-scale 0.6 --ema 0.99" ;;   # stress-family augmentation + weight EMA
     robust_smooth) echo "--augment robust --min-scale 0.6 --ema 0.99 --label-smoothing 0.1" ;;  # + smoothing
+    robust_mixup) echo "--augment robust --min-scale 0.6 --ema 0.99 --mixup 0.2" ;;            # + mixup
+    robust_equalize) echo "--augment robust --min-scale 0.6 --ema 0.99 --intensity equalize" ;;  # + hist. eq.
+    # deeper ImageNet backbones at their native 240 / 260 px; 7 frozen stages = the same depth as Lite0's 6
+    lite1_robust) echo "--model efficientnet_lite1 --freeze-stages 7 --augment robust --min-scale 0.6 --ema 0.99" ;;
+    lite2_robust) echo "--model efficientnet_lite2 --freeze-stages 7 --augment robust --min-scale 0.6 --ema 0.99" ;;
     *) echo "unknown recipe: $1" >&2; exit 2 ;;
   esac
 }

@@ -56,7 +56,7 @@ from core.inference import resolve_device
 from core.metrics import classification_report
 from core.models import WeightsUnavailableError, available_models, freeze_stages, get_model, get_spec
 from core.onnx_export import export_onnx
-from core.transforms import eval_transform, train_transform
+from core.transforms import INTENSITY_MODES, eval_transform, train_transform
 from db.actions import StoreUnavailable
 from training import distributed
 from training.calibrate import calibrate_checkpoint
@@ -110,6 +110,13 @@ def get_args_parser() -> argparse.ArgumentParser:
         default="standard",
         help="robust: also random framing, exposure, blur, noise and JPEG shifts (core.shifts.RandomSiteShift)",
     )
+    p.add_argument(
+        "--intensity",
+        choices=list(INTENSITY_MODES),
+        default="none",
+        help="per-image intensity normalisation, stored in the checkpoint and applied the same at inference",
+    )
+    p.add_argument("--mixup", type=float, default=0.0, help="mixup with Beta(a, a) mixing weights; 0 = off")
     p.add_argument("--min-scale", type=float, default=0.85, help="smallest random-crop area (fraction of the image)")
     p.add_argument("--ema", type=float, default=0.0, help="exponential moving average of the weights, e.g. 0.999")
     p.add_argument(
@@ -289,6 +296,8 @@ def train(args: argparse.Namespace) -> int:
         # Continue the same run: settings that shape the model and data come from the state.
         keep = {k: getattr(args, k) for k in RUN_LOCAL_ARGS}
         vars(args).update({**state["args"], **keep})
+    if args.mixup < 0:
+        raise ValueError(f"--mixup must be >= 0, got {args.mixup}")
     device = resolve_device(args.device)
     rank, world_size = distributed.init_distributed(device)
     if world_size > 1 and args.balance == "sampler":
@@ -321,6 +330,7 @@ def train(args: argparse.Namespace) -> int:
         parts["train"] = random.Random(args.seed).sample(parts["train"], args.max_train_images)
     spec = get_spec(args.model)
     size = initial[1].image_size if initial else (args.image_size or spec.image_size)
+    intensity = initial[1].intensity if initial else args.intensity  # a fine-tune keeps its model's input
     train_ds = XrayDataset(
         parts["train"],
         train_transform(
@@ -332,9 +342,10 @@ def train(args: argparse.Namespace) -> int:
             scale=(args.min_scale, 1.0),
             color_jitter=args.color_jitter,
             site_shifts=args.augment == "robust",
+            intensity=intensity,
         ),
     )
-    val_ds = XrayDataset(parts["val"], eval_transform(size, spec.mean, spec.std))
+    val_ds = XrayDataset(parts["val"], eval_transform(size, spec.mean, spec.std, intensity))
     train_loader = _train_loader(args, train_ds, world_size)
     val_loader = DataLoader(
         val_ds, batch_size=args.batch_size * 2, num_workers=args.workers, collate_fn=collate_readable
@@ -373,6 +384,7 @@ def train(args: argparse.Namespace) -> int:
         image_size=size,
         mean=list(spec.mean),
         std=list(spec.std),
+        intensity=intensity,
         train_args=vars(args).copy(),
         split=split_info,
     )
@@ -382,7 +394,17 @@ def train(args: argparse.Namespace) -> int:
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
         train_stats = train_one_epoch(
-            model, train_loader, criterion, optimizer, device, epoch, show, layout, averaged=averaged, amp=args.amp
+            model,
+            train_loader,
+            criterion,
+            optimizer,
+            device,
+            epoch,
+            show,
+            layout,
+            averaged=averaged,
+            amp=args.amp,
+            mixup=args.mixup,
         )
         stop = False
         if rank == 0:

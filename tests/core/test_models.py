@@ -61,3 +61,20 @@ def test_freeze_stages():
     assert frozen > 0
     assert not model._conv_stem.weight.requires_grad and not model._blocks[0]._depthwise_conv.weight.requires_grad
     assert model._blocks[1]._depthwise_conv.weight.requires_grad and model._fc.weight.requires_grad
+
+
+@pytest.mark.parametrize("name, size", [("efficientnet_lite1", 240), ("efficientnet_lite2", 260)])
+def test_deeper_lite_backbones_load_their_imagenet_weights(name, size):
+    from core.models import freeze_stages, get_spec
+
+    spec = get_spec(name)
+    assert spec.image_size == size
+    model = get_model(name, pretrained="imagenet").eval()
+    with torch.no_grad():
+        out = model(torch.zeros(1, 3, size, size))
+    assert out.shape == (1, 2)
+    assert freeze_stages(model, name, 7) > 0  # stem, its norm and the first five blocks
+    assert (
+        not model._blocks[4]._depthwise_conv.weight.requires_grad
+        and model._blocks[5]._depthwise_conv.weight.requires_grad
+    )

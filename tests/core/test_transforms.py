@@ -51,3 +51,81 @@ def test_eval_transform_matches_torchvision():
         Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 70, 3), dtype=np.uint8)),
     ):
         assert (ours(image) - reference(image)).abs().max().item() < 1e-6
+
+
+def test_gray_images_are_augmented_as_one_channel_with_the_same_pixels():
+    from torchvision import transforms as T
+
+    from tests.helpers import xray_like
+
+    image = xray_like(3, True, 96).convert("RGB")  # three equal channels, as the training JPEGs
+    mean, std = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+    ours = train_transform(64, mean, std, rotation=10, scale=(0.6, 1.0), color_jitter=0.3)
+    reference = T.Compose(  # the same steps on three channels
+        [
+            T.RandomResizedCrop((64, 64), scale=(0.6, 1.0), ratio=(0.9, 1.1), antialias=True),
+            T.RandomRotation(10, interpolation=T.InterpolationMode.BILINEAR),
+            T.ColorJitter(brightness=0.3, contrast=0.3),
+            T.ToTensor(),
+            T.Normalize(list(mean), list(std)),
+        ]
+    )
+    for seed in range(5):
+        torch.manual_seed(seed)
+        a = ours(image)
+        torch.manual_seed(seed)
+        b = reference(image)
+        assert a.shape == b.shape == (3, 64, 64)
+        assert (a - b).abs().max().item() < 1e-6
+
+
+def test_colour_images_keep_three_channels_in_training():
+    import numpy as np
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (80, 80, 3), dtype=np.uint8))
+    x = train_transform(64, (0.0,) * 3, (1.0,) * 3, rotation=0, color_jitter=0)(image)
+    assert x.shape == (3, 64, 64) and not torch.equal(x[0], x[1])
+
+
+def test_eval_transform_gives_the_same_tensor_for_gray_and_rgb_input():
+    from tests.helpers import xray_like
+
+    gray = xray_like(4, False, 100)
+    t = eval_transform(64, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    assert torch.equal(t(gray.convert("L")), t(gray.convert("RGB")))
+
+
+def test_equalize_makes_the_input_nearly_blind_to_exposure():
+    from core.shifts import gamma
+    from tests.helpers import xray_like
+
+    image = xray_like(5, True, 128).convert("RGB")
+    plain = eval_transform(64, (0.5,) * 3, (0.5,) * 3)
+    equalized = eval_transform(64, (0.5,) * 3, (0.5,) * 3, intensity="equalize")
+    for value in (0.6, 1.5):
+        shifted = gamma(image, value)
+        raw_change = (plain(shifted) - plain(image)).abs().mean().item()
+        equalized_change = (equalized(shifted) - equalized(image)).abs().mean().item()
+        assert equalized_change < raw_change / 4
+
+
+def test_train_transform_equalizes_what_the_network_sees():
+    from tests.helpers import xray_like
+
+    image = xray_like(6, False, 96).convert("RGB")
+    t = train_transform(
+        64, (0.0,) * 3, (1.0,) * 3, rotation=0, scale=(1.0, 1.0), color_jitter=0.4, intensity="equalize"
+    )
+    torch.manual_seed(0)
+    x = t(image)[0]
+    # Equalized gray levels spread over the whole range whatever the jitter did.
+    assert x.min().item() < 0.05 and x.max().item() > 0.95 and abs(x.mean().item() - 0.5) < 0.1
+
+
+def test_unknown_intensity_mode_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown intensity"):
+        eval_transform(64, (0.5,) * 3, (0.5,) * 3, intensity="clahe2")
+    with pytest.raises(ValueError, match="unknown intensity"):
+        train_transform(64, (0.5,) * 3, (0.5,) * 3, intensity="bogus")

@@ -251,3 +251,58 @@ def test_robust_recipe_with_weight_averaging_trains_and_records_it(image_folder,
         *TINY,
     )
     assert bad.returncode == 2 and "--ema must lie in (0, 1)" in bad.stderr
+
+
+def test_equalized_mixup_recipe_stores_its_input_normalisation_and_serves_it(image_folder, tmp_path):
+    from PIL import Image
+
+    from core.inference import Predictor
+    from core.shifts import gamma
+
+    out = tmp_path / "equalize"
+    result = run(
+        "training.train",
+        "--data-dir",
+        image_folder,
+        "--epochs",
+        "1",
+        "--output-dir",
+        out,
+        "--intensity",
+        "equalize",
+        "--mixup",
+        "0.4",
+        *TINY,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    _, meta = load_checkpoint(out / "best_model.pth")
+    assert meta.intensity == "equalize" and meta.train_args["mixup"] == 0.4
+    # Inference (PyTorch and the ONNX export) equalizes too: an exposure change barely moves the input.
+    image = Image.open(next((image_folder / "NORMAL").iterdir())).convert("RGB")
+    for backend in ("torch", "onnx"):
+        predictor = Predictor.from_checkpoint(out / "best_model.pth", "cpu", backend=backend)
+        assert predictor.transform.intensity == "equalize"
+        p = predictor.predict_proba([image, gamma(image, 0.6)])[:, 1]
+        assert abs(p[0] - p[1]) < 0.05
+    bad = run("training.train", "--data-dir", image_folder, "--output-dir", tmp_path / "x", "--mixup", "-1", *TINY)
+    assert bad.returncode == 2 and "--mixup must be >= 0" in bad.stderr
+
+
+def test_mix_batch_blends_pairs_and_weights_the_original_most():
+    import torch
+
+    from training.engine import mix_batch
+
+    images = torch.stack([torch.full((3, 4, 4), float(i)) for i in range(6)])
+    labels = torch.tensor([0, 1, 0, 1, 0, 1])
+    same = mix_batch(images, labels, 0.0)
+    assert same[0] is images and same[2] == 1.0
+    torch.manual_seed(0)
+    mixed, partners, weight = mix_batch(images, labels, 0.4)
+    assert 0.5 <= weight < 1.0
+    for i in range(6):
+        j = int(round(float((mixed[i, 0, 0, 0] - weight * i) / (1 - weight))))  # the partner, from the pixels
+        assert torch.allclose(mixed[i], weight * images[i] + (1 - weight) * images[j], atol=1e-5)
+        assert partners[i] == labels[j]
+    with pytest.raises(ValueError):
+        mix_batch(images, labels, -0.1)
