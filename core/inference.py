@@ -214,10 +214,26 @@ class Predictor:
         """One preprocessed ``(3, H, W)`` tensor (no augmentation)."""
         return self.transform(image)
 
-    def view_tensors(self, image: Image.Image) -> torch.Tensor:
-        """``(V, 3, H, W)``: the image's views (one, or :data:`TTA_VIEWS` with :attr:`tta`)."""
+    def view_arrays(self, image: Image.Image, out: np.ndarray | None = None) -> np.ndarray:
+        """``(V, 3, H, W)`` float32: the image's views (one, or :data:`TTA_VIEWS` with :attr:`tta`).
+
+        NumPy rather than torch: on a few cores torch's thread pool, woken by even a small
+        stack, competes with ONNX Runtime's threads for the next forward pass.
+
+        Args:
+            out: write into this ``(V, 3, H, W)`` array (a slot of a batch) instead of a new one.
+        """
         views = TTA_VIEWS if self.tta else TTA_VIEWS[:1]
-        return torch.stack([self.input_tensor(view(image)) for view in views])
+        size = self.meta.image_size
+        if out is None:
+            out = np.empty((len(views), 3, size, size), dtype=np.float32)
+        for slot, view in zip(out, views, strict=True):
+            self.transform.array(view(image), slot)
+        return out
+
+    def view_tensors(self, image: Image.Image) -> torch.Tensor:
+        """``(V, 3, H, W)``: :meth:`view_arrays` as a tensor (no copy)."""
+        return torch.from_numpy(self.view_arrays(image))
 
     def logits_from_views(self, views: torch.Tensor) -> torch.Tensor:
         """Raw logits ``(N, 2)`` from ``(N, V, 3, H, W)`` view tensors, averaged over views."""
@@ -236,8 +252,12 @@ class Predictor:
         """Raw (uncalibrated) logits ``(N, 2)`` for PIL images."""
         chunks = []
         for start in range(0, len(images), self.batch_size):
-            views = torch.stack([self.view_tensors(i) for i in images[start : start + self.batch_size]])
-            chunks.append(self.logits_from_views(views))
+            chunk = images[start : start + self.batch_size]
+            size = self.meta.image_size
+            views = np.empty((len(chunk), len(TTA_VIEWS) if self.tta else 1, 3, size, size), dtype=np.float32)
+            for image, slot in zip(chunk, views, strict=True):
+                self.view_arrays(image, slot)
+            chunks.append(self.logits_from_views(torch.from_numpy(views)))
         return torch.cat(chunks) if chunks else torch.empty(0, len(self.class_names))
 
     def proba_from_logits(self, logits: torch.Tensor | np.ndarray) -> np.ndarray:
