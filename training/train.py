@@ -64,7 +64,7 @@ from training.engine import collect_logits, train_one_epoch
 from training.reviewed import load_reviewed, merge_training_records
 
 STATE_FORMAT = "pneumonia-train-state"
-RUN_LOCAL_ARGS = ("epochs", "max_minutes", "resume", "output_dir", "device", "workers", "no_progress")
+RUN_LOCAL_ARGS = ("epochs", "max_minutes", "resume", "output_dir", "device", "workers", "no_progress", "compile")
 """Arguments a resumed run may change; the rest are restored from the saved state."""
 
 
@@ -124,6 +124,12 @@ def get_args_parser() -> argparse.ArgumentParser:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="mixed precision on CUDA (bf16 where supported, else fp16 with loss scaling); no effect on the CPU",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the training forward and backward: about 1.2x faster steps on these CPUs after a "
+        "one-off compile of about a minute (needs a C++ compiler); pays for runs longer than a few minutes",
     )
     p.add_argument("--select-metric", choices=["roc_auc", "balanced_accuracy", "val_loss"], default="roc_auc")
     p.add_argument("--patience", type=int, default=4, help="early stop after this many epochs without gain")
@@ -370,6 +376,8 @@ def train(args: argparse.Namespace) -> int:
         model = DistributedDataParallel(model)
     plain_model = getattr(model, "module", model)
     averaged = _weight_average(plain_model, args.ema)
+    # The compiled wrapper shares the model's parameters; validation and checkpoints use the plain module.
+    train_model = torch.compile(model) if args.compile else model
 
     split_info = {
         "summary": split_summary(parts),
@@ -394,7 +402,7 @@ def train(args: argparse.Namespace) -> int:
         if isinstance(train_loader.sampler, DistributedSampler):
             train_loader.sampler.set_epoch(epoch)
         train_stats = train_one_epoch(
-            model,
+            train_model,
             train_loader,
             criterion,
             optimizer,
