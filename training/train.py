@@ -22,7 +22,7 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -377,7 +377,7 @@ def train(args: argparse.Namespace) -> int:
     plain_model = getattr(model, "module", model)
     averaged = _weight_average(plain_model, args.ema)
     # The compiled wrapper shares the model's parameters; validation and checkpoints use the plain module.
-    train_model = torch.compile(model) if args.compile else model
+    train_model = cast(nn.Module, torch.compile(model)) if args.compile else model
 
     split_info = {
         "summary": split_summary(parts),
