@@ -104,6 +104,7 @@ def train_transform(
     color_jitter: float = 0.2,
     site_shifts: bool = False,
     intensity: str = "none",
+    one_channel_when_gray: bool = True,
 ) -> Callable[[Any], torch.Tensor]:
     """Random augmentation for training.
 
@@ -120,6 +121,8 @@ def train_transform(
             (:class:`core.shifts.RandomSiteShift`), applied at 512 px before the crop.
         intensity: per-image intensity normalisation (:func:`normalize_intensity`), applied last,
             to the image the network is given, as inference does.
+        one_channel_when_gray: augment gray images as one channel (see Returns); ``False``
+            keeps three (the earlier pipeline, for ``benchmarks/training.py``).
 
     Returns:
         A torchvision transform from PIL image to normalised tensor. Gray images (an RGB
@@ -129,7 +132,7 @@ def train_transform(
     from torchvision import transforms as T  # imported here: inference never needs torchvision
 
     normalize_intensity(Image.new("L", (1, 1)), intensity)  # refuse an unknown mode now
-    steps: list[Any] = [_gray_when_gray]
+    steps: list[Any] = [_gray_when_gray] if one_channel_when_gray else []
     if site_shifts:
         from core.shifts import RandomSiteShift
 
