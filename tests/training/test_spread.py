@@ -21,7 +21,7 @@ def _run(root, recipe, seed, val_auc, spec, noise_spec):
     (folder / "train_log.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     clean = {"accuracy": 0.9, "roc_auc": 0.99, "sensitivity": 0.95, "specificity": spec, "ece": 0.03}
     stress = {
-        "noise_8": {**clean, "specificity": noise_spec, "roc_auc": 0.97},
+        "noise_8": {**clean, "specificity": noise_spec, "roc_auc": 0.97, "sensitivity": 0.80},
         "zoom_in_20": {**clean, "specificity": spec - 0.1, "roc_auc": 0.98},
     }
     (folder / "stress.json").write_text(json.dumps({**clean, "stress": stress, "predictions": []}))
@@ -45,6 +45,8 @@ def test_spread_of_three_seeds(tmp_path):
     assert base["stress_worst_specificity"].high == pytest.approx(0.40)  # seed 1: min(0.40, 0.80)
     assert base["stress_mean_specificity"].mean == pytest.approx(((0.2 + 0.85) + (0.4 + 0.8) + (0.3 + 0.87)) / 6)
     assert table["robust"]["stress_worst_specificity"].text() == "0.860"  # one seed: no range
+    assert base["stress_worst_sensitivity"].mean == pytest.approx(0.80)  # noise_8, not zoom_in_20's 0.95
+    assert base["stress_mean_sensitivity"].mean == pytest.approx((0.80 + 0.95) / 2)
     assert spread([0.1, 0.3]).text() == "0.200 (0.100-0.300)"
 
 
@@ -53,6 +55,7 @@ def test_command_prints_markdown_and_json(tmp_path):
     result = run_main("training.spread", *folders, "--json", tmp_path / "t.json")
     assert result.returncode == 0 and "| baseline | 3 |" in result.stdout
     assert "| noise_8 | 0.300 (0.200-0.400) |" in result.stdout
+    assert "| sensitivity under | baseline |" in result.stdout and "| noise_8 | 0.800 (0.800-0.800) |" in result.stdout
     data = json.loads((tmp_path / "t.json").read_text())
     assert data["baseline"]["test_specificity"]["seeds"] == 3
 
