@@ -166,8 +166,11 @@ with right:
 
     other = "NORMAL" if case.predicted_label == "PNEUMONIA" else "PNEUMONIA"
     start = blind_read.confidence if blind_read is not None else "high"
-    confidence = st.select_slider("Your confidence", CONFIDENCE, value=start, key="confidence")
-    notes = st.text_area("Notes", max_chars=MAX_NOTES, key="notes")
+    # A fresh key per saved review: the browser keeps a text box's typed value until the widget is
+    # replaced, so reusing one key could send the last reviewer's notes along with the next review.
+    form = st.session_state.setdefault("review_form", 0)
+    confidence = st.select_slider("Your confidence", CONFIDENCE, value=start, key=f"confidence-{form}")
+    notes = st.text_area("Notes", max_chars=MAX_NOTES, key=f"notes-{form}")
     buttons = st.columns(3)
     agree = buttons[0].button(f"Agree: {case.predicted_label}", shortcut="A", key="agree", type="primary")
     disagree = buttons[1].button(f"Disagree: {other}", shortcut="D", key="disagree")
@@ -189,7 +192,8 @@ with right:
             show_store_error(error)
         else:
             st.session_state["last_saved"] = f"Review of case #{case.id} saved."
-            for key in ("notes", "confidence"):
+            for key in (f"notes-{form}", f"confidence-{form}"):
                 st.session_state.pop(key, None)
+            st.session_state["review_form"] = form + 1
             st.query_params.clear()  # move on to the next case in the queue
             st.rerun()

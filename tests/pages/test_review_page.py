@@ -25,13 +25,14 @@ def test_most_uncertain_first_and_submit_moves_on(app_env):
     assert not at.exception
     assert at.subheader[0].value == f"Case #{unsure}: model says PNEUMONIA"
     at.text_input(key="reviewer_name_box").input("Dr <b>Who</b>").run()
-    at.text_area(key="notes").input("<script>alert('x')</script> & notes")
+    at.text_area(key="notes-0").input("<script>alert('x')</script> & notes")
     at.button(key="disagree").click().run()
     assert not at.exception and not at.error
     assert any("saved" in s.value for s in at.success)
     # The reviewer's name is remembered and the next case is shown.
     assert at.text_input(key="reviewer_name_box").value == "Dr <b>Who</b>"
     assert at.subheader[0].value == f"Case #{sure}: model says PNEUMONIA"
+    assert at.text_area(key="notes-1").value == ""  # a new box: the last review's notes cannot carry over
     with engine.connect() as connection:
         row = connection.execute(text("SELECT reviewer, agrees, corrected_label, notes FROM reviews")).one()
     assert tuple(row) == ("Dr <b>Who</b>", False, "NORMAL", "<script>alert('x')</script> & notes")
