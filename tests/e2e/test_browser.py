@@ -101,6 +101,26 @@ def browser_page():
         browser.close()
 
 
+def _wait_for_rows(database: Path, table: str, count: int, timeout: float = 120.0) -> None:
+    """Wait until ``table`` holds ``count`` rows. A message on the page is not enough: while a slow rerun
+    runs, Streamlit keeps the previous run's elements (an earlier "saved" line) on screen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with sqlite3.connect(database) as connection:
+            rows = connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        if rows >= count or time.monotonic() > deadline:
+            assert rows == count, f"{table}: {rows} rows, expected {count}"
+            return
+        time.sleep(0.25)
+
+
+def _wait_idle(page) -> None:
+    """Wait until no script run is in progress (Streamlit's running indicator is gone), so a key press
+    lands on the current page, not on a stale one that is about to be replaced."""
+    page.wait_for_timeout(300)  # a run triggered just now shows its indicator first
+    page.locator('[data-testid="stStatusWidgetRunningIcon"]').wait_for(state="detached", timeout=120_000)
+
+
 def _screenshot(page, name: str, tmp_path: Path) -> Path:
     folder = REPO_ROOT / "docs" / "screenshots" if os.environ.get("SAVE_SCREENSHOTS") else tmp_path
     path = folder / f"{name}.png"
@@ -136,6 +156,7 @@ def test_upload_blind_read_review_adjudicate_in_a_real_browser(browser_page, das
     page.locator(".js-plotly-plot").first.wait_for()  # the large viewer
     _screenshot(page, "blind_read", tmp_path)
     page.get_by_text("Case #1: your read first").click()  # focus the page, not a text box
+    _wait_idle(page)
     page.keyboard.press("1")  # keyboard shortcut: my call is NORMAL
     page.get_by_text("Your unaided call: NORMAL").wait_for()
     case_title = page.get_by_text("Case #1: model says").inner_text()
@@ -149,6 +170,7 @@ def test_upload_blind_read_review_adjudicate_in_a_real_browser(browser_page, das
     _screenshot(page, "review", tmp_path)
     page.get_by_role("button", name=f"Disagree: {other}").click()
     page.get_by_text("Review of case #1 saved.").wait_for()
+    _wait_for_rows(data_dir / "reviews.db", "reviews", 1)
 
     # Second reader, not blind: agrees with the model, so the readers disagree.
     page.get_by_text("Blind first read").click()
@@ -157,8 +179,10 @@ def test_upload_blind_read_review_adjudicate_in_a_real_browser(browser_page, das
     page.wait_for_timeout(2000)  # the rerun that stores the name
     page.get_by_text("Case #1: model says").click()
     expect(page.get_by_role("button", name=f"Agree: {model_call}")).to_be_visible()
+    _wait_idle(page)
     page.keyboard.press("a")  # keyboard shortcut: agree
     page.get_by_text("Review of case #1 saved.").wait_for()
+    _wait_for_rows(data_dir / "reviews.db", "reviews", 2)
 
     # The adjudicator settles it.
     page.goto(f"{url}/adjudication")
