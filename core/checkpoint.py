@@ -18,7 +18,7 @@ from torch import nn
 from core.labels import CLASS_NAMES
 from core.models import get_model
 from core.operating_point import validate_calibration
-from core.transforms import INTENSITY_MODES
+from core.transforms import INTENSITY_MODES, EvalTransform, eval_transform
 
 FORMAT = "pneumonia-xray-checkpoint"
 FORMAT_VERSION = 1
@@ -54,6 +54,10 @@ class CheckpointMeta:
     """The accepted int8 ONNX model (``<name>.int8.onnx``): its hash, own temperature and threshold, checks."""
     intensity: str = "none"
     """Per-image intensity normalisation applied before the network (``core.transforms.INTENSITY_MODES``)."""
+
+    def eval_transform(self) -> EvalTransform:
+        """The preprocessing this checkpoint's network expects (size, intensity normalisation, mean, std)."""
+        return eval_transform(self.image_size, self.mean, self.std, self.intensity)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-Python form, safe for ``weights_only`` loading and JSON."""

@@ -24,7 +24,7 @@ from torch import nn
 from core.checkpoint import CheckpointError, CheckpointMeta, file_sha256, load_checkpoint, model_version
 from core.input_checks import check_xray, load_xray
 from core.operating_point import OperatingPoint, OperatingPointLookup, operating_point_in_force
-from core.transforms import EvalTransform, eval_transform
+from core.transforms import EvalTransform
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CHECKPOINT = REPO_ROOT / "models" / "best_model.pth"
@@ -207,7 +207,7 @@ class Predictor:
     def transform(self) -> EvalTransform:
         """The checkpoint's preprocessing (size, intensity normalisation, mean and std), built once."""
         if self._transform is None:
-            self._transform = eval_transform(self.meta.image_size, self.meta.mean, self.meta.std, self.meta.intensity)
+            self._transform = self.meta.eval_transform()
         return self._transform
 
     def input_tensor(self, image: Image.Image) -> torch.Tensor:
@@ -224,12 +224,15 @@ class Predictor:
             out: write into this ``(V, 3, H, W)`` array (a slot of a batch) instead of a new one.
         """
         views = TTA_VIEWS if self.tta else TTA_VIEWS[:1]
-        size = self.meta.image_size
-        if out is None:
-            out = np.empty((len(views), 3, size, size), dtype=np.float32)
+        out = self._view_buffer(1)[0] if out is None else out
         for slot, view in zip(out, views, strict=True):
             self.transform.array(view(image), slot)
         return out
+
+    def _view_buffer(self, count: int) -> np.ndarray:
+        """An empty ``(count, V, 3, H, W)`` float32 batch for :meth:`view_arrays` to fill."""
+        size = self.meta.image_size
+        return np.empty((count, len(TTA_VIEWS) if self.tta else 1, 3, size, size), dtype=np.float32)
 
     def view_tensors(self, image: Image.Image) -> torch.Tensor:
         """``(V, 3, H, W)``: :meth:`view_arrays` as a tensor (no copy)."""
@@ -253,8 +256,7 @@ class Predictor:
         chunks = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
-            size = self.meta.image_size
-            views = np.empty((len(chunk), len(TTA_VIEWS) if self.tta else 1, 3, size, size), dtype=np.float32)
+            views = self._view_buffer(len(chunk))
             for image, slot in zip(chunk, views, strict=True):
                 self.view_arrays(image, slot)
             chunks.append(self.logits_from_views(torch.from_numpy(views)))

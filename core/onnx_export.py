@@ -217,13 +217,12 @@ def quantize_int8(
 
     from core.calibration import fit_temperature
     from core.operating_point import OperatingPoint, checkpoint_operating_point
-    from core.transforms import eval_transform
 
     model, meta = load_checkpoint(checkpoint)
     if not meta.onnx_sha256 or not onnx_path(checkpoint).is_file():
         export_onnx(checkpoint)
         model, meta = load_checkpoint(checkpoint)
-    transform = eval_transform(meta.image_size, meta.mean, meta.std, meta.intensity)
+    transform = meta.eval_transform()
     target = int8_path(checkpoint)
     prepared = target.with_suffix(".prep.onnx")
     with warnings.catch_warnings():

@@ -25,7 +25,6 @@ from core.cli import report_error
 from core.data import XrayDataset, collate_readable, load_split
 from core.inference import resolve_device
 from core.models import LogitEnsemble, ensemble_name
-from core.transforms import eval_transform
 from training.calibrate import calibrate_checkpoint
 
 
@@ -89,7 +88,7 @@ def main(args: argparse.Namespace) -> int:
         output.parent.mkdir(parents=True, exist_ok=True)
         save_checkpoint(output, model, meta)
         device = resolve_device(args.device)
-        val = XrayDataset(parts["val"], eval_transform(meta.image_size, meta.mean, meta.std, meta.intensity))
+        val = XrayDataset(parts["val"], meta.eval_transform())
         loader = DataLoader(val, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_readable)
         calibrate_checkpoint(output, loader, device, args.threshold_goal, show=not args.no_progress)
         if args.onnx:

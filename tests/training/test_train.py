@@ -42,6 +42,11 @@ def run(module, *args, launcher=None, subprocess_smoke=False, timeout=600):
     )
 
 
+def train_tiny(data_dir, out, *options):
+    """One epoch of the tiny recipe on ``data_dir`` into ``out``; ``options`` come last, so they win over TINY's."""
+    return run("training.train", "--data-dir", data_dir, "--epochs", "1", "--output-dir", out, *TINY, *options)
+
+
 @pytest.fixture(scope="module")
 def trained(image_folder, tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
@@ -119,20 +124,7 @@ def test_relabel_csv_changes_training_labels(image_folder, tmp_path):
     csv = tmp_path / "relabel.csv"
     csv.write_text("file_name,resolved_label\n" + "".join(f"{p.name},PNEUMONIA\n" for p in normal))
     out = tmp_path / "relabeled"
-    result = run(
-        "training.train",
-        "--data-dir",
-        image_folder,
-        "--epochs",
-        "1",
-        "--output-dir",
-        out,
-        "--relabel",
-        csv,
-        "--balance",
-        "none",
-        *TINY,
-    )
+    result = train_tiny(image_folder, out, "--relabel", csv, "--balance", "none")
     assert result.returncode == 0, result.stderr[-2000:]
     _, meta = load_checkpoint(out / "best_model.pth")
     assert meta.split["summary"]["train"]["NORMAL"] == 0
@@ -207,9 +199,7 @@ def test_a_corrupt_training_image_is_skipped_with_a_warning(tmp_path):
     folder = make_image_folder(tmp_path / "data", per_class=8, size=48)
     for patient in range(90, 96):  # several patients, so some land in training or validation
         (folder / "NORMAL" / f"IM-{patient:04d}-0001.jpeg").write_bytes(b"\xff\xd8\xff truncated %d" % patient)
-    result = run(
-        "training.train", "--data-dir", folder, "--epochs", "1", "--output-dir", tmp_path / "o", "--no-progress", *TINY
-    )
+    result = train_tiny(folder, tmp_path / "o", "--no-progress")
     assert result.returncode == 0, result.stderr[-2000:]
     assert "warning: skipped" in result.stderr and "-0001.jpeg: not a recognised image format" in result.stderr
     assert (tmp_path / "o" / "best_model.pth").exists()
@@ -217,39 +207,14 @@ def test_a_corrupt_training_image_is_skipped_with_a_warning(tmp_path):
 
 def test_robust_recipe_with_weight_averaging_trains_and_records_it(image_folder, tmp_path):
     out = tmp_path / "robust"
-    result = run(
-        "training.train",
-        "--data-dir",
-        image_folder,
-        "--epochs",
-        "1",
-        "--output-dir",
-        out,
-        "--no-onnx",
-        "--augment",
-        "robust",
-        "--min-scale",
-        "0.6",
-        "--ema",
-        "0.9",
-        *TINY,
+    result = train_tiny(
+        image_folder, out, "--no-onnx", "--augment", "robust", "--min-scale", "0.6", "--ema", "0.9"
     )
     assert result.returncode == 0, result.stderr[-2000:]
     model, meta = load_checkpoint(out / "best_model.pth")
     assert meta.train_args["augment"] == "robust" and meta.train_args["ema"] == 0.9
     assert "n_averaged" not in json.dumps(list(model.state_dict()))  # the averaged network, unwrapped
-    bad = run(
-        "training.train",
-        "--data-dir",
-        image_folder,
-        "--epochs",
-        "1",
-        "--output-dir",
-        tmp_path / "x",
-        "--ema",
-        "1.5",
-        *TINY,
-    )
+    bad = train_tiny(image_folder, tmp_path / "x", "--ema", "1.5")
     assert bad.returncode == 2 and "--ema must lie in (0, 1)" in bad.stderr
 
 
@@ -260,20 +225,7 @@ def test_equalized_mixup_recipe_stores_its_input_normalisation_and_serves_it(ima
     from core.shifts import gamma
 
     out = tmp_path / "equalize"
-    result = run(
-        "training.train",
-        "--data-dir",
-        image_folder,
-        "--epochs",
-        "1",
-        "--output-dir",
-        out,
-        "--intensity",
-        "equalize",
-        "--mixup",
-        "0.4",
-        *TINY,
-    )
+    result = train_tiny(image_folder, out, "--intensity", "equalize", "--mixup", "0.4")
     assert result.returncode == 0, result.stderr[-2000:]
     _, meta = load_checkpoint(out / "best_model.pth")
     assert meta.intensity == "equalize" and meta.train_args["mixup"] == 0.4
@@ -284,7 +236,7 @@ def test_equalized_mixup_recipe_stores_its_input_normalisation_and_serves_it(ima
         assert predictor.transform.intensity == "equalize"
         p = predictor.predict_proba([image, gamma(image, 0.6)])[:, 1]
         assert abs(p[0] - p[1]) < 0.05
-    bad = run("training.train", "--data-dir", image_folder, "--output-dir", tmp_path / "x", "--mixup", "-1", *TINY)
+    bad = train_tiny(image_folder, tmp_path / "x", "--mixup", "-1")
     assert bad.returncode == 2 and "--mixup must be >= 0" in bad.stderr
 
 
@@ -313,22 +265,7 @@ def test_compiled_training_matches_eager_training(image_folder, tmp_path):
 
     runs = {}
     for name, extra in (("eager", []), ("compiled", ["--compile"])):
-        result = run(
-            "training.train",
-            "--data-dir",
-            image_folder,
-            "--epochs",
-            "1",
-            "--output-dir",
-            tmp_path / name,
-            "--no-onnx",
-            "--rotation",
-            "0",
-            *extra,
-            *TINY,
-            "--lr",
-            "1e-4",
-        )
+        result = train_tiny(image_folder, tmp_path / name, "--no-onnx", "--rotation", "0", *extra, "--lr", "1e-4")
         assert result.returncode == 0, result.stderr[-2000:]
         runs[name] = load_checkpoint(tmp_path / name / "best_model.pth")
     (eager, _), (compiled, compiled_meta) = runs["eager"], runs["compiled"]
