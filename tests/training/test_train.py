@@ -207,9 +207,7 @@ def test_a_corrupt_training_image_is_skipped_with_a_warning(tmp_path):
 
 def test_robust_recipe_with_weight_averaging_trains_and_records_it(image_folder, tmp_path):
     out = tmp_path / "robust"
-    result = train_tiny(
-        image_folder, out, "--no-onnx", "--augment", "robust", "--min-scale", "0.6", "--ema", "0.9"
-    )
+    result = train_tiny(image_folder, out, "--no-onnx", "--augment", "robust", "--min-scale", "0.6", "--ema", "0.9")
     assert result.returncode == 0, result.stderr[-2000:]
     model, meta = load_checkpoint(out / "best_model.pth")
     assert meta.train_args["augment"] == "robust" and meta.train_args["ema"] == 0.9
