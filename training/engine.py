@@ -33,10 +33,11 @@ def train_one_epoch(
         mixup: Beta(``mixup``, ``mixup``) concentration of :func:`mix_batch`; 0 trains on the images as they are.
 
     Returns:
-        ``{"train_loss": mean loss, "train_accuracy": accuracy on the seen batches}``.
+        ``{"train_loss": mean loss, "train_accuracy": accuracy on the seen batches, "train_side": the
+        input side the epoch trained at}``.
     """
     model.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss, correct, seen, side = 0.0, 0, 0, 0
     amp = amp and device.type == "cuda"
     dtype = torch.bfloat16 if amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=amp and dtype == torch.float16)
@@ -44,6 +45,7 @@ def train_one_epoch(
     for images, labels in bar:
         if not len(labels):  # every image of the batch was unreadable (warned by the dataset)
             continue
+        side = images.shape[-1]
         images = images.to(device, non_blocking=True, memory_format=memory_format)
         labels = labels.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
@@ -62,7 +64,7 @@ def train_one_epoch(
         correct += int((logits.argmax(1) == labels).sum())
         seen += len(labels)
         bar.set_postfix(loss=f"{total_loss / seen:.4f}", acc=f"{correct / seen:.3f}")
-    return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1)}
+    return {"train_loss": total_loss / max(seen, 1), "train_accuracy": correct / max(seen, 1), "train_side": side}
 
 
 def mix_batch(images: torch.Tensor, labels: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor, float]:

@@ -89,6 +89,14 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="channels-last memory layout (much faster convolutions on CPU)",
     )
     p.add_argument("--image-size", type=int, default=None, help="input side (default: the model's)")
+    p.add_argument(
+        "--low-res-size",
+        type=int,
+        default=None,
+        help="progressive resizing: train the first --low-res-epochs epochs at this side (e.g. 160: about half "
+        "the compute per image at 224); validation, selection and the checkpoint stay at the full side",
+    )
+    p.add_argument("--low-res-epochs", type=int, default=0, help="how many first epochs train at --low-res-size")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch that passes this")
     p.add_argument("--batch-size", type=int, default=32)
@@ -208,7 +216,35 @@ def _split(args: argparse.Namespace, records, root: Path, out: Path, rank: int):
     return parts
 
 
-def _train_loader(args, dataset: XrayDataset, world_size: int) -> DataLoader:
+def check_low_res(low_res_size: int | None, low_res_epochs: int, size: int) -> None:
+    """Refuse progressive-resizing settings that cannot work, in one line (``ValueError``)."""
+    if low_res_epochs < 0:
+        raise ValueError(f"--low-res-epochs must be >= 0, got {low_res_epochs}")
+    if low_res_size is None:
+        if low_res_epochs:
+            raise ValueError("--low-res-epochs needs --low-res-size")
+        return
+    if not 16 <= low_res_size < size:
+        raise ValueError(f"--low-res-size must lie in [16, {size}) (the full side is {size}), got {low_res_size}")
+
+
+def _train_dataset(args: argparse.Namespace, records, size: int, intensity: str) -> XrayDataset:
+    spec = get_spec(args.model)
+    transform = train_transform(
+        size,
+        spec.mean,
+        spec.std,
+        args.hflip,
+        args.rotation,
+        scale=(args.min_scale, 1.0),
+        color_jitter=args.color_jitter,
+        site_shifts=args.augment == "robust",
+        intensity=intensity,
+    )
+    return XrayDataset(records, transform)
+
+
+def _train_loader(args, dataset: XrayDataset, world_size: int, persistent: bool = True) -> DataLoader:
     generator = torch.Generator().manual_seed(args.seed)
     sampler: Sampler[int] | None = None
     if world_size > 1:
@@ -225,7 +261,7 @@ def _train_loader(args, dataset: XrayDataset, world_size: int) -> DataLoader:
         num_workers=args.workers,
         generator=generator,
         drop_last=len(dataset) > args.batch_size,
-        persistent_workers=args.workers > 0,
+        persistent_workers=persistent and args.workers > 0,
         collate_fn=collate_readable,
         pin_memory=torch.cuda.is_available() and args.device != "cpu",  # faster host-to-GPU copies
     )
@@ -337,22 +373,14 @@ def train(args: argparse.Namespace) -> int:
     spec = get_spec(args.model)
     size = initial[1].image_size if initial else (args.image_size or spec.image_size)
     intensity = initial[1].intensity if initial else args.intensity  # a fine-tune keeps its model's input
-    train_ds = XrayDataset(
-        parts["train"],
-        train_transform(
-            size,
-            spec.mean,
-            spec.std,
-            args.hflip,
-            args.rotation,
-            scale=(args.min_scale, 1.0),
-            color_jitter=args.color_jitter,
-            site_shifts=args.augment == "robust",
-            intensity=intensity,
-        ),
-    )
+    check_low_res(args.low_res_size, args.low_res_epochs, size)
+    train_ds = _train_dataset(args, parts["train"], size, intensity)
     val_ds = XrayDataset(parts["val"], eval_transform(size, spec.mean, spec.std, intensity))
     train_loader = _train_loader(args, train_ds, world_size)
+    low_res_loader = None
+    if args.low_res_size and args.low_res_epochs:
+        low_res_ds = _train_dataset(args, parts["train"], args.low_res_size, intensity)
+        low_res_loader = _train_loader(args, low_res_ds, world_size, persistent=False)
     val_loader = DataLoader(
         val_ds, batch_size=args.batch_size * 2, num_workers=args.workers, collate_fn=collate_readable
     )
@@ -377,7 +405,8 @@ def train(args: argparse.Namespace) -> int:
     plain_model = getattr(model, "module", model)
     averaged = _weight_average(plain_model, args.ema)
     # The compiled wrapper shares the model's parameters; validation and checkpoints use the plain module.
-    train_model = cast(nn.Module, torch.compile(model)) if args.compile else model
+    # Static shapes: a progressive run compiles once per side instead of falling back to slower dynamic kernels.
+    train_model = cast(nn.Module, torch.compile(model, dynamic=False)) if args.compile else model
 
     split_info = {
         "summary": split_summary(parts),
@@ -399,11 +428,12 @@ def train(args: argparse.Namespace) -> int:
     started = time.monotonic()
     epochs = tqdm(range(start_epoch, args.epochs + 1), desc="epochs", disable=not show, unit="epoch")
     for epoch in epochs:
-        if isinstance(train_loader.sampler, DistributedSampler):
-            train_loader.sampler.set_epoch(epoch)
+        loader = low_res_loader if low_res_loader is not None and epoch <= args.low_res_epochs else train_loader
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
         train_stats = train_one_epoch(
             train_model,
-            train_loader,
+            loader,
             criterion,
             optimizer,
             device,

@@ -273,3 +273,41 @@ def test_compiled_training_matches_eager_training(image_folder, tmp_path):
     for (key, a), b in zip(eager.state_dict().items(), compiled.state_dict().values(), strict=True):
         if a.is_floating_point():
             assert torch.allclose(a, b, rtol=1e-2, atol=2e-3), key
+
+
+def test_progressive_resizing_trains_early_epochs_small_and_serves_full_size(image_folder, tmp_path):
+    out = tmp_path / "progressive"
+    result = train_tiny(
+        image_folder,
+        out,
+        "--no-onnx",
+        "--epochs",
+        "3",
+        "--patience",
+        "10",
+        "--low-res-size",
+        "16",
+        "--low-res-epochs",
+        "2",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [row["train_side"] for row in rows] == [16, 16, 32]  # the side of the batches each epoch saw
+    _, meta = load_checkpoint(out / "best_model.pth")
+    assert meta.image_size == 32 and meta.train_args["low_res_size"] == 16  # validated and served at full size
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--low-res-size", "64", "--low-res-epochs", "1"], "--low-res-size must lie in [16, 32)"),
+        (["--low-res-size", "8", "--low-res-epochs", "1"], "--low-res-size must lie in [16, 32)"),
+        (["--low-res-epochs", "2"], "--low-res-epochs needs --low-res-size"),
+        (["--low-res-size", "16", "--low-res-epochs", "-1"], "--low-res-epochs must be >= 0"),
+    ],
+)
+def test_impossible_progressive_resizing_is_refused_in_one_line(image_folder, tmp_path, options, message):
+    result = train_tiny(image_folder, tmp_path / "refused", "--no-onnx", *options)
+    assert result.returncode == 2
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "refused" / "best_model.pth").exists()
