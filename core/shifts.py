@@ -8,6 +8,7 @@ the image's own pixels, so the same image is always perturbed the same way.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 from collections.abc import Callable
@@ -148,6 +149,38 @@ def shifted_array(image: Image.Image, name: str) -> np.ndarray:
     return np.asarray(SHIFTS[name](image))
 
 
+def translate(image: Image.Image, fraction: float) -> Image.Image:
+    """:func:`shift` by whole pixels (black fill): for training, where 0.04 ms beats its 2.5 ms at 512 px.
+
+    The stress test keeps :func:`shift`, so its recorded figures stay reproducible.
+    """
+    width, height = image.size
+    canvas = Image.new(image.mode, image.size)
+    canvas.paste(image, (round(fraction * width), round(fraction * height)))
+    return canvas
+
+
+@functools.cache
+def _unit_normal_bank(side: int) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((side, side), dtype=np.float32)
+
+
+def random_noise_field(shape: tuple[int, int], sigma: float) -> np.ndarray:
+    """Gaussian noise (``sigma`` gray levels) for training: a random window of a fixed bank of unit normals.
+
+    Drawing a fresh 512 x 512 field took 5 ms, the largest part of the robust augmentation;
+    a window at a random offset of a bank twice the side (drawn once per process) is as
+    Gaussian, and no network learns a field that it meets at a random place each time.
+    Offsets come from Python's ``random`` (seeded per DataLoader worker by PyTorch).
+    """
+    import random
+
+    height, width = shape
+    bank = _unit_normal_bank(2 * max(height, width))
+    y, x = random.randrange(len(bank) - height + 1), random.randrange(len(bank) - width + 1)
+    return sigma * bank[y : y + height, x : x + width]
+
+
 class RandomSiteShift:
     """Training augmentation from the same family as the stress tests, with random strengths.
 
@@ -170,14 +203,14 @@ class RandomSiteShift:
         if maybe():
             image = zoom(image, random.uniform(0.75, 1.0)) if maybe() else zoom_out(image, random.uniform(0.8, 1.0))
         if maybe():
-            image = shift(image, random.uniform(-0.06, 0.06))
+            image = translate(image, random.uniform(-0.06, 0.06))
         if maybe():
             image = gamma(image, random.uniform(0.6, 1.5))
         if maybe():
             image = blur(image, random.uniform(0.3, 1.5))
         if maybe():
             array = np.asarray(image, dtype=np.float32)
-            field = np.random.default_rng(random.getrandbits(64)).normal(0.0, random.uniform(2, 10), array.shape[:2])
+            field = random_noise_field(array.shape[:2], random.uniform(2, 10))
             noisy = array + (field[..., None] if array.ndim == 3 else field)
             image = Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8), mode=image.mode)
         if maybe():
