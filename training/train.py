@@ -433,6 +433,7 @@ def train(args: argparse.Namespace) -> int:
         loader = low_res_loader if low_res_loader is not None and epoch <= args.low_res_epochs else train_loader
         if isinstance(loader.sampler, DistributedSampler):
             loader.sampler.set_epoch(epoch)
+        epoch_started = time.monotonic()
         train_stats = train_one_epoch(
             train_model,
             loader,
@@ -446,6 +447,7 @@ def train(args: argparse.Namespace) -> int:
             amp=args.amp,
             mixup=args.mixup,
         )
+        train_stats["train_seconds"] = round(time.monotonic() - epoch_started, 1)  # the loop alone, for speed figures
         stop = False
         if rank == 0:
             scored = averaged.module if averaged is not None else plain_model  # the averaged weights are the model

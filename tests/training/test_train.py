@@ -293,6 +293,7 @@ def test_progressive_resizing_trains_early_epochs_small_and_serves_full_size(ima
     assert result.returncode == 0, result.stderr[-2000:]
     rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [row["train_side"] for row in rows] == [16, 16, 32]  # the side of the batches each epoch saw
+    assert all(0 < row["train_seconds"] <= row["seconds"] for row in rows)  # the loop alone, within the epoch
     _, meta = load_checkpoint(out / "best_model.pth")
     assert meta.image_size == 32 and meta.train_args["low_res_size"] == 16  # validated and served at full size
 
