@@ -27,26 +27,27 @@ pack() { tar czf "$OUT/all.tgz" -C / tmp/gpulogs $(find runs/gpu -name '*.json' 
 room() { [ "$SECONDS" -lt "$BUDGET" ] || { log "skipped (budget): $*"; return 1; }; }
 { nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv; nproc; $PY -c "import torch; print(torch.__version__)"; } > "$L/machine.txt" 2>&1
 log start
-[ "${BENCH:-1}" = 1 ] && room bench128 && timeout 240 $PY benchmarks/training.py --data-dir $D --device $DEVICE --batch-size ${BENCH_BATCH:-128} --workers $WORKERS \
-  --images $IMAGES --pretrained $W --rounds ${ROUNDS:-1} > "$OUT/bench_b128.txt" 2>&1; log "bench128 rc=$?"
+if [ "${BENCH:-1}" = 1 ] && room bench128; then
+  timeout 240 $PY benchmarks/training.py --data-dir $D --device $DEVICE --batch-size ${BENCH_BATCH:-128} --workers $WORKERS \
+    --images $IMAGES --pretrained $W --rounds ${ROUNDS:-1} > "$OUT/bench_b128.txt" 2>&1
+  log "bench128 rc=$?"
+fi
 common=(--data-dir $D --pretrained $W --model efficientnet_lite0 --freeze-stages 6 --epochs $EPOCHS --batch-size 32
   --lr 1e-3 --augment robust --min-scale 0.6 --ema 0.99 --workers $WORKERS --no-progress --no-onnx --device $DEVICE)
 [ -n "$MAXTRAIN" ] && common+=(--max-train-images $MAXTRAIN)
 fast=(--compile --low-res-size 160 --low-res-epochs 3)
 for run in ${RUNS:-base:0 fast:0 base:1 fast:1 amp_fast:0 amp_fast:1}; do
   recipe=${run%:*}; seed=${run#*:}
-  {
-    case $recipe in base) extra=(--no-amp);; fast) extra=(--no-amp "${fast[@]}");; amp_fast) extra=(--amp "${fast[@]}");; esac
-    dir=runs/gpu/${recipe}_s$seed
-    room "$dir" || continue
-    start=$SECONDS
-    timeout 150 $PY -m training.train "${common[@]}" "${extra[@]}" --seed $seed --output-dir $dir > "$L/train_${recipe}_s$seed.txt" 2>&1
-    log "$dir train rc=$? $((SECONDS - start)) s"
-    [ -f $dir/best_model.pth ] || continue
-    timeout 90 $PY -m training.evaluate --checkpoint $dir/best_model.pth --data-dir $D --split-file $dir/split.json \
-      --bootstrap 0 --workers $WORKERS --device $DEVICE --backend torch --checkpoint-operating-point --stress \
-      --no-progress --output $dir/test.json > "$L/eval_${recipe}_s$seed.txt" 2>&1
-    log "$dir eval rc=$?"
-  }
+  case $recipe in base) extra=(--no-amp);; fast) extra=(--no-amp "${fast[@]}");; amp_fast) extra=(--amp "${fast[@]}");; esac
+  dir=runs/gpu/${recipe}_s$seed
+  room "$dir" || continue
+  start=$SECONDS
+  timeout 150 $PY -m training.train "${common[@]}" "${extra[@]}" --seed $seed --output-dir $dir > "$L/train_${recipe}_s$seed.txt" 2>&1
+  log "$dir train rc=$? $((SECONDS - start)) s"
+  [ -f $dir/best_model.pth ] || continue
+  timeout 90 $PY -m training.evaluate --checkpoint $dir/best_model.pth --data-dir $D --split-file $dir/split.json \
+    --bootstrap 0 --workers $WORKERS --device $DEVICE --backend torch --checkpoint-operating-point --stress \
+    --no-progress --output $dir/test.json > "$L/eval_${recipe}_s$seed.txt" 2>&1
+  log "$dir eval rc=$?"
 done
 log done

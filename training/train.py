@@ -8,7 +8,7 @@ Fine-tune a shipped model with this site's reviewed cases (a few CPU minutes)::
     python -m training.train --init-checkpoint models/best_model.pth --data-dir DIR --reviewed \
         --epochs 1 --max-train-images 1500 --lr 3e-4 --output-dir runs/site_v2
 
-Faster on the CPU (1.6-1.8x, README "Speed"): add ``--compile --low-res-size 160 --low-res-epochs 3``.
+Faster on the CPU (about 1.6x, README "Speed"): add ``--compile --low-res-size 160 --low-res-epochs 3``.
 
 Runs the same under ``torchrun --nproc_per_node N -m training.train ...`` with
 DistributedDataParallel. The best epoch (by a validation metric) is written as a
