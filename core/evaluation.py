@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from core.data import ImageRecord
 from core.images import ImageLoadError, load_image
-from core.inference import TTA_VIEWS, Predictor
+from core.inference import Predictor
 from core.metrics import bootstrap_intervals, classification_report, expected_calibration_error
 from core.operating_point import OperatingPoint, logit
 
@@ -30,8 +30,7 @@ class _TolerantDataset(Dataset):
         self, records: Sequence[ImageRecord], predictor: Predictor, perturb: Callable[[Any], Any] | None = None
     ):
         self.records, self.predictor, self.perturb = list(records), predictor, perturb
-        size = predictor.meta.image_size
-        self.blank = torch.zeros(len(TTA_VIEWS) if predictor.tta else 1, 3, size, size)
+        self.blank = torch.from_numpy(predictor.empty_views(1)[0]).zero_()
 
     def __len__(self) -> int:
         return len(self.records)

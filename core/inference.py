@@ -214,32 +214,41 @@ class Predictor:
         """One preprocessed ``(3, H, W)`` tensor (no augmentation)."""
         return self.transform(image)
 
-    def view_arrays(self, image: Image.Image, out: np.ndarray | None = None) -> np.ndarray:
-        """``(V, 3, H, W)`` float32: the image's views (one, or :data:`TTA_VIEWS` with :attr:`tta`).
+    @property
+    def takes_pixels(self) -> bool:
+        """True when the network is given raw uint8 pixels (an int8 model made so), not normalised floats."""
+        return bool(getattr(self.onnx, "takes_pixels", False))
 
+    def view_arrays(self, image: Image.Image, out: np.ndarray | None = None) -> np.ndarray:
+        """The image's views (one, or :data:`TTA_VIEWS` with :attr:`tta`) as the network takes them.
+
+        ``(V, 3, H, W)`` normalised float32, or ``(V, H, W, 3)`` uint8 pixels when :attr:`takes_pixels`.
         NumPy rather than torch: on a few cores torch's thread pool, woken by even a small
         stack, competes with ONNX Runtime's threads for the next forward pass.
 
         Args:
-            out: write into this ``(V, 3, H, W)`` array (a slot of a batch) instead of a new one.
+            out: write into this array (a slot of :meth:`empty_views`) instead of a new one.
         """
         views = TTA_VIEWS if self.tta else TTA_VIEWS[:1]
-        out = self._view_buffer(1)[0] if out is None else out
+        out = self.empty_views(1)[0] if out is None else out
+        fill = self.transform.pixels if self.takes_pixels else self.transform.array
         for slot, view in zip(out, views, strict=True):
-            self.transform.array(view(image), slot)
+            fill(view(image), slot)
         return out
 
-    def _view_buffer(self, count: int) -> np.ndarray:
-        """An empty ``(count, V, 3, H, W)`` float32 batch for :meth:`view_arrays` to fill."""
-        size = self.meta.image_size
-        return np.empty((count, len(TTA_VIEWS) if self.tta else 1, 3, size, size), dtype=np.float32)
+    def empty_views(self, count: int) -> np.ndarray:
+        """An uninitialised batch of ``count`` images' views for :meth:`view_arrays` to fill."""
+        size, v = self.meta.image_size, len(TTA_VIEWS) if self.tta else 1
+        if self.takes_pixels:
+            return np.empty((count, v, size, size, 3), dtype=np.uint8)
+        return np.empty((count, v, 3, size, size), dtype=np.float32)
 
     def view_tensors(self, image: Image.Image) -> torch.Tensor:
-        """``(V, 3, H, W)``: :meth:`view_arrays` as a tensor (no copy)."""
+        """:meth:`view_arrays` as a tensor (no copy)."""
         return torch.from_numpy(self.view_arrays(image))
 
     def logits_from_views(self, views: torch.Tensor) -> torch.Tensor:
-        """Raw logits ``(N, 2)`` from ``(N, V, 3, H, W)`` view tensors, averaged over views."""
+        """Raw logits ``(N, 2)`` from ``(N, V, ...)`` view tensors (:meth:`view_tensors`), averaged over views."""
         n, v = views.shape[:2]
         chunks = []
         flat = views.reshape(n * v, *views.shape[2:])
@@ -256,7 +265,7 @@ class Predictor:
         chunks = []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
-            views = self._view_buffer(len(chunk))
+            views = self.empty_views(len(chunk))
             for image, slot in zip(chunk, views, strict=True):
                 self.view_arrays(image, slot)
             chunks.append(self.logits_from_views(torch.from_numpy(views)))

@@ -54,6 +54,10 @@ def export_onnx(checkpoint: str | Path) -> Path:
     return target
 
 
+PIXELS_INPUT = "pixels"
+"""Input name of an int8 model that takes raw ``(N, H, W, 3)`` uint8 pixels (see :func:`pixel_quantization`)."""
+
+
 class OnnxNetwork:
     """An ONNX Runtime session that takes and returns tensors like the torch module it replaces."""
 
@@ -74,10 +78,22 @@ class OnnxNetwork:
         options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.path = path
+        self.input_name = self.session.get_inputs()[0].name
+        self.takes_pixels = self.input_name == PIXELS_INPUT
+        """True for an int8 model given ``(N, H, W, 3)`` uint8 pixels rather than normalised float images."""
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        images = np.ascontiguousarray(batch.detach().cpu().numpy(), dtype=np.float32)
-        return torch.from_numpy(self.session.run(["logits"], {"images": images})[0])
+        """Logits ``(N, 2)`` for ``(N, 3, H, W)`` normalised images, or ``(N, H, W, 3)`` uint8 pixels
+        when :attr:`takes_pixels`.
+
+        Raises:
+            ValueError: float images given to a model that takes pixels.
+        """
+        array = batch.detach().cpu().numpy()
+        if self.takes_pixels and array.dtype != np.uint8:
+            raise ValueError(f"{self.path.name} takes uint8 pixels, not {array.dtype} images")
+        array = np.ascontiguousarray(array, dtype=np.uint8 if self.takes_pixels else np.float32)
+        return torch.from_numpy(self.session.run(["logits"], {self.input_name: array})[0])
 
 
 def load_onnx_network(checkpoint: str | Path, meta: Any) -> OnnxNetwork | None:
@@ -180,6 +196,59 @@ class _Batches:
         return self.batches.pop(0) if self.batches else None
 
 
+def pixel_quantization(mean: list[float], std: list[float]) -> tuple[float, int] | None:
+    """The input scale and zero point that make raw uint8 pixels an int8 model's quantized input.
+
+    The network's input ``(p / 255 - mean) / std`` is ``scale * (p - zero_point)`` with
+    ``scale = 1 / (255 std)`` and ``zero_point = 255 mean`` (rounded: at most half a gray level off,
+    as the quantizer's own rounding of the input already is).
+
+    Returns:
+        ``(scale, zero_point)``, or ``None`` when the channels do not share one mean and one std (one
+        per-tensor scale cannot express the normalisation then).
+    """
+    if len(set(mean)) != 1 or len(set(std)) != 1:
+        return None
+    return 1.0 / (255.0 * std[0]), min(255, max(0, round(255.0 * mean[0])))
+
+
+def _take_pixels(path: Path, scale: float, zero_point: int, size: int) -> None:
+    """Rewrite a quantized (QDQ) model to take ``(N, H, W, 3)`` uint8 pixels instead of float images.
+
+    Its first step quantizes the normalised float input to uint8; raw pixels are that input already
+    once its scale and zero point are the normalisation's own (:func:`pixel_quantization`). The
+    float normalisation, the quantize step and ONNX Runtime's transpose to channels-last go: about
+    a tenth of a batch's time on two cores (README, Speed).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(path))
+    graph = model.graph
+    quantize = next(n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "images")
+    exact = {quantize.input[1]: np.array(scale, np.float32), quantize.input[2]: np.array(zero_point, np.uint8)}
+    for initializer in graph.initializer:
+        if initializer.name in exact:
+            initializer.CopyFrom(numpy_helper.from_array(exact[initializer.name], initializer.name))
+    index = list(graph.node).index(quantize)
+    graph.node.remove(quantize)
+    to_channels_first = helper.make_node(
+        "Transpose", [PIXELS_INPUT], [quantize.output[0]], perm=[0, 3, 1, 2], name="pixels_to_channels_first"
+    )
+    graph.node.insert(index, to_channels_first)
+    graph.input.remove(next(i for i in graph.input if i.name == "images"))
+    graph.input.insert(0, helper.make_tensor_value_info(PIXELS_INPUT, TensorProto.UINT8, ["batch", size, size, 3]))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def network_batch(images: list[Any], transform: Any, takes_pixels: bool) -> torch.Tensor:
+    """The batch a network is given: ``(N, H, W, 3)`` uint8 pixels or ``(N, 3, H, W)`` normalised floats."""
+    if takes_pixels:
+        return torch.from_numpy(np.stack([transform.pixels(i) for i in images]))
+    return torch.stack([transform(i) for i in images])
+
+
 def _matching_threshold(scores: np.ndarray, positives: int) -> float:
     """The threshold that calls exactly ``positives`` of ``scores`` positive, midway (logit scale) between two."""
     ordered = np.sort(np.asarray(scores, dtype=np.float64))
@@ -200,6 +269,9 @@ def quantize_int8(
     min_agreement: float = MIN_AGREEMENT,
 ) -> dict[str, Any]:
     """Quantize the ONNX export to int8 (static QDQ, per-channel), fit its own calibration, and accept or refuse it.
+
+    When every channel shares one normalisation (:func:`pixel_quantization`), the int8 model takes raw
+    uint8 pixels (:func:`_take_pixels`), so serving it skips the float preprocessing.
 
     The int8 model gets its own temperature (fitted on validation) and its own threshold, placed so
     that it calls as many validation images PNEUMONIA as the fp32 model does at its operating point;
@@ -238,11 +310,14 @@ def quantize_int8(
             activation_type=QuantType.QUInt8,
         )
     prepared.unlink(missing_ok=True)
+    pixels = pixel_quantization(meta.mean, meta.std)
+    if pixels is not None:
+        _take_pixels(target, *pixels, meta.image_size)
     from sklearn.metrics import roc_auc_score
 
-    batch = torch.stack([transform(i) for i in validation_images])
-    fp32 = OnnxNetwork(onnx_path(checkpoint))(batch)
-    int8 = OnnxNetwork(target)(batch)
+    fp32 = OnnxNetwork(onnx_path(checkpoint))(network_batch(validation_images, transform, False))
+    int8_network = OnnxNetwork(target)
+    int8 = int8_network(network_batch(validation_images, transform, int8_network.takes_pixels))
     labels = np.asarray(validation_labels, dtype=int)
     own = checkpoint_operating_point(meta)
     p_fp32 = own.probabilities(fp32.numpy())[:, 1]
@@ -259,6 +334,7 @@ def quantize_int8(
         "max_probability_change_uncalibrated": float(
             np.abs(torch.softmax(int8, 1)[:, 1].numpy() - torch.softmax(fp32, 1)[:, 1].numpy()).max()
         ),
+        "input": "uint8 pixels" if int8_network.takes_pixels else "float images",
         "n_calibration": len(calibration_images),
         "n_validation": len(labels),
     }

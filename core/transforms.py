@@ -70,18 +70,33 @@ class EvalTransform:
         self.scale = (1.0 / (255.0 * std64)).astype(np.float32).reshape(3, 1, 1)
         self.offset = (-mean64 / std64).astype(np.float32).reshape(3, 1, 1)
 
+    def _sized(self, image: Image.Image) -> np.ndarray:
+        """The image as ``(H, W)`` or ``(H, W, 3)`` uint8 pixels: square-resized, intensity-normalised."""
+        if image.mode not in ("L", "RGB"):
+            image = image.convert("RGB")
+        if image.size != (self.size, self.size):
+            image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
+        return np.asarray(normalize_intensity(image, self.intensity))
+
+    def pixels(self, image: Image.Image, out: np.ndarray | None = None) -> np.ndarray:
+        """The ``(H, W, 3)`` uint8 pixels before normalisation (what an int8 model that takes pixels is given).
+
+        Args:
+            out: write into this ``(H, W, 3)`` uint8 array (a slot of a batch) instead of a new one.
+        """
+        pixels = self._sized(image)
+        if out is None:
+            out = np.empty((self.size, self.size, 3), dtype=np.uint8)
+        out[...] = pixels[..., None] if pixels.ndim == 2 else pixels
+        return out
+
     def array(self, image: Image.Image, out: np.ndarray | None = None) -> np.ndarray:
         """The preprocessed ``(3, H, W)`` float32 array (what :meth:`__call__` wraps as a tensor).
 
         Args:
             out: write into this ``(3, H, W)`` float32 array (a slot of a batch) instead of a new one.
         """
-        if image.mode not in ("L", "RGB"):
-            image = image.convert("RGB")
-        if image.size != (self.size, self.size):
-            image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
-        image = normalize_intensity(image, self.intensity)
-        pixels = np.asarray(image)
+        pixels = self._sized(image)
         pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)  # (1 or 3, H, W), no copy
         if out is None:
             out = np.empty((3, self.size, self.size), dtype=np.float32)
