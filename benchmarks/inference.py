@@ -1,8 +1,9 @@
 """Inference benchmark: single-image latency (p50/p95) and batch throughput on CPU.
 
-    python benchmarks/inference.py [--checkpoint models/best_model.pth] [--runs 50] [--batch 32]
+    python benchmarks/inference.py [--checkpoint models/best_model.pth] [--runs 50] [--batch 32] [--batches 15]
 
-Prints figures; nothing here is asserted.
+Backends take turns in blocks (eager, ONNX Runtime fp32, int8 when the checkpoint has one), so
+each figure is printed beside the eager one of the same run. Prints figures; nothing here is asserted.
 """
 
 from __future__ import annotations
@@ -31,22 +32,40 @@ def _image(seed: int) -> Image.Image:
     return Image.fromarray(rng.integers(0, 255, (224, 224), dtype=np.uint8)).convert("RGB")
 
 
-def _measure(predictor: Predictor, runs: int, batch: int, batches: int) -> tuple[float, float, float]:
-    for _ in range(3):  # warm-up
-        predictor.predict_proba([_image(0)])
-    latencies = []
-    for i in range(runs):
-        start = time.perf_counter()
-        predictor.predict_proba([_image(i)])
-        latencies.append((time.perf_counter() - start) * 1000)
-    latencies.sort()
-    p95 = latencies[min(len(latencies) - 1, int(round(0.95 * (len(latencies) - 1))))]
+def _measure(
+    predictors: dict[str, Predictor], runs: int, batch: int, batches: int, rounds: int = 3
+) -> dict[str, tuple[float, float, float]]:
+    """Batch-1 p50 / p95 (ms) and median batch throughput (img/s) of each predictor.
+
+    The backends take turns in ``rounds`` blocks, so a slow spell of this shared machine falls
+    on all of them alike and the ratios to eager hold. Not call by call: a backend's thread
+    pool keeps spinning for a while after its call and would slow the next backend's call,
+    so each block starts after a pause and an untimed call.
+    """
     images = [_image(i) for i in range(batch)]
-    predictor.batch_size = batch
-    start = time.perf_counter()
-    for _ in range(batches):
-        predictor.predict_proba(images)
-    return statistics.median(latencies), p95, batch * batches / (time.perf_counter() - start)
+    latencies: dict[str, list[float]] = {name: [] for name in predictors}
+    throughputs: dict[str, list[float]] = {name: [] for name in predictors}
+    for round_ in range(rounds):
+        for name, predictor in predictors.items():
+            predictor.batch_size = batch
+            time.sleep(0.5)
+            for _ in range(3 if round_ == 0 else 1):  # warm-up
+                predictor.predict_proba([_image(0)])
+            for i in range(round_, runs, rounds):
+                start = time.perf_counter()
+                predictor.predict_proba([_image(i)])
+                latencies[name].append((time.perf_counter() - start) * 1000)
+            predictor.predict_proba(images)
+            for _ in range(round_, batches, rounds):
+                start = time.perf_counter()
+                predictor.predict_proba(images)
+                throughputs[name].append(batch / (time.perf_counter() - start))
+    figures = {}
+    for name in predictors:
+        ordered = sorted(latencies[name])
+        p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+        figures[name] = (statistics.median(ordered), p95, statistics.median(throughputs[name]))
+    return figures
 
 
 def main() -> None:
@@ -54,7 +73,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--batches", type=int, default=5)
+    parser.add_argument("--batches", type=int, default=15, help="timed batches per backend (median reported)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args()
     if args.threads:
@@ -68,13 +87,18 @@ def main() -> None:
             checkpoint = copy
         eager = Predictor.from_checkpoint(checkpoint, "cpu", backend="torch")
         onnx = Predictor.from_checkpoint(checkpoint, "cpu", backend="onnx")
-        backends = [("torch", eager), ("onnxruntime", onnx)]
+        backends = {"torch": eager, "onnxruntime": onnx}
         if load_checkpoint(checkpoint)[1].int8:
-            backends.append(("onnx int8", Predictor.from_checkpoint(checkpoint, "cpu", backend="int8")))
+            int8 = Predictor.from_checkpoint(checkpoint, "cpu", backend="int8")
+            backends["onnx int8"] = int8
+            print(f"int8 input: {'uint8 pixels' if int8.takes_pixels else 'normalised float images'}")
         print(f"model {eager.version}  torch threads {torch.get_num_threads()}  cpu (decoded image -> calibrated p)")
-        figures = {name: _measure(p, args.runs, args.batch, args.batches) for name, p in backends}
+        figures = _measure(backends, args.runs, args.batch, args.batches)
     for name, (p50, p95, throughput) in figures.items():
-        print(f"{name:12s} batch 1: p50 {p50:6.1f} ms  p95 {p95:6.1f} ms   batch {args.batch}: {throughput:6.1f} img/s")
+        print(
+            f"{name:12s} batch 1: p50 {p50:6.1f} ms  p95 {p95:6.1f} ms   "
+            f"batch {args.batch}: {throughput:6.1f} img/s (median of {args.batches})"
+        )
     t50, _, tput = figures["torch"]
     for name, (o50, _, oput) in figures.items():
         if name != "torch":
