@@ -226,7 +226,10 @@ def _take_pixels(path: Path, scale: float, zero_point: int, size: int) -> None:
     model = onnx.load(str(path))
     graph = model.graph
     quantize = next(n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "images")
-    exact = {quantize.input[1]: np.array(scale, np.float32), quantize.input[2]: np.array(zero_point, np.uint8)}
+    exact: dict[str, np.ndarray] = {
+        quantize.input[1]: np.array(scale, np.float32),
+        quantize.input[2]: np.array(zero_point, np.uint8),
+    }
     for initializer in graph.initializer:
         if initializer.name in exact:
             initializer.CopyFrom(numpy_helper.from_array(exact[initializer.name], initializer.name))
