@@ -140,7 +140,8 @@ class Predictor:
         Raises:
             CheckpointError: unusable checkpoint, or a stale/swapped ONNX file.
         """
-        from core.onnx_export import load_int8_network, load_onnx_network
+        from core.onnx_export import load_onnx_network
+        from core.quantization import load_int8_network
 
         path = Path(path) if path is not None else default_checkpoint()
         model, meta = load_checkpoint(path)

@@ -5,6 +5,7 @@ and its SHA-256 is recorded in the checkpoint, so a stale or swapped file is
 refused rather than used. PyTorch stays for training and Grad-CAM.
 
     python -m core.onnx_export models/best_model.pth      # export an existing checkpoint
+    python -m core.onnx_export CHECKPOINT --int8 --data-dir DIR --split-file SPLIT   # also int8 (core.quantization)
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ import torch
 
 from core.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from core.cli import report_error
-from core.operating_point import probability_midway
 
 
 def onnx_path(checkpoint: str | Path) -> Path:
@@ -55,7 +55,7 @@ def export_onnx(checkpoint: str | Path) -> Path:
 
 
 PIXELS_INPUT = "pixels"
-"""Input name of an int8 model that takes raw ``(N, H, W, 3)`` uint8 pixels (see :func:`pixel_quantization`)."""
+"""Input name of an int8 model that takes raw ``(N, H, W, 3)`` uint8 pixels (``core.quantization``)."""
 
 
 class OnnxNetwork:
@@ -138,6 +138,7 @@ def _int8(checkpoint: str, args: argparse.Namespace) -> dict[str, Any]:
 
     from core.data import load_split
     from core.images import load_image
+    from core.quantization import quantize_int8
 
     if not args.data_dir or not args.split_file:
         raise CheckpointError("--int8 needs --data-dir and --split-file")
@@ -158,6 +159,8 @@ def main(args: argparse.Namespace) -> int:
         try:
             print(f"wrote {export_onnx(checkpoint)}")
             if args.int8:
+                from core.quantization import int8_path
+
                 record = _int8(checkpoint, args)
                 print(
                     f"wrote {int8_path(checkpoint)}: validation ROC-AUC {record['val_roc_auc']:.4f} "
@@ -168,207 +171,6 @@ def main(args: argparse.Namespace) -> int:
             report_error(error)
             failures += 1
     return 1 if failures else 0
-
-
-# ---------------------------------------------------------------- int8
-
-
-INT8_SUFFIX = ".int8.onnx"
-MAX_AUC_DROP = 0.003
-MIN_AGREEMENT = 0.99
-
-
-def int8_path(checkpoint: str | Path) -> Path:
-    """Where a checkpoint's int8 model lives."""
-    return Path(checkpoint).with_suffix(INT8_SUFFIX)
-
-
-class _Batches:
-    """ONNX Runtime calibration reader: preprocessed images in batches of 16."""
-
-    def __init__(self, images: list[Any], transform: Any):
-        self.batches = [
-            {"images": torch.stack([transform(i) for i in images[s : s + 16]]).numpy()}
-            for s in range(0, len(images), 16)
-        ]
-
-    def get_next(self) -> dict[str, np.ndarray] | None:
-        return self.batches.pop(0) if self.batches else None
-
-
-def pixel_quantization(mean: list[float], std: list[float]) -> tuple[float, int] | None:
-    """The input scale and zero point that make raw uint8 pixels an int8 model's quantized input.
-
-    The network's input ``(p / 255 - mean) / std`` is ``scale * (p - zero_point)`` with
-    ``scale = 1 / (255 std)`` and ``zero_point = 255 mean`` (rounded: at most half a gray level off,
-    as the quantizer's own rounding of the input already is).
-
-    Returns:
-        ``(scale, zero_point)``, or ``None`` when the channels do not share one mean and one std (one
-        per-tensor scale cannot express the normalisation then).
-    """
-    if len(set(mean)) != 1 or len(set(std)) != 1:
-        return None
-    return 1.0 / (255.0 * std[0]), min(255, max(0, round(255.0 * mean[0])))
-
-
-def _take_pixels(path: Path, scale: float, zero_point: int, size: int) -> None:
-    """Rewrite a quantized (QDQ) model to take ``(N, H, W, 3)`` uint8 pixels instead of float images.
-
-    Its first step quantizes the normalised float input to uint8; raw pixels are that input already
-    once its scale and zero point are the normalisation's own (:func:`pixel_quantization`). The
-    float normalisation, the quantize step and ONNX Runtime's transpose to channels-last go: about
-    a tenth of a batch's time on two cores (README, Speed).
-    """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    model = onnx.load(str(path))
-    graph = model.graph
-    quantize = next(n for n in graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "images")
-    exact: dict[str, np.ndarray] = {
-        quantize.input[1]: np.array(scale, np.float32),
-        quantize.input[2]: np.array(zero_point, np.uint8),
-    }
-    for initializer in graph.initializer:
-        if initializer.name in exact:
-            initializer.CopyFrom(numpy_helper.from_array(exact[initializer.name], initializer.name))
-    index = list(graph.node).index(quantize)
-    graph.node.remove(quantize)
-    to_channels_first = helper.make_node(
-        "Transpose", [PIXELS_INPUT], [quantize.output[0]], perm=[0, 3, 1, 2], name="pixels_to_channels_first"
-    )
-    graph.node.insert(index, to_channels_first)
-    graph.input.remove(next(i for i in graph.input if i.name == "images"))
-    graph.input.insert(0, helper.make_tensor_value_info(PIXELS_INPUT, TensorProto.UINT8, ["batch", size, size, 3]))
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
-
-
-def network_batch(images: list[Any], transform: Any, takes_pixels: bool) -> torch.Tensor:
-    """The batch a network is given: ``(N, H, W, 3)`` uint8 pixels or ``(N, 3, H, W)`` normalised floats."""
-    if takes_pixels:
-        return torch.from_numpy(np.stack([transform.pixels(i) for i in images]))
-    return torch.stack([transform(i) for i in images])
-
-
-def _matching_threshold(scores: np.ndarray, positives: int) -> float:
-    """The threshold that calls exactly ``positives`` of ``scores`` positive, midway (logit scale) between two."""
-    ordered = np.sort(np.asarray(scores, dtype=np.float64))
-    cut = len(ordered) - positives
-    if cut <= 0:
-        return float(ordered[0])
-    if cut >= len(ordered):
-        return float(min(1.0, np.nextafter(ordered[-1], 2.0)))
-    return probability_midway(float(ordered[cut - 1]), float(ordered[cut]))
-
-
-def quantize_int8(
-    checkpoint: str | Path,
-    calibration_images: list[Any],
-    validation_images: list[Any],
-    validation_labels: list[int],
-    max_auc_drop: float = MAX_AUC_DROP,
-    min_agreement: float = MIN_AGREEMENT,
-) -> dict[str, Any]:
-    """Quantize the ONNX export to int8 (static QDQ, per-channel), fit its own calibration, and accept or refuse it.
-
-    When every channel shares one normalisation (:func:`pixel_quantization`), the int8 model takes raw
-    uint8 pixels (:func:`_take_pixels`), so serving it skips the float preprocessing.
-
-    The int8 model gets its own temperature (fitted on validation) and its own threshold, placed so
-    that it calls as many validation images PNEUMONIA as the fp32 model does at its operating point;
-    it is refused unless its validation ROC-AUC is within ``max_auc_drop`` of fp32 and its calls agree
-    with fp32's on at least ``min_agreement`` of the validation images.
-
-    Returns:
-        The record stored in the checkpoint (``meta.int8``).
-
-    Raises:
-        CheckpointError: refused, with the figures (the int8 file is removed).
-    """
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from core.calibration import fit_temperature
-    from core.operating_point import OperatingPoint, checkpoint_operating_point
-
-    model, meta = load_checkpoint(checkpoint)
-    if not meta.onnx_sha256 or not onnx_path(checkpoint).is_file():
-        export_onnx(checkpoint)
-        model, meta = load_checkpoint(checkpoint)
-    transform = meta.eval_transform()
-    target = int8_path(checkpoint)
-    prepared = target.with_suffix(".prep.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quant_pre_process(str(onnx_path(checkpoint)), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared),
-            str(target),
-            _Batches(list(calibration_images), transform),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            weight_type=QuantType.QInt8,
-            activation_type=QuantType.QUInt8,
-        )
-    prepared.unlink(missing_ok=True)
-    pixels = pixel_quantization(meta.mean, meta.std)
-    if pixels is not None:
-        _take_pixels(target, *pixels, meta.image_size)
-    from sklearn.metrics import roc_auc_score
-
-    fp32 = OnnxNetwork(onnx_path(checkpoint))(network_batch(validation_images, transform, False))
-    int8_network = OnnxNetwork(target)
-    int8 = int8_network(network_batch(validation_images, transform, int8_network.takes_pixels))
-    labels = np.asarray(validation_labels, dtype=int)
-    own = checkpoint_operating_point(meta)
-    p_fp32 = own.probabilities(fp32.numpy())[:, 1]
-    temperature = fit_temperature(int8, torch.as_tensor(labels))
-    p_int8 = OperatingPoint(threshold=0.5, temperature=temperature).probabilities(int8.numpy())[:, 1]
-    threshold = _matching_threshold(p_int8, int(np.sum(p_fp32 >= own.threshold)))
-    record: dict[str, Any] = {
-        "sha256": file_sha256(target),
-        "temperature": float(temperature),
-        "threshold": float(threshold),
-        "val_roc_auc": float(roc_auc_score(labels, p_int8)),
-        "fp32_val_roc_auc": float(roc_auc_score(labels, p_fp32)),
-        "agreement": float(((p_int8 >= threshold) == (p_fp32 >= own.threshold)).mean()),
-        "max_probability_change_uncalibrated": float(
-            np.abs(torch.softmax(int8, 1)[:, 1].numpy() - torch.softmax(fp32, 1)[:, 1].numpy()).max()
-        ),
-        "input": "uint8 pixels" if int8_network.takes_pixels else "float images",
-        "n_calibration": len(calibration_images),
-        "n_validation": len(labels),
-    }
-    drop = record["fp32_val_roc_auc"] - record["val_roc_auc"]
-    if drop > max_auc_drop or record["agreement"] < min_agreement:
-        target.unlink(missing_ok=True)
-        raise CheckpointError(
-            f"int8 refused: validation ROC-AUC {record['val_roc_auc']:.4f} vs fp32 {record['fp32_val_roc_auc']:.4f} "
-            f"(allowed drop {max_auc_drop}), calls agree on {record['agreement']:.3f} of validation images "
-            f"(needed {min_agreement})"
-        )
-    meta.int8 = record
-    save_checkpoint(checkpoint, model, meta)
-    return record
-
-
-def load_int8_network(checkpoint: str | Path, meta: Any) -> OnnxNetwork:
-    """The checkpoint's accepted int8 model.
-
-    Raises:
-        CheckpointError: none accepted, or the file is not the one recorded.
-    """
-    path = int8_path(checkpoint)
-    if not meta.int8 or not path.is_file():
-        raise CheckpointError(
-            f"{checkpoint} has no accepted int8 model; make one with "
-            f"python -m core.onnx_export {checkpoint} --int8 --data-dir DIR --split-file SPLIT"
-        )
-    if file_sha256(path) != meta.int8.get("sha256"):
-        raise CheckpointError(f"{path} is not the int8 model recorded in {checkpoint} (stale or swapped)")
-    return OnnxNetwork(path)
 
 
 if __name__ == "__main__":
