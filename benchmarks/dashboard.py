@@ -37,15 +37,19 @@ def main() -> None:
     try:
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            launched = time.monotonic() - started
             page = browser.new_page()
             page.set_default_timeout(180_000)
             page.goto(f"{url}/predict")
+            page.locator("input[type=file]").wait_for(state="attached")
+            drawn = time.monotonic() - started
             page.locator("input[type=file]").set_input_files(str(images[0]))
             page.get_by_text("logged as prediction #1").wait_for()
             first = time.monotonic() - started
             print(
                 f"server healthy after {healthy:.1f} s; first prediction shown {first:.1f} s after start "
-                "(model load and first inference included)"
+                f"(model load and first inference included; browser up at {launched:.1f} s, "
+                f"upload box drawn at {drawn:.1f} s)"
             )
             trips, maps = [], []
             for i, image in enumerate(images[1:], start=2):
