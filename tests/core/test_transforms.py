@@ -129,3 +129,20 @@ def test_unknown_intensity_mode_is_refused():
         eval_transform(64, (0.5,) * 3, (0.5,) * 3, intensity="clahe2")
     with pytest.raises(ValueError, match="unknown intensity"):
         train_transform(64, (0.5,) * 3, (0.5,) * 3, intensity="bogus")
+
+
+def test_pixels_are_what_array_normalises():
+    import numpy as np
+
+    from tests.helpers import xray_like
+
+    t = eval_transform(64, (0.5,) * 3, (0.25,) * 3, intensity="equalize")
+    for image in (
+        xray_like(5, True, 100),  # L, resized
+        xray_like(6, False, 64).convert("RGB"),
+        Image.fromarray(np.random.default_rng(1).integers(0, 255, (50, 70, 3), dtype=np.uint8)),
+    ):
+        pixels = t.pixels(image)
+        assert pixels.shape == (64, 64, 3) and pixels.dtype == np.uint8
+        normalised = (pixels.transpose(2, 0, 1) / 255.0 - 0.5) / 0.25
+        assert np.abs(normalised - t.array(image)).max() < 1e-5
