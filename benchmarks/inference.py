@@ -45,9 +45,10 @@ def _measure(
     images = [_image(i) for i in range(batch)]
     latencies: dict[str, list[float]] = {name: [] for name in predictors}
     throughputs: dict[str, list[float]] = {name: [] for name in predictors}
+    for predictor in predictors.values():
+        predictor.batch_size = batch
     for round_ in range(rounds):
         for name, predictor in predictors.items():
-            predictor.batch_size = batch
             time.sleep(0.5)
             for _ in range(3 if round_ == 0 else 1):  # warm-up
                 predictor.predict_proba([_image(0)])

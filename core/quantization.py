@@ -33,8 +33,7 @@ class _Batches:
 
     def __init__(self, images: list[Any], transform: Any):
         self.batches = [
-            {"images": torch.stack([transform(i) for i in images[s : s + 16]]).numpy()}
-            for s in range(0, len(images), 16)
+            {"images": np.stack([transform.array(i) for i in images[s : s + 16]])} for s in range(0, len(images), 16)
         ]
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -90,13 +89,6 @@ def _take_pixels(path: Path, scale: float, zero_point: int, size: int) -> None:
     onnx.save(model, str(path))
 
 
-def network_batch(images: list[Any], transform: Any, takes_pixels: bool) -> torch.Tensor:
-    """The batch a network is given: ``(N, H, W, 3)`` uint8 pixels or ``(N, 3, H, W)`` normalised floats."""
-    if takes_pixels:
-        return torch.from_numpy(np.stack([transform.pixels(i) for i in images]))
-    return torch.stack([transform(i) for i in images])
-
-
 def _matching_threshold(scores: np.ndarray, positives: int) -> float:
     """The threshold that calls exactly ``positives`` of ``scores`` positive, midway (logit scale) between two."""
     ordered = np.sort(np.asarray(scores, dtype=np.float64))
@@ -136,6 +128,7 @@ def quantize_int8(
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from core.calibration import fit_temperature
+    from core.inference import Predictor
     from core.operating_point import OperatingPoint, checkpoint_operating_point
 
     model, meta = load_checkpoint(checkpoint)
@@ -163,9 +156,10 @@ def quantize_int8(
         _take_pixels(target, *pixels, meta.image_size)
     from sklearn.metrics import roc_auc_score
 
-    fp32 = OnnxNetwork(onnx_path(checkpoint))(network_batch(validation_images, transform, False))
+    # Predictor's own batching gives each network the input it takes (float images or uint8 pixels).
+    fp32 = Predictor(model, meta, onnx=OnnxNetwork(onnx_path(checkpoint))).logits(validation_images)
     int8_network = OnnxNetwork(target)
-    int8 = int8_network(network_batch(validation_images, transform, int8_network.takes_pixels))
+    int8 = Predictor(model, meta, onnx=int8_network).logits(validation_images)
     labels = np.asarray(validation_labels, dtype=int)
     own = checkpoint_operating_point(meta)
     p_fp32 = own.probabilities(fp32.numpy())[:, 1]

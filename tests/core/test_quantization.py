@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from core.checkpoint import CheckpointError, load_checkpoint
 from core.inference import Predictor
@@ -88,7 +89,7 @@ def test_pixel_quantization_only_when_channels_share_one_normalisation():
 def test_int8_takes_raw_pixels_and_scores_as_the_float_path_does(gray_exported, tmp_path):
     from core.evaluation import score_records
     from core.onnx_export import OnnxNetwork
-    from core.quantization import int8_path, network_batch, quantize_int8
+    from core.quantization import int8_path, quantize_int8
 
     validation = _images(24, offset=100)
     labels = [seed % 2 for seed in range(24)]
@@ -98,7 +99,7 @@ def test_int8_takes_raw_pixels_and_scores_as_the_float_path_does(gray_exported, 
     assert network.takes_pixels
     transform = load_checkpoint(gray_exported)[1].eval_transform()
     with pytest.raises(ValueError, match="takes uint8 pixels"):
-        network(network_batch(validation, transform, False))
+        network(torch.stack([transform(image) for image in validation]))
 
     # The same images through the float path of fp32 ONNX: int8 on raw pixels stays close to it.
     quantized = Predictor.from_checkpoint(gray_exported, "cpu", backend="int8")
