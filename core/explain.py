@@ -7,7 +7,6 @@ factory's spec, so every architecture the factory builds is covered.
 from __future__ import annotations
 
 import numpy as np
-import torch
 from matplotlib import colormaps
 from PIL import Image
 from pytorch_grad_cam import GradCAM
@@ -15,13 +14,6 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from core.inference import Predictor
 from core.models import get_spec
-
-
-def _layer(model: torch.nn.Module, dotted: str) -> torch.nn.Module:
-    module = model
-    for part in dotted.split("."):
-        module = getattr(module, part)
-    return module
 
 
 def gradcam(predictor: Predictor, image: Image.Image, class_name: str | None = None) -> np.ndarray:
@@ -40,10 +32,11 @@ def gradcam(predictor: Predictor, image: Image.Image, class_name: str | None = N
     target = predictor.class_names.index(class_name)
     tensor = predictor.input_tensor(image).unsqueeze(0).to(predictor.device)
     # An ensemble names every member's last stage: grad-cam averages their maps, all driven by the averaged logits.
-    layers = [_layer(predictor.model, name) for name in get_spec(predictor.meta.arch).cam_layer.split(",")]
-    with GradCAM(model=predictor.model, target_layers=layers) as cam:
+    layers = [predictor.model.get_submodule(name) for name in get_spec(predictor.meta.arch).cam_layer.split(",")]
+    # The model is shared by every session: its hooks must see only this image's pass (see Predictor.torch_lock).
+    with predictor.torch_lock, GradCAM(model=predictor.model, target_layers=layers) as cam:
         heat = cam(input_tensor=tensor, targets=[ClassifierOutputTarget(target)])[0]
-    predictor.model.eval()
+        predictor.model.eval()
     heat = np.nan_to_num(heat.astype(np.float32))
     return np.clip(heat, 0.0, 1.0)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -113,6 +114,11 @@ class Predictor:
     """ONNX Runtime session used for forward passes when the checkpoint has a verified export (CPU)."""
     precision: str = "fp32"
     """``"int8"`` when the quantized model runs (chosen explicitly, never by default)."""
+    torch_lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
+    """Held for every use of :attr:`model` (forward passes and Grad-CAM). The dashboard shares one loaded
+    model between all sessions' threads; Grad-CAM hooks that model, so two runs at once would read each
+    other's activations (a heat map from another patient's image) or crash libtorch. ONNX Runtime's
+    ``run`` is thread-safe and needs no lock. :meth:`at` copies share this lock with the model."""
     _transform: EvalTransform | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -256,7 +262,11 @@ class Predictor:
         step = self.batch_size * v
         for start in range(0, len(flat), step):
             chunk = flat[start : start + step]
-            chunks.append(self.onnx(chunk) if self.onnx is not None else forward_logits(self.model, chunk, self.device))
+            if self.onnx is not None:
+                chunks.append(self.onnx(chunk))
+            else:
+                with self.torch_lock:
+                    chunks.append(forward_logits(self.model, chunk, self.device))
         if not chunks:
             return torch.empty(0, len(self.class_names))
         return torch.cat(chunks).reshape(n, v, -1).mean(1)
