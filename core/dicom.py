@@ -29,8 +29,10 @@ MAX_PIXELS = 40_000_000
 """Largest frame accepted (Rows x Columns), checked from the header."""
 MAX_PIXEL_BYTES = 256 * 2**20
 """Largest decoded pixel data accepted (Rows x Columns x frames x bytes per sample)."""
-MAX_INFLATED_BYTES = 256 * 2**20
-"""Largest size a deflated DICOM may inflate to."""
+MAX_INFLATED_BYTES = 96 * 2**20
+"""Largest size a deflated DICOM may inflate to (the largest frame accepted, 40 M pixels at 16 bits, fits)."""
+INFLATE_PIECE = 64 * 1024
+"""Bytes inflated at a time while the inflated size is counted."""
 WORKING_PIXELS = 16_000_000
 """Frames above this are subsampled before the float LUT arithmetic (memory stays bounded)."""
 
@@ -40,22 +42,66 @@ def is_dicom(data: bytes) -> bool:
     return data[DICOM_MAGIC_OFFSET : DICOM_MAGIC_OFFSET + 4] == b"DICM"
 
 
-def _check_inflation(data: bytes, label: str) -> None:
-    """Refuse a deflated DICOM that would inflate past :data:`MAX_INFLATED_BYTES` (before pydicom inflates it)."""
-    head = data[:4096]
-    if DEFLATED_SYNTAX not in head:
-        return
+def _inflated_size(deflated: bytes, limit: int) -> int:
+    """How many bytes ``deflated`` (raw deflate) inflates to, counting at most ``limit + 1``.
+
+    Streams in small pieces and keeps none of the output, so a bomb costs a few kilobytes of memory and
+    stops as soon as it passes ``limit``.
+
+    Raises:
+        zlib.error: corrupt deflated data.
+    """
+    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    total = 0
+    for offset in range(0, len(deflated), INFLATE_PIECE):
+        pending = deflated[offset : offset + INFLATE_PIECE]
+        while pending and total <= limit and not inflater.eof:
+            total += len(inflater.decompress(pending, INFLATE_PIECE))
+            pending = inflater.unconsumed_tail
+        if total > limit or inflater.eof:  # bytes after the end of the stream (padding) are not data
+            break
+    return total
+
+
+def _inflate(data: bytes, label: str) -> bytes:
+    """A deflated DICOM rewritten as Explicit VR Little Endian, so pydicom never inflates it itself.
+
+    The size is checked while streaming (:func:`_inflated_size`) before anything is kept; a file past
+    :data:`MAX_INFLATED_BYTES` is refused. Any other file is returned unchanged.
+
+    Raises:
+        ValueError: one line: too large once inflated, corrupt, or without a file meta group length.
+    """
+    if DEFLATED_SYNTAX not in data[:4096]:
+        return data
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filereader import read_dataset
+    from pydicom.filewriter import write_file_meta_info
+    from pydicom.uid import ExplicitVRLittleEndian
+
     start = DICOM_MAGIC_OFFSET + 4
     if data[start : start + 6] != b"\x02\x00\x00\x00UL":
         raise ValueError(f"{label}: deflated DICOM without a file meta group length is not supported")
     meta_end = start + 12 + struct.unpack("<I", data[start + 8 : start + 12])[0]
-    inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+    body = data[meta_end:]
     try:
-        inflater.decompress(data[meta_end:], MAX_INFLATED_BYTES)
+        too_large = _inflated_size(body, MAX_INFLATED_BYTES) > MAX_INFLATED_BYTES
     except zlib.error:
         raise ValueError(f"{label}: unreadable DICOM (corrupt deflated data)") from None
-    if inflater.unconsumed_tail:
+    if too_large:
         raise ValueError(f"{label}: DICOM inflates past {MAX_INFLATED_BYTES // 2**20} MiB; refused")
+    try:
+        inflated = zlib.decompressobj(-zlib.MAX_WBITS).decompress(body)
+        meta = FileMetaDataset(read_dataset(io.BytesIO(data[start:meta_end]), False, True))
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        header = DicomBytesIO()
+        write_file_meta_info(header, meta, enforce_standard=True)
+    except zlib.error:
+        raise ValueError(f"{label}: unreadable DICOM (corrupt deflated data)") from None
+    except Exception as error:  # pydicom raises many types for a malformed meta group
+        raise ValueError(f"{label}: unreadable DICOM file meta ({type(error).__name__})") from None
+    return data[:start] + header.getvalue() + inflated
 
 
 def _text(dataset: Any, keyword: str) -> str:
@@ -94,6 +140,11 @@ def header_problem(dataset: Any) -> str | None:
     return None
 
 
+def _reason(error: BaseException) -> str:
+    """The first line of an error's message (its type when empty), short."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0][:80] or type(error).__name__
+
+
 def _read(data: bytes, label: str, pixels: bool) -> Any:
     import pydicom
 
@@ -115,26 +166,34 @@ def dicom_to_image(data: bytes, label: str = "upload") -> Image.Image:
     """
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    _check_inflation(data, label)
-    problem = header_problem(_read(data, label, pixels=False))
+    data = _inflate(data, label)
+    header = _read(data, label, pixels=False)
+    try:  # values are parsed on first access: an unknown VR ('WS', 'ES') or bad value raises here
+        problem = header_problem(header)
+    except Exception as error:
+        raise ValueError(f"{label}: unreadable DICOM header ({_reason(error)})") from None
     if problem:
         raise ValueError(f"{label}: {problem}")
     dataset = _read(data, label, pixels=True)
-    if "PixelData" not in dataset:
-        raise ValueError(f"{label}: DICOM file has no image (no pixel data)")
     try:
+        if "PixelData" not in dataset:
+            raise ValueError(f"{label}: DICOM file has no image (no pixel data)")
         pixels = dataset.pixel_array
         step = int(np.ceil(np.sqrt(pixels.size / WORKING_PIXELS))) if pixels.size > WORKING_PIXELS else 1
         if step > 1:  # plenty for a 224-px model and a screen; keeps the float arithmetic small
             pixels = np.ascontiguousarray(pixels[::step, ::step])
         values = apply_voi_lut(apply_modality_lut(pixels, dataset), dataset).astype(np.float32, copy=False)
-    except Exception as error:  # plugin decoders and LUT code raise many types for bad data
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:80]
-        raise ValueError(f"{label}: cannot decode DICOM pixels ({reason})") from None
-    if values.ndim != 2:
-        raise ValueError(f"{label}: DICOM pixels are not one grayscale frame")
+        if values.ndim != 2:
+            raise ValueError(f"{label}: DICOM pixels are not one grayscale frame")
+        monochrome1 = _text(dataset, "PhotometricInterpretation") == "MONOCHROME1"
+    except ValueError as error:
+        if str(error).startswith(f"{label}: "):
+            raise
+        raise ValueError(f"{label}: cannot decode DICOM pixels ({_reason(error)})") from None
+    except Exception as error:  # plugin decoders, value parsing and LUT code raise many types for bad data
+        raise ValueError(f"{label}: cannot decode DICOM pixels ({_reason(error)})") from None
     low, high = float(values.min()), float(values.max())
     scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
-    if _text(dataset, "PhotometricInterpretation") == "MONOCHROME1":
+    if monochrome1:
         scaled = 1.0 - scaled
     return Image.fromarray((scaled * 255).round().astype(np.uint8), mode="L")

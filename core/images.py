@@ -24,7 +24,14 @@ MAX_BYTES = 100 * 1024 * 1024
 
 
 class ImageLoadError(ValueError):
-    """An input that cannot be used as an X-ray image; the message is one line."""
+    """An input that cannot be used as an X-ray image; the message is one line.
+
+    Control characters in the message (a file name with ``\\n`` or ``\\r``, ANSI escapes) are written as
+    escapes, so an error stays one line on the page, in the CLI and in logs.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(printable(message))
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
@@ -105,6 +112,8 @@ def load_image(source: str | Path | bytes, name: str | None = None) -> Image.Ima
             image = dicom_to_image(data, label)
         except ValueError as error:
             raise ImageLoadError(str(error)) from None
+        except Exception as error:  # a decoder failure dicom_to_image did not foresee: still one line
+            raise ImageLoadError(f"{label}: unreadable DICOM ({type(error).__name__})") from None
         if image.size[0] * image.size[1] > MAX_PIXELS:
             raise ImageLoadError(f"{label}: image too large ({image.size[0]}x{image.size[1]} pixels)")
         return image.convert("RGB")

@@ -114,6 +114,36 @@ def hostile_files(seed: int = 0):
         yield "dicom header bomb", "bomb.dcm", buffer.getvalue()
 
 
+UNKNOWN_VRS = [b"WS", b"ES", b"ZZ", b"\x00\x00", b"  "]
+"""Value representations no DICOM edition defines: pydicom raises on first access to such an element."""
+
+
+def dicom_vr_and_deflate_cases(seed: int = 1):
+    """Yield ``(kind, name, bytes)``: DICOMs with unknown VRs in header tags, deflate bombs, corrupt deflate."""
+    rng = np.random.default_rng(seed)
+    plain = make_dicom(np.asarray(xray_like(5, True, 96), dtype=np.uint16) * 16)
+    tags = [b"\x28\x00\x02\x00US", b"\x28\x00\x10\x00US", b"\x28\x00\x11\x00US", b"\x08\x00\x60\x00CS"]
+    for tag in tags:
+        for vr in UNKNOWN_VRS:
+            raw = bytearray(plain)
+            at = raw.find(tag)
+            raw[at + 4 : at + 6] = vr
+            yield "unknown VR", "vr\r\n.dcm", bytes(raw)
+    deflated = make_dicom(np.asarray(xray_like(6, False, 96), dtype=np.uint16) * 16, deflated=True)
+    meta_end = 144 + struct.unpack("<I", deflated[140:144])[0]
+    yield "valid deflated DICOM", "deflated.dcm", deflated
+    for inflated_mib in (97, 300):
+        packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+        body = b"".join(packer.compress(b"\0" * 2**20) for _ in range(inflated_mib)) + packer.flush()
+        yield "deflate bomb", "bomb.dcm", deflated[:meta_end] + body
+    for _ in range(20):
+        body = bytearray(deflated[meta_end:])
+        for position in rng.integers(0, len(body), int(rng.integers(1, 10))):
+            body[position] ^= 1 << int(rng.integers(0, 8))
+        yield "bit-flipped deflate", "flipped.dcm", deflated[:meta_end] + bytes(body)
+        yield "truncated deflate", "cut.dcm", deflated[: int(rng.integers(meta_end, len(deflated)))]
+
+
 def _alarm(_signum, _frame):
     raise TimeoutError(f"a call took over {CALL_SECONDS} s")
 
@@ -141,7 +171,7 @@ def test_fuzz_hostile_files(tmp_path, monkeypatch, tiny_checkpoint):
     outcomes: dict[str, int] = {}
     total = 0
     try:
-        for kind, name, data in hostile_files():
+        for kind, name, data in [*hostile_files(), *dicom_vr_and_deflate_cases()]:
             total += 1
             signal.alarm(CALL_SECONDS)
             try:
@@ -160,7 +190,7 @@ def test_fuzz_hostile_files(tmp_path, monkeypatch, tiny_checkpoint):
     finally:
         signal.signal(signal.SIGALRM, previous)
     grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - start_peak
-    assert total >= 1000
+    assert total >= 1060
     assert grown < 2**20, f"peak memory grew by {grown / 2**10:.0f} MiB"
     assert outcomes.get("predicted", 0) > 10 and outcomes.get("refused", 0) > 300  # both paths exercised
     assert all(not p.endswith(".part") for p in _state(engine, tmp_path)[1])

@@ -1,13 +1,14 @@
 """DICOM files written with pydicom, read through the same path as every upload."""
 
 import io
+import tracemalloc
 
 import numpy as np
 import pytest
 
 from core.dicom import is_dicom
 from core.images import ImageLoadError, load_image
-from tests.helpers import make_dicom
+from tests.helpers import make_dicom, xray_like
 
 
 def gradient(size=128) -> np.ndarray:
@@ -151,3 +152,60 @@ def test_compressed_radiographs_decode_through_the_plugins():
     for name in ("MR_small_jpeg_ls_lossless.dcm", "MR_small_jp2klossless.dcm", "JPGExtended.dcm", "MR_small_RLE.dcm"):
         path = next(p for p in _bundled_dicoms() if p.name == name)
         assert dcmread(path).pixel_array.size > 0, name
+
+
+def _with_vr(data: bytes, tag: bytes, vr: bytes) -> bytes:
+    """The file with one element's explicit VR replaced (e.g. an unknown 'WS')."""
+    raw = bytearray(data)
+    at = raw.find(tag)
+    assert at > 0
+    raw[at + 4 : at + 6] = vr
+    return bytes(raw)
+
+
+@pytest.mark.parametrize("vr", [b"WS", b"ES", b"ZZ"])
+@pytest.mark.parametrize("tag", [b"\x28\x00\x02\x00US", b"\x28\x00\x10\x00US", b"\x08\x00\x60\x00CS"])
+def test_unknown_value_representation_is_a_one_line_refusal(tag, vr):
+    plain = make_dicom(np.asarray(xray_like(2, False, 96), dtype=np.uint16) * 16)
+    with pytest.raises(ImageLoadError) as refused:
+        load_image(_with_vr(plain, tag, vr), "scan\r\nname.dcm")
+    message = str(refused.value)
+    assert "\n" not in message and "\r" not in message
+    assert message.startswith("scan\\r\\nname.dcm: ")
+
+
+def _deflated_bomb(inflated_bytes: int) -> bytes:
+    import struct
+    import zlib
+
+    head = make_dicom(np.zeros((8, 8), np.uint16), deflated=True)
+    meta_end = 144 + struct.unpack("<I", head[140:144])[0]
+    packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    body = b"".join(packer.compress(b"\0" * 2**20) for _ in range(inflated_bytes // 2**20)) + packer.flush()
+    return head[:meta_end] + body
+
+
+def test_deflate_bomb_is_refused_while_streaming_in_bounded_memory_and_time():
+    import time
+
+    bomb = _deflated_bomb(600 * 2**20)  # about 600 KB that inflate to 600 MiB
+    assert len(bomb) < 1_000_000
+    tracemalloc.start()
+    started = time.perf_counter()
+    with pytest.raises(ImageLoadError, match="inflates past 96 MiB"):
+        load_image(bomb)
+    seconds = time.perf_counter() - started
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert peak < 8 * 2**20, f"{peak / 2**20:.0f} MiB held while refusing"
+    assert seconds < 5  # stops at the cap, not after inflating 600 MiB (typically well under a second)
+
+
+def test_deflated_dicom_reads_exactly_as_its_plain_twin_and_corrupt_deflate_is_one_line():
+    pixels = np.asarray(xray_like(4, True, 96), dtype=np.uint16) * 16
+    deflated, plain = make_dicom(pixels, deflated=True), make_dicom(pixels)
+    assert np.array_equal(np.asarray(load_image(deflated)), np.asarray(load_image(plain)))
+    corrupt = deflated[:-40] + bytes(40)
+    with pytest.raises(ImageLoadError) as refused:
+        load_image(corrupt, "bad.dcm")
+    assert str(refused.value).startswith("bad.dcm: ") and "\n" not in str(refused.value)

@@ -96,3 +96,23 @@ def test_hostile_file_names_are_shown_as_plain_text(app_env):
     rendered = [m.value for m in at.markdown] + [e.value for e in at.error] + [c.value for c in at.caption]
     assert not any("example.invalid" in value for value in rendered)
     assert all("example.invalid" not in caption for image in at.image for caption in image.captions)
+
+
+def test_a_dicom_with_an_unknown_vr_is_one_line_and_the_batch_goes_on(app_env):
+    import numpy as np
+
+    from tests.helpers import make_dicom
+
+    raw = bytearray(make_dicom(np.asarray(xray_like(3, False, 224), dtype=np.uint16) * 16))
+    at_tag = raw.find(b"\x28\x00\x02\x00US")  # SamplesPerPixel, given a VR no edition defines
+    raw[at_tag + 4 : at_tag + 6] = b"WS"
+    at = open_page("predict")
+    uploader = at.file_uploader[0]
+    uploader.upload("odd\nvr.dcm", bytes(raw), "application/dicom")
+    uploader.upload("after.png", _png(4), "image/png")
+    uploader.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["Could not use this file."]
+    detail = next(t.value for t in at.text if "unreadable DICOM header" in t.value)
+    assert "\n" not in detail and detail.startswith("odd\\nvr.dcm: ")
+    assert _count("predictions") == 1  # the PNG after it was still predicted and logged
