@@ -51,12 +51,16 @@ def patient_id_from_filename(filename: str) -> str:
     return Path(name).stem.lower()
 
 
-def scan_image_folder(root: str | Path) -> list[ImageRecord]:
+def scan_image_folder(root: str | Path, confined: bool = False) -> list[ImageRecord]:
     """List the images of an ImageFolder tree with ``NORMAL/`` and ``PNEUMONIA/`` (any case).
+
+    Args:
+        confined: refuse the folder when any image in it resolves (through a symbolic link) to a place
+            outside it: the dashboard's evaluation roots must not be a way to read other files.
 
     Raises:
         FileNotFoundError: ``root`` is missing.
-        ValueError: neither class folder exists, or no image is found.
+        ValueError: neither class folder exists, no image is found, or (``confined``) links lead out.
     """
     root = Path(root)
     if not root.is_dir():
@@ -74,6 +78,11 @@ def scan_image_folder(root: str | Path) -> list[ImageRecord]:
                 records.append(ImageRecord(str(path), label, patient_id_from_filename(path.name)))
     if not records:
         raise ValueError(f"no images found under {root}")
+    if confined:
+        inside = root.resolve()
+        outside = sum(1 for r in records if not Path(r.path).resolve().is_relative_to(inside))
+        if outside:
+            raise ValueError(f"{outside} image(s) in this folder link to files outside it; refused")
     return records
 
 
@@ -287,10 +296,10 @@ def folder_under_roots(folder: str, roots: Sequence[Path]) -> Path:
     Raises:
         ValueError: :data:`FOLDER_REFUSED`.
     """
-    try:
+    try:  # both sides resolved (symbolic links followed) before the containment check
         resolved = Path(folder).expanduser().resolve()
         allowed = [Path(root).expanduser().resolve() for root in roots]
-        inside = any(resolved == root or root in resolved.parents for root in allowed)
+        inside = any(resolved.is_relative_to(root) for root in allowed)
         if not inside or not resolved.is_dir():
             raise ValueError(FOLDER_REFUSED)
     except (OSError, RuntimeError):

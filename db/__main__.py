@@ -5,7 +5,8 @@
     python -m db summary
     python -m db check [--fix]
     python -m db backup OUT.db
-    python -m db verify
+    python -m db restore BACKUP.db
+    python -m db verify [--quick] [--head HASH]
 
 Every failure is one ``error:`` line on stderr and exit status 2.
 """
@@ -19,7 +20,7 @@ import sys
 from core.cli import report_error
 from db.actions import StoreUnavailable, feedback_view, open_store, write_relabel_export
 from db.engine import current_revision
-from db.maintenance import backup, check_store
+from db.maintenance import backup, check_store, restore
 from db.study import reader_performance, verify_log
 
 
@@ -34,11 +35,26 @@ def get_args_parser() -> argparse.ArgumentParser:
     export.add_argument("--images-dir", default=None, help="also copy images into DIR/<resolved label>/")
     commands.add_parser("upgrade", help="create or migrate the schema to the newest revision")
     commands.add_parser("summary", help="print review counts and agreement as JSON")
-    check = commands.add_parser("check", help="compare the image store with the database")
-    check.add_argument("--fix", action="store_true", help="remove orphan files and rows without files")
+    check = commands.add_parser(
+        "check", help="the database's integrity check, and the image store compared with the committed rows"
+    )
+    check.add_argument(
+        "--fix",
+        action="store_true",
+        help="complete interrupted writes of committed images (hash checked) and remove files no row refers to; "
+        "never deletes a row",
+    )
     copy = commands.add_parser("backup", help="consistent copy of a SQLite database (online backup API)")
     copy.add_argument("output")
-    commands.add_parser("verify", help="walk the tamper-evident audit log; exit 1 at the first broken entry")
+    put_back = commands.add_parser(
+        "restore", help="copy a backup into the SQLite database (backup API); running apps must be restarted"
+    )
+    put_back.add_argument("backup")
+    verify = commands.add_parser(
+        "verify", help="walk the tamper-evident audit log and re-hash image files; exit 1 at the first break"
+    )
+    verify.add_argument("--quick", action="store_true", help="skip re-hashing the stored image files")
+    verify.add_argument("--head", default=None, help="a head hash kept from an earlier run: it must still be there")
     return parser
 
 
@@ -52,24 +68,20 @@ def main(args: argparse.Namespace) -> int:
             summary = {**feedback_view(engine).summary, "reader_performance": reader_performance(engine).as_dict()}
             print(json.dumps(summary, indent=1))
         elif args.command == "verify":
-            log = verify_log(engine)
+            log = verify_log(engine, args.head, files=not args.quick)
             print(log.message())
             print(f"head hash: {log.head_hash}")
             return 0 if log.ok else 1
         elif args.command == "check":
             report = check_store(engine, fix=args.fix)
-            verb = "removed" if report.fixed else "found"
-            print(
-                f"{verb} {len(report.orphan_files)} orphan file(s) and "
-                f"{len(report.rows_without_files)} image row(s) without a file"
-            )
-            for name in report.orphan_files:
-                print(f"orphan file: {name!r}")
-            for image_id in report.rows_without_files:
-                print(f"image row without file: {image_id}")
-            return 0 if report.clean or report.fixed else 1
+            print("\n".join(report.lines()))
+            if report.fixed:
+                return 0 if report.database_ok and not report.rows_without_files else 1
+            return 0 if report.clean else 1
         elif args.command == "backup":
             print(f"backed up to {backup(engine, args.output)}")
+        elif args.command == "restore":
+            print(f"restored {args.backup} into {restore(engine, args.backup)}; restart the app")
         else:
             count = write_relabel_export(engine, args.output, args.only_disagreements, args.images_dir)
             print(f"wrote {count} rows to {args.output}")

@@ -1,4 +1,5 @@
-"""The tamper-evident audit log: a hash chain over every prediction, review, blind read, adjudication,
+"""The tamper-evident audit log: a hash chain over every stored image (hash, path, name, given label),
+prediction, review, blind read, adjudication,
 threshold change, model promotion and queued training-label issue.
 
 Each entry stores the canonical JSON of the row it records and
@@ -7,9 +8,10 @@ only ever appended, in the same transaction as the row they record; the unique
 ``prev_hash`` forbids two entries claiming the same predecessor (a fork).
 :func:`verify` walks the chain and also compares every recorded row with the
 row as it is now, so editing either the log or the data shows up at the first
-entry that no longer matches. Deleting the newest entries cannot be seen from
-inside the database: keep the head hash :func:`verify` prints somewhere else
-(a ticket, an e-mail) to detect that.
+entry that no longer matches, and re-hashes the stored image files. Deleting the
+newest entries shows where their rows remain; deleting rows and entries together
+shows only against a head hash kept elsewhere (a ticket, an e-mail):
+``python -m db verify --head HASH``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from db.models import (
     Adjudication,
     AuditEntry,
     BlindRead,
+    Image,
     ModelPromotion,
     Prediction,
     Review,
@@ -46,6 +49,18 @@ def _time(value: datetime | None) -> str | None:
     if value.tzinfo is not None:
         value = value.astimezone(UTC).replace(tzinfo=None)
     return value.isoformat()
+
+
+def _image(row: Image) -> dict[str, Any]:
+    return {
+        "sha256": row.sha256,
+        "file_name": row.file_name,
+        "storage_path": row.storage_path,
+        "width": row.width,
+        "height": row.height,
+        "original_label": row.original_label,
+        "created_at": _time(row.created_at),
+    }
 
 
 def _prediction(row: Prediction) -> dict[str, Any]:
@@ -133,6 +148,7 @@ def _label_issue(row: SuspectedLabelIssue) -> dict[str, Any]:
 
 
 RECORDED: dict[str, tuple[Any, Any]] = {
+    "image": (Image, _image),
     "prediction": (Prediction, _prediction),
     "review": (Review, _review),
     "blind_read": (BlindRead, _blind_read),
@@ -144,6 +160,9 @@ RECORDED: dict[str, tuple[Any, Any]] = {
 """Entity name -> (table, the fields the log records)."""
 
 ENTITY_OF = {table: name for name, (table, _) in RECORDED.items()}
+
+UPDATE_ACTIONS = {"label"}
+"""Actions that log a later state of a row already logged (every other action logs a new row)."""
 
 
 def canonical(value: Any) -> str:
@@ -210,7 +229,9 @@ class VerifyReport:
     broken_at: int | None = None
     problem: str = ""
     unlogged: int = 0
-    """Recorded-kind rows with no log entry (made before the log existed, or written around the application)."""
+    """Recorded-kind rows with no log entry, older than the log (made before it covered their kind)."""
+    files_checked: int = 0
+    """Stored image files re-hashed against their recorded SHA-256 (0 with ``--quick``)."""
 
     @property
     def ok(self) -> bool:
@@ -221,30 +242,99 @@ class VerifyReport:
         """One line for the page and the command line."""
         if self.ok:
             text = f"log verified up to entry {self.verified_up_to} of {self.entries}; head {self.head_hash[:16]}"
+            if self.files_checked:
+                text += f"; {self.files_checked} image file(s) match their SHA-256"
         else:
             text = f"log broken at entry {self.broken_at}: {self.problem} (verified up to entry {self.verified_up_to})"
         if self.unlogged:
-            text += f"; {self.unlogged} row(s) have no log entry (older than the log, or written around the app)"
+            text += f"; {self.unlogged} row(s) older than the log have no entry"
         return text
 
 
-def verify(session: Session) -> VerifyReport:
-    """Walk the chain from the first entry; stop at the first broken link or mismatching row."""
+def verify(session: Session, kept_head: str | None = None, image_file: Any = None) -> VerifyReport:
+    """Walk the chain from the first entry; stop at the first broken link or mismatching row.
+
+    Each row is compared with its latest entry (an image's label, once given, is logged again). Rows
+    with no entry that are newer than the first logged row of their kind mean entries were cut from the
+    log's end; deleting the newest entries *and* their rows can only be seen against a head hash kept
+    outside the database.
+
+    Args:
+        kept_head: a head hash printed earlier and kept elsewhere: it must still be in the chain.
+        image_file: ``Image -> Path``: re-hash every stored image file against its recorded SHA-256.
+    """
     entries = session.scalar(select(func.count(AuditEntry.id))) or 0
     rows = {name: {row.id: row for row in session.scalars(select(table))} for name, (table, _) in RECORDED.items()}
     prev_hash, verified, expected_id = GENESIS, 0, 1
-    logged: dict[str, set[int]] = {name: set() for name in RECORDED}
+    latest: dict[tuple[str, int], AuditEntry] = {}
+    created: dict[str, set[int]] = {name: set() for name in RECORDED}
+    head_time: str | None = None
+    hashes: set[str] = set()
     for entry in session.scalars(select(AuditEntry).order_by(AuditEntry.id)):
-        problem = _entry_problem(rows, entry, prev_hash, expected_id)
+        problem = _link_problem(entry, prev_hash, expected_id)
         if problem:
             return VerifyReport(entries, verified, prev_hash, entry.id, problem)
-        logged.setdefault(entry.entity, set()).add(entry.entity_id)
+        latest[(entry.entity, entry.entity_id)] = entry
+        if entry.action not in UPDATE_ACTIONS:
+            created[entry.entity].add(entry.entity_id)
+        hashes.add(entry.hash)
+        head_time = _time(entry.created_at)
         prev_hash, verified, expected_id = entry.hash, entry.id, entry.id + 1
-    unlogged = sum(len(set(rows[name]) - logged[name]) for name in RECORDED)
-    return VerifyReport(entries, verified, prev_hash, unlogged=unlogged)
+    for entry in sorted(latest.values(), key=lambda item: item.id):
+        problem = _row_problem(rows, entry)
+        if problem:
+            return VerifyReport(entries, entry.id - 1, prev_hash, entry.id, problem)
+    if kept_head is not None and kept_head.strip().lower() not in hashes:
+        return VerifyReport(
+            entries,
+            verified,
+            prev_hash,
+            verified + 1,
+            f"the kept head {kept_head.strip()[:16]} is not in the log: its newest entries were removed",
+        )
+    unlogged = 0
+    for name in RECORDED:
+        logged = {entity_id for entity, entity_id in latest if entity == name}
+        missing = sorted(set(rows[name]) - logged)
+        first = min(created[name], default=None)  # rows before it are older than the log's cover of the kind
+        newer = [
+            row_id
+            for row_id in missing
+            if (first is not None and row_id > first)
+            or (head_time is not None and (_time(rows[name][row_id].created_at) or "") > head_time)
+        ]
+        if newer:
+            return VerifyReport(
+                entries,
+                verified,
+                prev_hash,
+                verified + 1,
+                f"{name} {newer[0]} has no log entry though it is newer than logged ones: "
+                "entries were removed from the log's end",
+            )
+        unlogged += len(missing)
+    checked = 0
+    if image_file is not None:
+        for image in sorted(rows["image"].values(), key=lambda row: row.id):
+            problem = _file_problem(image, image_file(image))
+            if problem:
+                return VerifyReport(entries, verified, prev_hash, verified + 1, problem, unlogged, checked)
+            checked += 1
+    return VerifyReport(entries, verified, prev_hash, unlogged=unlogged, files_checked=checked)
 
 
-def _entry_problem(rows: dict[str, dict[int, Any]], entry: AuditEntry, prev_hash: str, expected_id: int) -> str:
+def _file_problem(image: Image, path: Any) -> str:
+    try:
+        with open(path, "rb") as handle:
+            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+    except OSError as error:
+        return f"image {image.id}'s file cannot be read ({error.strerror or type(error).__name__})"
+    if digest != image.sha256:
+        return f"image {image.id}'s file was changed: its SHA-256 no longer matches the recorded one"
+    return ""
+
+
+def _link_problem(entry: AuditEntry, prev_hash: str, expected_id: int) -> str:
     if entry.id != expected_id:
         return f"entries {expected_id}-{entry.id - 1} are missing"
     if entry.prev_hash != prev_hash:
@@ -263,6 +353,10 @@ def _entry_problem(rows: dict[str, dict[int, Any]], entry: AuditEntry, prev_hash
         return "its content was changed after it was written"
     if entry.entity not in RECORDED:
         return f"unknown entity {entry.entity!r}"
+    return ""
+
+
+def _row_problem(rows: dict[str, dict[int, Any]], entry: AuditEntry) -> str:
     fields = RECORDED[entry.entity][1]
     row = rows[entry.entity].get(entry.entity_id)
     if row is None:

@@ -4,15 +4,26 @@ SQLite gets WAL mode, foreign keys, a busy timeout and ``BEGIN IMMEDIATE`` (so
 concurrent writers queue instead of failing); other databases are used as they
 are. The schema is owned by Alembic: :func:`init_db` upgrades to the newest
 revision and never drops anything.
+
+Every transaction first checks that the database is still the one this engine
+opened: for a SQLite file, that it was not removed, replaced (another inode) or
+overwritten in place (``cp other.db reviews.db``: the header's application id,
+read from the file itself, and the ``store_identity`` row's token both change);
+for any database, the token. A mismatch refuses the transaction before anything
+is written: SQLite would otherwise lay its write-ahead log of the old file over
+the new one.
 """
 
 from __future__ import annotations
 
+import uuid
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,13 +40,21 @@ def make_engine(url: str | None = None) -> Engine:
     url = url or database_url()
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
+        engine = create_engine(url, pool_pre_ping=True)
+        where = parsed.render_as_string(hide_password=True)
+        server_identity = _identity_of(engine)
+
+        @event.listens_for(engine, "begin")
+        def _same_database(connection) -> None:
+            _check_token(connection, server_identity, where)
+
+        return engine
     if parsed.database and parsed.database != ":memory:":
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     timeout = sqlite_busy_timeout()
     engine = create_engine(url, connect_args={"timeout": timeout})
     database = Path(parsed.database) if parsed.database and parsed.database != ":memory:" else None
-    identity: dict[str, tuple[int, int]] = {}
+    identity = _identity_of(engine)
 
     @event.listens_for(engine, "connect")
     def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -53,35 +72,141 @@ def make_engine(url: str | None = None) -> Engine:
             _check_same_file(database, identity)
         # Take the write lock up front: read-then-write transactions cannot deadlock.
         connection.exec_driver_sql("BEGIN IMMEDIATE")
+        _check_token(connection, identity, str(database or url))
 
     return engine
 
 
 class DatabaseReplacedError(OSError):
-    """The SQLite file was removed or replaced while this process had it open; nothing is written."""
+    """The SQLite file was removed, replaced or overwritten while this process had it open; nothing is written."""
 
 
-def _check_same_file(path: Path, identity: dict[str, tuple[int, int]]) -> None:
-    """Refuse to go on when the database file is gone or is another file than the one first opened.
+@dataclass
+class StoreIdentity:
+    """What one engine knows of the database it opened (learned by :func:`init_db`)."""
+
+    file: tuple[int, int] | None = None
+    """``(st_dev, st_ino)`` of the SQLite file."""
+    token: str | None = None
+    """The ``store_identity`` row's token."""
+    application_id: int = 0
+    """The SQLite header's application id this database carries (derived from the token)."""
+    header_seen: bool = False
+    """The id has been read back from the file itself (it reaches the file at the first checkpoint)."""
+
+
+_IDENTITIES: weakref.WeakKeyDictionary[Engine, StoreIdentity] = weakref.WeakKeyDictionary()
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def _identity_of(engine: Engine) -> StoreIdentity:
+    return _IDENTITIES.setdefault(engine, StoreIdentity())
+
+
+def application_id(token: str) -> int:
+    """The 31-bit SQLite application id derived from a store token."""
+    return int(token[:8], 16) & 0x7FFFFFFF or 1
+
+
+def _overwritten(path: Path, why: str) -> DatabaseReplacedError:
+    return DatabaseReplacedError(
+        f"the database file {path} was overwritten while the app was running ({why}); nothing was saved. "
+        "Stop the app before replacing the database (or use python -m db restore), then start it again"
+    )
+
+
+def _check_same_file(path: Path, identity: StoreIdentity) -> None:
+    """Refuse to go on when the database file is gone, is another file, or was overwritten in place.
 
     SQLite keeps writing to an unlinked file (lost at the next start), so this
-    is checked at the start of every transaction.
+    is checked at the start of every transaction; the header is read from the
+    file itself because SQLite's own view of it may still come from its log.
     """
     try:
         stat = path.stat()
     except FileNotFoundError:
-        if identity:
+        if identity.file:
             raise DatabaseReplacedError(
                 f"the database file {path} was removed while the app was running; nothing was saved. "
                 "Restore it from a backup (python -m db backup) or restart the app to start a new one"
             ) from None
         return  # first use: SQLite creates it
     current = (stat.st_dev, stat.st_ino)
-    first = identity.setdefault("file", current)
-    if first != current:
+    if identity.file is None:
+        identity.file = current
+    if identity.file != current:
         raise DatabaseReplacedError(
             f"the database file {path} was replaced while the app was running; nothing was saved. Restart the app"
         )
+    if identity.token is None:
+        return
+    with open(path, "rb") as handle:
+        header = handle.read(100)
+    if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
+        if stat.st_size or identity.header_seen:
+            raise _overwritten(path, "it is no longer a SQLite database")
+        return
+    found = int.from_bytes(header[68:72], "big")
+    if found == identity.application_id:
+        identity.header_seen = True
+    elif found or identity.header_seen:  # 0 only until the first checkpoint writes the id
+        raise _overwritten(path, f"application id {found:#x}, expected {identity.application_id:#x}")
+
+
+def _check_token(connection, identity: StoreIdentity, where: str) -> None:  # noqa: ANN001 - a SQLAlchemy Connection
+    """Inside the transaction: the identity row still holds the token this engine learned."""
+    if identity.token is None:
+        return
+    from sqlalchemy.exc import DBAPIError
+
+    try:
+        found = connection.exec_driver_sql("SELECT token FROM store_identity WHERE id = 1").scalar()
+    except DBAPIError:
+        found = None
+    if found != identity.token:
+        connection.exec_driver_sql("ROLLBACK")
+        raise _overwritten(Path(where), "its identity row changed")
+
+
+def learn_identity(engine: Engine) -> str:
+    """Read (or, for a schema without one, create) the store's identity token, and check it from now on.
+
+    For SQLite the token's application id is also written to the file header and checkpointed, so a
+    different file copied over this one shows in its first 100 bytes.
+
+    Returns:
+        The token.
+    """
+    state = _identity_of(engine)
+    with engine.connect() as connection:
+        token = connection.exec_driver_sql("SELECT token FROM store_identity WHERE id = 1").scalar()
+        if token is None:
+            token = uuid.uuid4().hex
+            connection.execute(
+                text("INSERT INTO store_identity (id, token, created_at) VALUES (1, :token, CURRENT_TIMESTAMP)"),
+                {"token": token},
+            )
+        if engine.dialect.name == "sqlite":
+            wanted = application_id(token)
+            if connection.exec_driver_sql("PRAGMA application_id").scalar() != wanted:
+                connection.exec_driver_sql(f"PRAGMA application_id = {wanted}")
+            connection.commit()
+            raw = connection.connection.dbapi_connection
+            assert raw is not None
+            raw.execute("PRAGMA wal_checkpoint(PASSIVE)")  # outside a transaction; best effort
+            state.application_id = wanted
+        connection.commit()
+    state.token = token
+    return token
+
+
+def new_identity(sqlite_connection) -> str:  # noqa: ANN001 - a sqlite3.Connection
+    """Give a SQLite database (a fresh backup) an identity of its own; returns the token."""
+    token = uuid.uuid4().hex
+    sqlite_connection.execute("UPDATE store_identity SET token = ? WHERE id = 1", (token,))
+    sqlite_connection.execute(f"PRAGMA application_id = {application_id(token)}")
+    sqlite_connection.commit()
+    return token
 
 
 class NewerSchemaError(RuntimeError):
@@ -150,6 +275,7 @@ def init_db(engine: Engine) -> Engine:
             "update the app (git pull && make setup) or point DATABASE_URL at another database"
         )
     upgrade(engine, "head")
+    learn_identity(engine)
     return engine
 
 

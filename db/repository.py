@@ -97,6 +97,8 @@ def store_image(
     if existing is not None:
         if label and not existing.original_label:
             existing.original_label = label
+            session.flush()
+            audit.record(session, existing, "label", "store")
         _stage_file(session, Path(store_dir or image_store_dir()) / existing.storage_path, data)
         return existing
     try:  # the header only: format and size, no pixel decoding
@@ -116,6 +118,7 @@ def store_image(
     )
     session.add(image)
     session.flush()
+    audit.record(session, image, "store", "store")
     _stage_file(session, Path(store_dir or image_store_dir()) / relative, data)
     return image
 

@@ -393,6 +393,12 @@ def queue_training_images(
 # ---------------------------------------------------------------- audit log
 
 
-def verify_log(engine: Engine) -> audit.VerifyReport:
-    """Walk the audit chain (see :mod:`db.audit`)."""
-    return _read(engine, audit.verify)
+def verify_log(engine: Engine, kept_head: str | None = None, files: bool = True) -> audit.VerifyReport:
+    """Walk the audit chain (see :mod:`db.audit`).
+
+    Args:
+        kept_head: a head hash kept from an earlier run; the log must still contain it.
+        files: also re-hash every stored image file (``python -m db verify --quick`` skips it).
+    """
+    image_file = repository.image_path if files else None
+    return _read(engine, lambda session: audit.verify(session, kept_head, image_file))

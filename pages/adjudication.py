@@ -6,14 +6,13 @@ a final label, with a reason. The resolved label of a case is then the adjudicat
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from core.labels import CLASS_NAMES
 from db import actions, study
 from db.repository import MAX_NOTES
 from db.settings import adjudicate_model_disagreements
-from pages.common import current_identity, engine_or_stop, page_header, show_store_error
+from pages.common import current_identity, engine_or_stop, page_header, show_store_error, user_text_table
 from pages.viewer import show_stored_xray
 
 page_header("Adjudication")
@@ -55,23 +54,20 @@ with right:
         f"prediction #{case.prediction_id}"
     )
     st.write("Reviewers' calls")
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "reviewer": c.reviewer,
-                    "blind call": c.blind_call or "",
-                    "call": c.call,
-                    "confidence": c.confidence,
-                    "notes": c.notes,
-                    "when": c.created_at.strftime("%Y-%m-%d %H:%M"),
-                }
-                for c in case.calls
-            ]
-        ),
-        hide_index=True,
+    user_text_table(
+        [
+            {
+                "reviewer": c.reviewer,
+                "blind call": c.blind_call or "",
+                "call": c.call,
+                "confidence": c.confidence,
+                "notes": c.notes,
+                "when": c.created_at.strftime("%Y-%m-%d %H:%M"),
+            }
+            for c in case.calls
+        ],
         key="adjudication_calls",
-    )  # names and notes are user text: a dataframe shows them as plain text
+    )
     st.write("Current resolution")
     st.text(case.resolution)
     with st.form("adjudication_form", clear_on_submit=True):

@@ -114,6 +114,27 @@ def get_engine() -> Store:
     return actions.open_store()
 
 
+USER_TEXT_COLUMNS = ("reviewer", "notes", "image", "reviewer says", "blind call", "verdict", "call")
+"""Columns of the app's tables that can hold text a user typed or uploaded."""
+
+
+def user_text_table(rows: list[dict[str, Any]], **options: Any) -> None:
+    """A table holding user text (names, notes, file names), shown as plain text.
+
+    Its cells are neutralised as the app's own CSV export is (:func:`core.serialization.csv_safe`: a
+    leading ``'`` before ``=``, ``+``, ``-``, ``@``), because the table's toolbar offers "Download as
+    CSV" and a spreadsheet would run ``=HYPERLINK(...)`` from a note.
+    """
+    import pandas as pd
+
+    from core.serialization import csv_safe
+
+    frame = pd.DataFrame(rows)
+    for column in frame.columns.intersection(USER_TEXT_COLUMNS):
+        frame[column] = frame[column].map(csv_safe)
+    st.dataframe(frame, hide_index=True, **options)
+
+
 def show_problem(title: str, detail: str) -> None:
     """An error box with a fixed title, and the detail as plain text (it may quote user text: never Markdown)."""
     st.error(title)

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from db import actions, study
-from pages.common import engine_or_stop, page_header, show_store_error
+from pages.common import engine_or_stop, page_header, show_store_error, user_text_table
 
 page_header("Feedback & export")
 engine = engine_or_stop()
@@ -37,7 +37,7 @@ if summary["per_reviewer"]:
 st.subheader("Reader performance")
 try:
     readers = study.reader_performance(engine)
-    log = study.verify_log(engine)
+    log = study.verify_log(engine, files=False)  # the page walks the log; python -m db verify re-hashes files
 except actions.StoreUnavailable as error:
     show_store_error(error)
     st.stop()
@@ -78,9 +78,15 @@ if log.ok:
     st.success(log.message())
 else:
     st.error(log.message())
+st.text("Head hash to keep:")
+st.code(log.head_hash, language=None)
+st.caption(
+    "Keep this hash outside the database (a ticket, an e-mail). Later, `python -m db verify --head HASH` "
+    "shows whether entries were cut from the log's end since, and re-hashes every stored image file."
+)
 st.subheader("Disagreements")
 if view.disagreements:
-    st.dataframe(pd.DataFrame(view.disagreements), hide_index=True, key="disagreements")
+    user_text_table(view.disagreements, key="disagreements")
 else:
     st.info("No reviewer disagrees with the model yet.")
 

@@ -177,7 +177,7 @@ def evaluate_folder_section(predictor: Predictor) -> None:
         folder = st.text_input("Folder with NORMAL/ and PNEUMONIA/ sub-folders", key="eval_folder").strip()
         if st.button("Evaluate", disabled=not folder):
             try:
-                records = scan_image_folder(folder_under_roots(folder, evaluation_roots()))
+                records = scan_image_folder(folder_under_roots(folder, evaluation_roots()), confined=True)
             except (FileNotFoundError, ValueError, OSError) as error:
                 show_problem("Could not evaluate that folder.", str(error))
                 return

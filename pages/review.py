@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time
 
-import pandas as pd
 import streamlit as st
 
 from db import actions, study
 from db.repository import CONFIDENCE_LEVELS, MAX_NOTES
 from db.settings import blind_read_default
-from pages.common import current_identity, engine_or_stop, page_header, show_store_error
+from pages.common import current_identity, engine_or_stop, page_header, show_store_error, user_text_table
 from pages.viewer import show_stored_xray
 
 CONFIDENCE = list(reversed(CONFIDENCE_LEVELS))  # unsure ... high, for the slider
@@ -146,23 +145,21 @@ with right:
     if case.reviews:
         st.write("Earlier reviews")
         superseded = {r.supersedes_id for r in case.reviews}
-        st.dataframe(
-            pd.DataFrame(
-                [
-                    {
-                        "when": r.created_at.strftime("%Y-%m-%d %H:%M"),
-                        "reviewer": r.shown_reviewer,
-                        "blind call": r.blind_call or "",
-                        "verdict": "agrees" if r.agrees else f"says {r.corrected_label}",
-                        "confidence": r.confidence,
-                        "notes": r.notes,
-                        "superseded": r.id in superseded,
-                    }
-                    for r in case.reviews
-                ]
-            ),
-            hide_index=True,
-        )  # a dataframe shows names and notes as plain text
+        user_text_table(
+            [
+                {
+                    "when": r.created_at.strftime("%Y-%m-%d %H:%M"),
+                    "reviewer": r.shown_reviewer,
+                    "blind call": r.blind_call or "",
+                    "verdict": "agrees" if r.agrees else f"says {r.corrected_label}",
+                    "confidence": r.confidence,
+                    "notes": r.notes,
+                    "superseded": r.id in superseded,
+                }
+                for r in case.reviews
+            ],
+            key="earlier_reviews",
+        )
 
     other = "NORMAL" if case.predicted_label == "PNEUMONIA" else "PNEUMONIA"
     start = blind_read.confidence if blind_read is not None else "high"

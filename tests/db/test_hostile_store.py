@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from core.inference import Predictor
-from db import actions, repository
+from db import actions, repository, study
 from db.engine import session_scope
 from db.maintenance import backup, check_store
 from tests.db.conftest import add_prediction
@@ -57,7 +58,7 @@ def test_kill_during_predict_and_log_then_check_fix(engine, data_dir, tiny_check
     script = textwrap.dedent(f"""
         import os, signal
         from core.inference import Predictor
-        from db import actions, repository
+        from db import actions, repository, study
         from tests.helpers import png_bytes
 
         def die(*args, **kwargs):
@@ -79,7 +80,7 @@ def test_kill_during_predict_and_log_then_check_fix(engine, data_dir, tiny_check
     assert _store_files(data_dir) == []
 
 
-def test_check_finds_rows_without_files_and_fix_removes_them(engine, data_dir):
+def test_check_reports_rows_without_files_and_fix_never_deletes_them(engine, data_dir):
     first = add_prediction(engine, seed=1)
     add_prediction(engine, seed=2)
     actions.submit_review(engine, first, "Dr A", True)
@@ -88,10 +89,66 @@ def test_check_finds_rows_without_files_and_fix_removes_them(engine, data_dir):
     path.unlink()
     (data_dir / "images" / "stray.bin").write_bytes(b"x")
     result = run_main("db", "check")
-    assert result.returncode == 1 and "found 1 orphan file(s) and 1 image row(s) without a file" in result.stdout
+    assert result.returncode == 1
+    assert "found 0 interrupted write(s), found 1 orphan file(s), 1 image row(s) without a file" in result.stdout
+    assert "database integrity check: ok" in result.stdout
     result = run_main("db", "check", "--fix")
-    assert result.returncode == 0 and "removed 1 orphan file(s) and 1 image row(s)" in result.stdout
-    assert _counts(engine) == (1, 1) and run_main("db", "check").returncode == 0
+    assert result.returncode == 1 and "removed 1 orphan file(s), 1 image row(s) without a file" in result.stdout
+    assert "image row without file: 1 (kept: restore the file from a backup)" in result.stdout
+    assert _counts(engine) == (2, 2) and not (data_dir / "images" / "stray.bin").exists()
+    assert study.verify_log(engine, files=False).ok  # nothing committed was deleted
+
+
+def test_crash_between_commit_and_rename_is_completed_not_deleted(engine, data_dir, tiny_checkpoint):
+    script = textwrap.dedent(f"""
+        import os, pathlib, signal
+        from core.inference import Predictor
+        from db import actions
+
+        def die(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGKILL)  # the row is committed; the file is still a .part
+
+        pathlib.Path.replace = die
+        engine = actions.open_store()
+        actions.predict_and_log(engine, Predictor.from_checkpoint({str(tiny_checkpoint)!r}, "cpu"),
+                                png_bytes_for_test, "a.png")
+    """).replace("png_bytes_for_test", repr(png_bytes(7, 96)))
+    result = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env={**os.environ}, timeout=120)
+    assert result.returncode == -9
+    assert _counts(engine) == (1, 1)
+    assert [name.endswith(".part") for name in _store_files(data_dir)] == [True]
+    found = run_main("db", "check")
+    assert found.returncode == 1 and "found 1 interrupted write(s)" in found.stdout
+    fixed = run_main("db", "check", "--fix")
+    assert fixed.returncode == 0 and "completed 1 interrupted write(s)" in fixed.stdout
+    assert _counts(engine) == (1, 1) and not any(name.endswith(".part") for name in _store_files(data_dir))
+    assert run_main("db", "check").returncode == 0
+    verify = run_main("db", "verify")
+    assert verify.returncode == 0, verify.stdout  # the committed prediction and its image file are intact
+
+
+def test_a_part_file_with_the_wrong_bytes_is_not_used(engine, data_dir):
+    add_prediction(engine, seed=3)
+    with session_scope(engine) as session:
+        path = repository.image_path(repository.get_prediction(session, 1).image)
+    path.rename(path.with_name(f".{path.name}.0123.part"))
+    path.with_name(f".{path.name}.0123.part").write_bytes(b"not the image")
+    report = check_store(engine, fix=True)
+    assert report.rows_without_files == [1] and not report.interrupted and len(report.orphan_files) == 1
+
+
+def test_check_runs_the_databases_own_integrity_check(engine, data_dir):
+    for seed in range(3):
+        add_prediction(engine, seed=seed)
+    engine.dispose()
+    with sqlite3.connect(data_dir / "reviews.db") as connection:  # the index's entries no longer match its rows
+        connection.execute("PRAGMA writable_schema = ON")
+        connection.execute(
+            "UPDATE sqlite_master SET sql = 'CREATE INDEX ix_predictions_image_id ON predictions (model_id)' "
+            "WHERE name = 'ix_predictions_image_id'"
+        )
+    result = run_main("db", "check")
+    assert result.returncode == 1 and "ix_predictions_image_id" in result.stdout.splitlines()[0]
 
 
 def test_removed_or_replaced_database_refuses_writes(engine, data_dir, predictor):
@@ -105,6 +162,43 @@ def test_removed_or_replaced_database_refuses_writes(engine, data_dir, predictor
     sqlite3.connect(database).close()  # another file under the same name
     with pytest.raises(actions.StoreUnavailable, match="was replaced while the app was running"):
         actions.submit_review(engine, 1, "Dr A", True)
+
+
+def test_a_database_overwritten_in_place_refuses_the_next_write(engine, data_dir, predictor, tmp_path):
+    actions.predict_and_log(engine, predictor, png_bytes(5, 96), "a.png")
+    other = actions.open_store(f"sqlite:///{tmp_path / 'other.db'}")
+    actions.predict_and_log(other, predictor, png_bytes(9, 96), "other.png")
+    other.dispose()
+    database = data_dir / "reviews.db"
+    inode = database.stat().st_ino
+    shutil.copyfile(tmp_path / "other.db", database)  # cp other.db reviews.db: same inode, new bytes
+    assert database.stat().st_ino == inode
+    with pytest.raises(actions.StoreUnavailable, match="was overwritten while the app was running"):
+        actions.predict_and_log(engine, predictor, png_bytes(6, 96), "b.png")
+    with pytest.raises(actions.StoreUnavailable, match="overwritten"):
+        actions.submit_review(engine, 1, "Dr A", True)
+
+
+def test_a_backup_copied_over_the_live_file_is_refused_and_restore_is_safe(engine, data_dir, predictor, tmp_path):
+    actions.predict_and_log(engine, predictor, png_bytes(5, 96), "a.png")
+    assert run_main("db", "backup", tmp_path / "copy.db").returncode == 0
+    actions.predict_and_log(engine, predictor, png_bytes(6, 96), "b.png")
+    shutil.copyfile(tmp_path / "copy.db", data_dir / "reviews.db")  # a backup has an identity of its own
+    with pytest.raises(actions.StoreUnavailable, match="overwritten"):
+        actions.submit_review(engine, 1, "Dr A", True)
+    engine.dispose()
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    live = actions.open_store(f"sqlite:///{fresh / 'live.db'}")
+    actions.predict_and_log(live, predictor, png_bytes(8, 96), "c.png")
+    restored = run_main("db", "--database-url", f"sqlite:///{fresh / 'live.db'}", "restore", tmp_path / "copy.db")
+    assert restored.returncode == 0 and "restart the app" in restored.stdout
+    with pytest.raises(actions.StoreUnavailable, match="overwritten"):  # the running app is told to restart
+        actions.submit_review(live, 1, "Dr A", True)
+    again = actions.open_store(f"sqlite:///{fresh / 'live.db'}")  # after a restart: the backup's content
+    assert actions.feedback_view(again).summary["predictions"] == 1
+    bad = run_main("db", "restore", tmp_path / "missing.db")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ")
 
 
 def test_backup_is_consistent_while_the_app_holds_the_wal(engine, data_dir, tmp_path):

@@ -105,6 +105,29 @@ def test_folders_outside_the_roots_are_refused_alike(app_env, tmp_path, monkeypa
     assert answers == [[FOLDER_REFUSED]] * 3
 
 
+def test_links_inside_an_evaluation_root_cannot_lead_out_of_it(app_env, tmp_path, monkeypatch):
+    import shutil
+
+    from tests.helpers import make_image_folder
+
+    outside = make_image_folder(tmp_path / "outside", per_class=3, size=48)
+    root = tmp_path / "allowed"
+    folder = make_image_folder(root / "eval", per_class=2, size=48)
+    shutil.rmtree(folder / "PNEUMONIA")
+    (folder / "PNEUMONIA").symlink_to(outside / "PNEUMONIA", target_is_directory=True)  # a linked class folder
+    (folder / "NORMAL" / "one.png").symlink_to(next((outside / "NORMAL").iterdir()))  # and one linked file
+    (root / "escape").symlink_to(outside, target_is_directory=True)  # the folder itself a link out
+    monkeypatch.setenv("PNEUMONIA_EVAL_ROOTS", str(root))
+    for chosen, words in ((folder, "4 image(s) in this folder link to files outside it"), (root / "escape", None)):
+        at = open_page("metrics")
+        at.text_input(key="eval_folder").input(str(chosen)).run()
+        next(b for b in at.button if b.label == "Evaluate").click().run()
+        assert not at.exception and [e.value for e in at.error] == ["Could not evaluate that folder."]
+        if words:
+            assert any(words in t.value for t in at.text)
+        assert "folder_report" not in at.session_state  # nothing was scored
+
+
 def test_missing_checkpoint_says_what_to_do(app_env, monkeypatch, tmp_path):
     monkeypatch.setenv("PNEUMONIA_CHECKPOINT", str(tmp_path / "gone.pth"))
     at = open_page("metrics")

@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 from sqlalchemy import text
 
-from db import actions, repository
+from db import actions, repository, study
 from db.engine import init_db, make_engine, session_scope
 from tests.helpers import xray_like
 from tests.pages.conftest import APP, open_page
@@ -195,8 +195,16 @@ def test_feedback_shows_reader_figures_and_a_broken_log(disagreement, app_env):
     assert not at.exception
     readers = next(d.value for d in at.dataframe if "mode" in d.value.columns)
     assert set(readers["reader"]) == {f"Dr {x} (unverified)" for x in "ABCD"}
-    assert any("log verified up to entry 5 of 5" in s.value for s in at.success)
+    assert any("log verified up to entry 6 of 6" in s.value for s in at.success)
+    head = study.verify_log(engine).head_hash
+    assert [c.value for c in at.code] == [head]  # the head to keep, shown whole
+    with sqlite3.connect(app_env / "reviews.db") as connection:  # notes that a spreadsheet would run
+        connection.execute("UPDATE reviews SET notes = '=HYPERLINK(\"http://x\")' WHERE agrees = 0")
+    at = open_page("feedback")
+    shown = next(d.value for d in at.dataframe if "notes" in d.value.columns)
+    assert not any(str(note).startswith(("=", "+", "-", "@")) for note in shown["notes"])
+    assert '\'=HYPERLINK("http://x")' in set(shown["notes"])
     with sqlite3.connect(app_env / "reviews.db") as connection:
         connection.execute("UPDATE reviews SET notes = 'rewritten' WHERE reviewer = 'Dr B'")
     at = open_page("feedback")
-    assert any("log broken at entry 3: review 2 was changed" in e.value for e in at.error)
+    assert any(e.value.startswith("log broken at entry") and "was changed" in e.value for e in at.error)
