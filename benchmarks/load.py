@@ -138,13 +138,15 @@ async def _session(
         await page.goto(f"{url}/review?prediction={case}")
         await page.get_by_label("Reviewer name").fill(f"Load reader {index}")
         await page.get_by_label("Reviewer name").press("Enter")
-        await page.get_by_text(f"Case #{case}:").first.wait_for()
         await page.wait_for_timeout(1500)  # the rerun that stores the name
-        if await _count(page, f"Case #{case}: your read first"):
-            await page.get_by_role("button", name="NORMAL", exact=True).click()
+        agree = page.get_by_role("button", name=re.compile(r"^Agree: "))
+        blind_call = page.get_by_role("button", name=re.compile(r"^NORMAL"))  # its name may carry the shortcut
+        await agree.or_(blind_call).first.wait_for()
+        if await blind_call.count():  # blind first read: the reviewer's own call before the model's
+            await blind_call.first.click()
             await page.get_by_text("Your unaided call: NORMAL").wait_for()
         begin = time.monotonic()
-        await page.get_by_role("button", name=re.compile(r"^Agree: ")).click()
+        await agree.click()
         await page.get_by_text(f"Review of case #{case} saved.").wait_for()
         result.review = time.monotonic() - begin
         result.reviewed_id = case

@@ -6,16 +6,17 @@ are. The schema is owned by Alembic: :func:`init_db` upgrades to the newest
 revision and never drops anything.
 
 Every transaction first checks that the database is still the one this engine
-opened: for a SQLite file, that it was not removed, replaced (another inode) or
-overwritten in place (``cp other.db reviews.db``: the header's application id,
-read from the file itself, and the ``store_identity`` row's token both change);
-for any database, the token. A mismatch refuses the transaction before anything
-is written: SQLite would otherwise lay its write-ahead log of the old file over
-the new one.
+opened: for a SQLite file, that it was not removed or replaced (another inode)
+nor overwritten in place (``cp other.db reviews.db``: the application id in the
+header, read from the file itself, changes); for any database, that the
+``store_identity`` row still holds the token learned at start. A mismatch
+refuses the transaction before anything is written: SQLite would otherwise lay
+its write-ahead log of the old file over the new one.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 import weakref
 from collections.abc import Iterator
@@ -96,16 +97,32 @@ class StoreIdentity:
 
 
 _IDENTITIES: weakref.WeakKeyDictionary[Engine, StoreIdentity] = weakref.WeakKeyDictionary()
+_HEADER_FDS: dict[tuple[int, int], int] = {}
+"""One read-only descriptor per SQLite file (device, inode), opened once and never closed: closing any
+descriptor of a file drops every POSIX lock this process holds on it, SQLite's included, and another
+connection could then checkpoint and delete the live log."""
 SQLITE_MAGIC = b"SQLite format 3\x00"
-
-
-def _identity_of(engine: Engine) -> StoreIdentity:
-    return _IDENTITIES.setdefault(engine, StoreIdentity())
 
 
 def application_id(token: str) -> int:
     """The 31-bit SQLite application id derived from a store token."""
     return int(token[:8], 16) & 0x7FFFFFFF or 1
+
+
+def _file_header(path: Path, key: tuple[int, int]) -> bytes:
+    """The first 100 bytes of the file itself (not SQLite's cached or logged view of them)."""
+    fd = _HEADER_FDS.get(key)
+    if fd is None:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        stat = os.fstat(fd)
+        if (stat.st_dev, stat.st_ino) != key:  # replaced in between: the caller's next check says so
+            return b""
+        _HEADER_FDS[key] = fd
+    return os.pread(fd, 100, 0)
+
+
+def _identity_of(engine: Engine) -> StoreIdentity:
+    return _IDENTITIES.setdefault(engine, StoreIdentity())
 
 
 def _overwritten(path: Path, why: str) -> DatabaseReplacedError:
@@ -116,11 +133,12 @@ def _overwritten(path: Path, why: str) -> DatabaseReplacedError:
 
 
 def _check_same_file(path: Path, identity: StoreIdentity) -> None:
-    """Refuse to go on when the database file is gone, is another file, or was overwritten in place.
+    """Refuse to go on when the database file is gone or is another file (another inode).
 
     SQLite keeps writing to an unlinked file (lost at the next start), so this
-    is checked at the start of every transaction; the header is read from the
-    file itself because SQLite's own view of it may still come from its log.
+    is checked at the start of every transaction. A file overwritten in place
+    keeps its inode: its header, read from the file itself, carries another
+    application id (and :func:`_check_token` sees another token).
     """
     try:
         stat = path.stat()
@@ -140,8 +158,7 @@ def _check_same_file(path: Path, identity: StoreIdentity) -> None:
         )
     if identity.token is None:
         return
-    with open(path, "rb") as handle:
-        header = handle.read(100)
+    header = _file_header(path, current)
     if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
         if stat.st_size or identity.header_seen:
             raise _overwritten(path, "it is no longer a SQLite database")
@@ -172,7 +189,8 @@ def learn_identity(engine: Engine) -> str:
     """Read (or, for a schema without one, create) the store's identity token, and check it from now on.
 
     For SQLite the token's application id is also written to the file header and checkpointed, so a
-    different file copied over this one shows in its first 100 bytes.
+    different file copied over this one shows in its first 100 bytes (SQLite's own view of a file
+    overwritten behind its back comes from its cache and log, and does not change).
 
     Returns:
         The token.
@@ -190,12 +208,12 @@ def learn_identity(engine: Engine) -> str:
             wanted = application_id(token)
             if connection.exec_driver_sql("PRAGMA application_id").scalar() != wanted:
                 connection.exec_driver_sql(f"PRAGMA application_id = {wanted}")
-            connection.commit()
+            state.application_id = wanted
+        connection.commit()
+        if engine.dialect.name == "sqlite":
             raw = connection.connection.dbapi_connection
             assert raw is not None
             raw.execute("PRAGMA wal_checkpoint(PASSIVE)")  # outside a transaction; best effort
-            state.application_id = wanted
-        connection.commit()
     state.token = token
     return token
 

@@ -214,7 +214,7 @@ def test_upload_blind_read_review_adjudicate_in_a_real_browser(browser_page, das
 
     page.goto(f"{url}/feedback")
     page.get_by_text("Disagreements").first.wait_for()
-    page.get_by_text("log verified up to entry 5 of 5").wait_for()
+    page.get_by_text("log verified up to entry 6 of 6").wait_for()
     _screenshot(page, "feedback", tmp_path)
     page.goto(f"{url}/metrics")
     page.get_by_text("Operating point", exact=True).wait_for()

@@ -20,7 +20,9 @@ def test_concurrent_sessions_upload_and_review_with_heat_maps(capsys):
     sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
     import load
 
-    report = load.main(load.get_args_parser().parse_args(["--sessions", "3", "--images", "2", "--blind"]))
+    report = load.main(
+        load.get_args_parser().parse_args(["--sessions", "3", "--images", "2", "--blind", "--timeout", "300"])
+    )
     assert report.errors == []
     assert report.server_alive
     assert (report.stored_predictions, report.stored_reviews) == (6, 3)
