@@ -114,7 +114,7 @@ def get_engine() -> Store:
     return actions.open_store()
 
 
-USER_TEXT_COLUMNS = ("reviewer", "notes", "image", "reviewer says", "blind call", "verdict", "call")
+USER_TEXT_COLUMNS = ("reviewer", "reader", "readers", "notes", "image", "reviewer says", "blind call", "verdict")
 """Columns of the app's tables that can hold text a user typed or uploaded."""
 
 

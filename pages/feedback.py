@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-import pandas as pd
 import streamlit as st
 
 from db import actions, study
@@ -32,7 +31,9 @@ st.caption(
 
 if summary["per_reviewer"]:
     st.subheader("Per reviewer")
-    st.dataframe(pd.DataFrame(summary["per_reviewer"]).T, key="per_reviewer")
+    user_text_table(
+        [{"reviewer": name, **figures} for name, figures in summary["per_reviewer"].items()], key="per_reviewer"
+    )
 
 st.subheader("Reader performance")
 try:
@@ -42,7 +43,7 @@ except actions.StoreUnavailable as error:
     show_store_error(error)
     st.stop()
 if readers.rows:
-    st.dataframe(pd.DataFrame([row.as_dict() for row in readers.rows]), hide_index=True, key="reader_performance")
+    user_text_table([row.as_dict() for row in readers.rows], key="reader_performance")
     st.caption(
         "Each reader against the adjudicated label (cases they adjudicated themselves left out), else the majority "
         "of the other readers; the model on the same cases. 95 % Wilson intervals. Modes: final = every current "
@@ -51,19 +52,16 @@ if readers.rows:
 else:
     st.info("Reader performance needs cases read by at least two reviewers, or adjudicated.")
 if readers.pairs:
-    st.dataframe(
-        pd.DataFrame(
-            [
-                {
-                    "readers": f"{pair.first} / {pair.second}",
-                    "shared cases": pair.n,
-                    "agreement": f"{pair.agreement:.3f}",
-                    "Cohen's kappa": "n/a" if pair.kappa != pair.kappa else f"{pair.kappa:.3f}",  # NaN: undefined
-                }
-                for pair in readers.pairs
-            ]
-        ),
-        hide_index=True,
+    user_text_table(
+        [
+            {
+                "readers": f"{pair.first} / {pair.second}",
+                "shared cases": pair.n,
+                "agreement": f"{pair.agreement:.3f}",
+                "Cohen's kappa": "n/a" if pair.kappa != pair.kappa else f"{pair.kappa:.3f}",  # NaN: undefined
+            }
+            for pair in readers.pairs
+        ],
         key="pairwise_kappa",
     )
 fleiss = readers.fleiss

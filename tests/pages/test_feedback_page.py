@@ -18,10 +18,23 @@ def test_counts_agreement_disagreements_and_download(app_env):
     disagreements = at.dataframe[1].value
     assert list(disagreements["notes"]) == ["<b>bold?</b>"]
     per_reviewer = at.dataframe[0].value
-    assert per_reviewer.loc["Dr B (unverified)", "disagreements"] == 1
+    assert per_reviewer.set_index("reviewer").loc["Dr B (unverified)", "disagreements"] == 1
     assert at.download_button[0].label == "Download relabel CSV (1 rows)"
     at.checkbox[0].uncheck().run()
     assert at.download_button[0].label == "Download relabel CSV (2 rows)"
+
+
+def test_tables_with_user_text_neutralise_formulas_for_their_csv_download(app_env):
+    engine = init_db(make_engine())
+    a = add_prediction(engine, seed=1, p=0.9, name="=cmd.png")
+    with session_scope(engine) as session:
+        repository.add_review(session, a, "@SUM(A1)", False, "NORMAL", notes='=HYPERLINK("http://x","y")')
+    at = open_page("feedback")
+    assert not at.exception
+    cells = [str(v) for frame in at.dataframe for column in frame.value.columns for v in frame.value[column]]
+    assert "'@SUM(A1) (unverified)" in cells and '\'=HYPERLINK("http://x","y")' in cells
+    assert "'=cmd.png" in cells
+    assert not any(cell.startswith(("=", "+", "@")) for cell in cells)
 
 
 def test_empty_database(app_env):
