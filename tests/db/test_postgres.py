@@ -1,8 +1,9 @@
 """The same schema and repository on a real PostgreSQL server."""
 
+import pytest
 from sqlalchemy import text
 
-from db import repository
+from db import actions, repository
 from db.engine import current_revision, head_revision, init_db, make_engine, session_scope
 from tests.db.conftest import add_prediction
 
@@ -43,4 +44,22 @@ def test_postgres_audit_log_verifies_and_catches_an_edit(postgres_url, data_dir,
         connection.execute(text("UPDATE adjudications SET reason = 'edited' WHERE image_id = :i"), {"i": image_id})
     broken = verify_log(engine, files=False)
     assert not broken.ok and "adjudication" in broken.problem and "was changed" in broken.problem
+    engine.dispose()
+
+
+def test_postgres_check_runs_amcheck_and_the_identity_is_checked(postgres_url, data_dir):
+    from db.maintenance import integrity_problems
+
+    engine = init_db(make_engine(postgres_url))
+    add_prediction(engine, seed=6)
+    with engine.begin() as connection:
+        connection.execute(text("DROP EXTENSION IF EXISTS amcheck"))
+    assert integrity_problems(engine)[0].startswith("ok (amcheck is not installed")
+    with engine.begin() as connection:
+        connection.execute(text("CREATE EXTENSION amcheck"))
+    assert integrity_problems(engine) == ["ok"]
+    with engine.begin() as connection:  # another database behind the same URL: a new identity
+        connection.execute(text("UPDATE store_identity SET token = md5(token)"))
+    with pytest.raises(actions.StoreUnavailable, match="identity row changed"):
+        actions.submit_review(engine, 1, "Dr P", True)
     engine.dispose()
