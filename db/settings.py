@@ -61,3 +61,12 @@ def adjudicators() -> set[str]:
     (with sign-in configured these are the signed-in e-mail addresses)."""
     raw = os.environ.get("PNEUMONIA_ADJUDICATORS", "")
     return {part.strip().casefold() for part in raw.split(",") if part.strip()}
+
+
+def typed_adjudicators_allowed() -> bool:
+    """Accept a typed (unverified) name as an adjudicator: ``$PNEUMONIA_TYPED_ADJUDICATORS=1``.
+
+    Off by default: anyone can type a name, so the adjudicator role needs sign-in unless a single-user
+    machine says otherwise.
+    """
+    return _flag("PNEUMONIA_TYPED_ADJUDICATORS", False)

@@ -30,7 +30,7 @@ from core.inference import Predictor
 from db import audit, repository
 from db.actions import ValidationError, _model_row, _read, transaction
 from db.models import BlindRead, Prediction, Review
-from db.settings import adjudicate_model_disagreements, adjudicators
+from db.settings import adjudicate_model_disagreements, adjudicators, typed_adjudicators_allowed
 
 
 @dataclass(frozen=True)
@@ -47,8 +47,10 @@ class Identity:
 
     @property
     def is_adjudicator(self) -> bool:
-        """True when the name is in the adjudicator setting (``$PNEUMONIA_ADJUDICATORS``)."""
-        return self.name.strip().casefold() in adjudicators()
+        """True when the name is in the adjudicator setting (``$PNEUMONIA_ADJUDICATORS``) and was verified by
+        sign-in (a typed name only with ``$PNEUMONIA_TYPED_ADJUDICATORS=1``)."""
+        listed = self.name.strip().casefold() in adjudicators()
+        return listed and (self.verified or typed_adjudicators_allowed())
 
 
 # ---------------------------------------------------------------- blind reads
@@ -211,6 +213,11 @@ def adjudicate(engine: Engine, image_id: int, identity: Identity, label: str, re
             bad label, or an empty reason. Nothing is written then.
     """
     if not identity.is_adjudicator:
+        if identity.name.strip().casefold() in adjudicators():
+            raise ValidationError(
+                f"{identity.shown[:100]} is a typed name: adjudication needs sign-in "
+                "(or PNEUMONIA_TYPED_ADJUDICATORS=1 on a single-user machine)"
+            )
         raise ValidationError(
             f"{identity.shown[:100]} is not an adjudicator (adjudicators are listed in PNEUMONIA_ADJUDICATORS)"
         )

@@ -12,12 +12,14 @@ from core.labels import CLASS_NAMES
 from db import actions, study
 from db.repository import MAX_NOTES
 from db.settings import adjudicate_model_disagreements
-from pages.common import current_identity, engine_or_stop, page_header, show_store_error, user_text_table
+from pages.common import current_identity, engine_or_stop, page_header, show_problem, show_store_error, user_text_table
 from pages.viewer import show_stored_xray
 
 page_header("Adjudication")
 if st.session_state.get("last_adjudicated"):
     st.success(st.session_state.pop("last_adjudicated"))
+    for recorded in ("final_label", "adjudication_reason"):  # the next case starts with an empty form
+        st.session_state.pop(recorded, None)
 engine = engine_or_stop()
 identity = current_identity()
 with st.sidebar:
@@ -38,7 +40,10 @@ if not queue:
     st.stop()
 can_adjudicate = identity is not None and identity.is_adjudicator
 if not can_adjudicate:
-    st.warning("Only adjudicators (the PNEUMONIA_ADJUDICATORS setting) can record a final label; others can read.")
+    st.warning(
+        "Only adjudicators (the PNEUMONIA_ADJUDICATORS setting), signed in, can record a final label; others can "
+        "read. A typed name counts only with PNEUMONIA_TYPED_ADJUDICATORS=1 (a single-user machine)."
+    )
 
 choices = {f"Image #{c.image_id} · {c.why}": c for c in queue}
 case = choices[st.selectbox("Case", list(choices), key="adjudication_case")]
@@ -70,11 +75,14 @@ with right:
     )
     st.write("Current resolution")
     st.text(case.resolution)
-    with st.form("adjudication_form", clear_on_submit=True):
-        label = st.radio("Final label", list(CLASS_NAMES), horizontal=True, key="final_label")
+    # Not cleared on submit: a refused submission (no reason yet) must keep the label that was chosen.
+    with st.form("adjudication_form"):
+        label = st.radio("Final label", list(CLASS_NAMES), index=None, horizontal=True, key="final_label")
         reason = st.text_area("Reason (required)", max_chars=MAX_NOTES, key="adjudication_reason")
         submitted = st.form_submit_button("Record final label", disabled=not can_adjudicate)
-    if submitted and identity is not None:
+    if submitted and identity is not None and label is None:
+        show_problem("Not saved: choose the final label.", "No label is chosen for you.")
+    elif submitted and identity is not None:
         try:
             study.adjudicate(engine, case.image_id, identity, label, reason)
         except (actions.ValidationError, actions.StoreUnavailable) as error:

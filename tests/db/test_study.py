@@ -64,6 +64,9 @@ def test_disagreeing_reviewers_queue_a_case_until_an_adjudicator_settles_it(engi
 
     with pytest.raises(actions.ValidationError, match="not an adjudicator"):
         adjudicate(engine, queued.image_id, Identity("A", False), "NORMAL", "I say so")
+    typed = Identity("lead@hospital.org", False)  # a listed name, typed rather than signed in
+    with pytest.raises(actions.ValidationError, match="adjudication needs sign-in"):
+        adjudicate(engine, queued.image_id, typed, "NORMAL", "I say so")
     with pytest.raises(actions.ValidationError, match="reason must not be empty"):
         adjudicate(engine, queued.image_id, LEAD, "NORMAL", "  ")
     adjudicate(engine, queued.image_id, LEAD, "NORMAL", "lateral view clear")

@@ -80,7 +80,9 @@ def start_dashboard(data_dir: Path, **settings: str) -> tuple[subprocess.Popen, 
 
 @pytest.fixture()
 def dashboard(tmp_path):
-    process, url, _ = start_dashboard(tmp_path / "data", PNEUMONIA_ADJUDICATORS="Dr Lead")
+    process, url, _ = start_dashboard(
+        tmp_path / "data", PNEUMONIA_ADJUDICATORS="Dr Lead", PNEUMONIA_TYPED_ADJUDICATORS="1"
+    )
     yield url, tmp_path / "data"
     process.terminate()
     process.wait(timeout=30)

@@ -167,7 +167,37 @@ def test_adjudication_page_is_read_only_for_others(disagreement):
     assert at.button[-1].disabled  # the form's submit button
 
 
-def test_an_adjudicator_records_the_final_label(disagreement):
+def test_a_typed_adjudicator_name_needs_sign_in(disagreement):
+    at = open_page("adjudication")
+    at.text_input(key="reviewer_name_box").input("Dr Lead").run()
+    assert any("signed in" in w.value for w in at.warning)
+    assert at.button[-1].disabled  # typing a listed name is not enough without sign-in
+
+
+def test_a_refused_submission_keeps_the_chosen_label_and_none_is_preselected(disagreement, monkeypatch):
+    monkeypatch.setenv("PNEUMONIA_TYPED_ADJUDICATORS", "1")
+    engine, _ = disagreement
+    at = open_page("adjudication")
+    at.text_input(key="reviewer_name_box").input("Dr Lead").run()
+    assert at.radio(key="final_label").value is None  # nothing chosen for the adjudicator
+    at.text_area(key="adjudication_reason").input("consolidation right lower lobe")
+    at.button[-1].click().run()
+    assert any(e.value == "Not saved: choose the final label." for e in at.error)
+    at.radio(key="final_label").set_value("PNEUMONIA")
+    at.text_area(key="adjudication_reason").input("")
+    at.button[-1].click().run()  # refused: the reason is empty
+    assert any(e.value == "Not saved: the input was refused." for e in at.error)
+    assert at.radio(key="final_label").value == "PNEUMONIA"  # the choice survives the refusal
+    at.text_area(key="adjudication_reason").input("consolidation right lower lobe")
+    at.button[-1].click().run()
+    assert any("Final label of image #1 recorded: PNEUMONIA." in s.value for s in at.success)
+    with engine.connect() as connection:
+        stored = connection.execute(text("SELECT label, reason FROM adjudications")).all()
+    assert [tuple(row) for row in stored] == [("PNEUMONIA", "consolidation right lower lobe")]
+
+
+def test_an_adjudicator_records_the_final_label(disagreement, monkeypatch):
+    monkeypatch.setenv("PNEUMONIA_TYPED_ADJUDICATORS", "1")
     engine, _ = disagreement
     at = open_page("adjudication")
     at.text_input(key="reviewer_name_box").input("Dr Lead").run()
