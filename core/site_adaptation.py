@@ -20,12 +20,16 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
+from core.confident_goals import Goal, confident_threshold, lower_bound, shortfall
 from core.metrics import (
     bootstrap_call_intervals,
     choose_threshold,
     classification_report,
 )
 from core.operating_point import DATABASE, OperatingPoint, probability_midway
+
+BOUND_CONFIDENCE = 0.90
+"""Confidence of the one-sided lower bounds reported with every sensitivity and specificity."""
 
 DEFAULT_MIN_PER_CLASS = 20
 """Fewer resolved cases of either class than this and no site operating point is proposed."""
@@ -85,9 +89,20 @@ def threshold_between_cases(labels: np.ndarray, scores: np.ndarray, goal: str) -
 
     ``choose_threshold`` returns a case's own score, so a new case scoring just
     below it flips; the midpoint keeps the same calls on the fitted cases with
-    the widest margin on both sides.
+    the widest margin on both sides. A goal with a confidence (``sensitivity>=0.95@0.90``) keeps as many
+    positives as its exact lower bound needs (:mod:`core.confident_goals`).
+
+    Raises:
+        NotEnoughCases: a goal with a confidence that these cases cannot show; says how many more are needed.
     """
-    threshold = choose_threshold(labels, scores, goal)
+    if "@" in goal:  # a goal with a confidence: met by the exact lower bound, not by the sample alone
+        parsed = Goal.parse(goal)
+        confident = confident_threshold(labels, scores, parsed)
+        if confident is None:
+            raise NotEnoughCases(shortfall(labels, parsed))
+        threshold = confident
+    else:
+        threshold = choose_threshold(labels, scores, goal)
     below = scores[scores < threshold]
     if not below.size:
         return threshold
@@ -133,6 +148,10 @@ def figures_with_intervals(
         "roc_auc": report["roc_auc"],
         "ece": report["ece"],
     }
+    caught, cleared = int(calls[pneumonia].sum()), int((1 - calls[normal]).sum())
+    figures["bound_confidence"] = BOUND_CONFIDENCE
+    figures["sensitivity_lower"] = lower_bound(caught, int(pneumonia.sum()), BOUND_CONFIDENCE)
+    figures["specificity_lower"] = lower_bound(cleared, int(normal.sum()), BOUND_CONFIDENCE)
     if bootstrap and normal.any() and pneumonia.any():
         figures["confidence_intervals"] = bootstrap_call_intervals(labels, calls, scores, bootstrap)
     return figures
@@ -160,7 +179,13 @@ def cross_validated_scores(
     scores = np.zeros(len(labels))
     calls = np.zeros(len(labels), dtype=int)
     for fit, estimate in folds:
-        point = fit_site_operating_point(margins[fit], labels[fit], goal, min_per_class=1)
+        try:
+            point = fit_site_operating_point(margins[fit], labels[fit], goal, min_per_class=1)
+        except NotEnoughCases as error:
+            raise NotEnoughCases(
+                f"a cross-validation fold ({int(labels[fit].sum())} PNEUMONIA, {int((labels[fit] == 0).sum())} "
+                f"NORMAL) cannot be fitted, so the proposal cannot be estimated: {error}"
+            ) from None
         scores[estimate] = point.p_pneumonia_from_margin(margins[estimate])
         calls[estimate] = (scores[estimate] >= point.threshold).astype(int)
     return scores, calls

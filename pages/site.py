@@ -13,7 +13,15 @@ from db import actions, site
 from db.actions import Store
 from pages.common import show_store_error
 
-GOALS = ["sensitivity>=0.95", "sensitivity>=0.97", "sensitivity>=0.90", "youden"]
+GOALS = [
+    "sensitivity>=0.95",
+    "sensitivity>=0.97",
+    "sensitivity>=0.90",
+    "youden",
+    "sensitivity>=0.95@0.90",
+    "sensitivity>=0.90@0.90",
+]
+"""Goals with ``@`` hold with that confidence (exact lower bound on the reviewed cases), not only on them."""
 
 
 def _cell(figures: dict[str, Any], name: str) -> str:
@@ -30,6 +38,13 @@ def figures_table(columns: dict[str, dict[str, Any]]) -> pd.DataFrame:
         name.replace("roc_auc", "ROC-AUC").replace("ece", "ECE"): {k: _cell(v, name) for k, v in columns.items()}
         for name in FIGURES
     }
+    for name in ("sensitivity", "specificity"):  # one-sided exact lower bounds: what the cases can show
+        rows[f"{name}, lower bound"] = {
+            k: "n/a"
+            if v.get(f"{name}_lower") is None
+            else f"{v[f'{name}_lower']:.3f} ({v.get('bound_confidence', 0.9):.0%} one-sided)"
+            for k, v in columns.items()
+        }
     counts = {
         k: f"{v.get('n', 0)} ({v.get('n_normal', 0)} NORMAL / {v.get('n_pneumonia', 0)} PNEUMONIA)"
         for k, v in columns.items()

@@ -64,6 +64,7 @@ def test_propose_preview_and_save_a_site_point(app_env):
     assert not at.exception and not at.error
     preview = _table(at, "in force now")
     assert list(preview.columns) == ["in force now", "proposed (cross-validated)"]
+    assert preview.loc["sensitivity, lower bound", "proposed (cross-validated)"].endswith("(90% one-sided)")
     at.text_input(key="site_name").input("Dr Lead")
     next(b for b in at.button if b.label == "Save site operating point").click().run()
     assert not at.exception and any("Site operating point saved" in s.value for s in at.success)
@@ -82,3 +83,16 @@ def test_propose_with_too_few_cases_is_refused(app_env):
     at.button(key="site_preview").click().run()
     assert not at.exception
     assert any("need at least 20 resolved reviewed cases of each class" in e.value for e in at.error)
+
+
+def test_a_goal_with_confidence_on_too_few_positives_is_no_change_with_how_many_more(app_env):
+    _review_cases(40, wrong_normals=True)
+    at = open_page("metrics")
+    at.number_input(key="site_min").set_value(10).run()
+    at.selectbox(key="site_goal").set_value("sensitivity>=0.95@0.90").run()
+    at.button(key="site_preview").click().run()
+    assert not at.exception
+    (error,) = [e.value for e in at.error]
+    assert error.startswith("no change: 20 reviewed PNEUMONIA case(s) cannot show sensitivity >= 0.95")
+    assert error.endswith("review at least 25 more (45 in all)")
+    assert not any(b.label == "Save site operating point" for b in at.button)  # nothing to save
