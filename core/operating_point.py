@@ -24,6 +24,8 @@ from core.labels import CLASS_NAMES
 
 CHECKPOINT = "checkpoint"
 DATABASE = "database"
+PROPOSED = "proposed"
+"""A site operating point fitted for preview: not saved, not in force."""
 
 
 def label_at_threshold(p_pneumonia: float, threshold: float) -> str:
@@ -100,7 +102,7 @@ class OperatingPoint:
 
     def describe(self) -> str:
         """One line for captions and reports."""
-        where = "saved site operating point" if self.origin == DATABASE else "checkpoint"
+        where = {DATABASE: "saved site operating point", PROPOSED: "proposed, not saved"}.get(self.origin, "checkpoint")
         bias = f", bias {self.bias:+.3f}" if self.bias else ""
         return f"threshold {self.threshold:.3f}, temperature {self.temperature:.3f}{bias} ({where})"
 

@@ -26,7 +26,7 @@ from core.metrics import (
     choose_threshold,
     classification_report,
 )
-from core.operating_point import DATABASE, OperatingPoint, probability_midway
+from core.operating_point import PROPOSED, OperatingPoint, probability_midway
 
 BOUND_CONFIDENCE = 0.90
 """Confidence of the one-sided lower bounds reported with every sensitivity and specificity."""
@@ -116,9 +116,9 @@ def fit_site_operating_point(
     margins, labels = np.asarray(margins, dtype=float), np.asarray(labels, dtype=int)
     check_counts(labels, min_per_class)
     temperature, bias = fit_platt(margins, labels)
-    point = OperatingPoint(threshold=0.5, temperature=temperature, bias=bias, origin=DATABASE, goal=goal)
+    point = OperatingPoint(threshold=0.5, temperature=temperature, bias=bias, origin=PROPOSED, goal=goal)
     threshold = threshold_between_cases(labels, point.p_pneumonia_from_margin(margins), goal)
-    return OperatingPoint(threshold=threshold, temperature=temperature, bias=bias, origin=DATABASE, goal=goal)
+    return OperatingPoint(threshold=threshold, temperature=temperature, bias=bias, origin=PROPOSED, goal=goal)
 
 
 def cross_validation_folds(labels: np.ndarray, folds: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -218,7 +218,28 @@ class SiteProposal:
 
     def figures(self) -> dict[str, Any]:
         """JSON-ready record stored with the threshold change."""
-        return {"before": self.before, "after_cross_validated": self.after}
+        return {"before": self.before, "after_cross_validated": self.after, "problems": self.problems()}
+
+    def problems(self) -> list[str]:
+        """Why saving this proposal needs an explicit override (empty when nothing speaks against it).
+
+        The cross-validated estimate must meet the goal, and neither one-sided lower bound (sensitivity,
+        specificity) may fall below that of the point in force on the same cases.
+        """
+        lines = []
+        goal = self.point.goal
+        if goal.startswith(("sensitivity>=", "specificity>=")):
+            metric, target = goal.split(">=", 1)[0], float(goal.split(">=", 1)[1].split("@", 1)[0])
+            estimate = self.after.get(metric)
+            if estimate is not None and estimate < target:
+                lines.append(f"the cross-validated {metric} {estimate:.3f} misses the goal {target:g}")
+        for metric in ("sensitivity", "specificity"):
+            now, then = self.before.get(f"{metric}_lower"), self.after.get(f"{metric}_lower")
+            if now is not None and then is not None and then < now:
+                lines.append(
+                    f"its {metric} lower bound {then:.3f} (cross-validated) is below the point in force's {now:.3f}"
+                )
+        return lines
 
 
 def propose_site_operating_point(

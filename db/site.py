@@ -19,6 +19,7 @@ from core.data import ImageRecord
 from core.evaluation import score_records
 from core.inference import Predictor
 from core.labels import parse_label
+from core.operating_point import OperatingPoint, checkpoint_operating_point
 from core.site_adaptation import SiteProposal, is_comparison_case, performance_at, propose_site_operating_point
 from db import actions
 from db.actions import ReviewedCase
@@ -99,15 +100,36 @@ def propose(
 
 
 def save_proposal(
-    engine: Engine, predictor: Predictor, proposal: SiteProposal, scores: ReviewedScores, changed_by: str, reason: str
+    engine: Engine,
+    predictor: Predictor,
+    proposal: SiteProposal,
+    scores: ReviewedScores,
+    changed_by: str,
+    reason: str,
+    override: bool = False,
 ) -> int:
-    """Store a proposal as the operating point in force (a logged threshold change); returns its id."""
+    """Store a proposal as the operating point in force (a logged threshold change); returns its id.
+
+    Args:
+        override: save although :meth:`SiteProposal.problems` speaks against it (recorded with the change).
+
+    Raises:
+        db.actions.ValidationError: no reason given, or problems and no override. Nothing is saved.
+    """
+    if not reason.strip():
+        raise actions.ValidationError("a reason is required to change the operating point")
+    problems = proposal.problems()
+    if problems and not override:
+        raise actions.ValidationError("refused: " + "; ".join(problems) + " (override explicitly to save anyway)")
     metrics = {
         **proposal.figures(),
         "review_ids": scores.review_ids,
         "n_cases": len(scores.cases),
         "source": "reviewed cases",
+        "override": bool(problems),
     }
+    if problems:
+        reason = f"OVERRIDE ({'; '.join(problems)}): {reason.strip()}"[:2000]
     return actions.save_operating_point(
         engine,
         predictor,
@@ -115,4 +137,25 @@ def save_proposal(
         changed_by,
         metrics,
         reason,
+    )
+
+
+def restore_checkpoint_point(engine: Engine, predictor: Predictor, changed_by: str, reason: str) -> int:
+    """Put the checkpoint's own operating point back in force (one logged threshold change); returns its id.
+
+    Raises:
+        db.actions.ValidationError: no reason or name given. Nothing is saved.
+    """
+    if not reason.strip():
+        raise actions.ValidationError("a reason is required to change the operating point")
+    point = checkpoint_operating_point(predictor.meta)
+    restored = OperatingPoint(
+        threshold=point.threshold,
+        temperature=point.temperature,
+        bias=point.bias,
+        origin=point.origin,
+        goal=f"restored: {point.goal}"[:64],
+    )
+    return actions.save_operating_point(
+        engine, predictor, restored, changed_by, {"source": "checkpoint", "restored": True}, reason
     )

@@ -17,7 +17,7 @@ from db import actions
 from db.settings import evaluation_roots
 from pages.charts import confusion_figure, reliability_figure, roc_figure
 from pages.common import engine_or_stop, load_report, page_header, predictor_or_stop, show_problem, show_store_error
-from pages.site import reviewed_cases_section, site_proposal_section
+from pages.site import restore_section, reviewed_cases_section, site_proposal_section
 from pages.versions import versions_section
 
 DATA_CARD = """
@@ -225,5 +225,6 @@ else:
     robustness_section(stored)
 reviewed_cases_section(engine, predictor, report)
 site_proposal_section(engine, predictor)
+restore_section(engine, predictor)
 versions_section(engine, predictor)
 evaluate_folder_section(predictor)

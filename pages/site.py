@@ -8,6 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from core.inference import Predictor
+from core.operating_point import DATABASE
 from core.site_adaptation import DEFAULT_MIN_PER_CLASS, FIGURES, NotEnoughCases, shift_warnings
 from db import actions, site
 from db.actions import Store
@@ -124,16 +125,44 @@ def site_proposal_section(engine: Store, predictor: Predictor) -> None:
             key="site_preview_table",
         )
         st.caption("'Proposed' figures are cross-validated: each case is scored by a calibration fitted without it.")
+        problems = proposal.problems()
+        for problem in problems:
+            st.warning(f"Speaks against saving: {problem}.")
         with st.form("save_site_point"):
             name = st.text_input(
                 "Your name", value=st.session_state.get("reviewer_name", ""), max_chars=100, key="site_name"
             )
-            reason = st.text_area("Reason", max_chars=2000)
+            reason = st.text_area("Reason (required)", max_chars=2000, key="site_reason")
+            override = (
+                st.checkbox("Save anyway (an override: recorded with the change)", key="site_override")
+                if problems
+                else False
+            )
             if st.form_submit_button("Save site operating point"):
                 try:
-                    change = site.save_proposal(engine, predictor, proposal, scores, name, reason)
+                    change = site.save_proposal(engine, predictor, proposal, scores, name, reason, override)
                 except (actions.ValidationError, actions.StoreUnavailable) as error:
                     show_store_error(error)
                 else:
                     st.session_state.pop("site_proposal", None)
                     st.success(f"Site operating point saved (change #{change}); new predictions use it.")
+
+
+def restore_section(engine: Store, predictor: Predictor) -> None:
+    """Put the checkpoint's own operating point back in force: one logged change, with a reason."""
+    if predictor.point.origin != DATABASE:
+        return
+    with st.expander("Restore the checkpoint's operating point"):
+        st.caption(f"In force now: {predictor.point.describe()} for {predictor.point.goal}.")
+        with st.form("restore_point"):
+            name = st.text_input(
+                "Your name", value=st.session_state.get("reviewer_name", ""), max_chars=100, key="restore_name"
+            )
+            reason = st.text_area("Reason (required)", max_chars=2000, key="restore_reason")
+            if st.form_submit_button("Restore the checkpoint's point"):
+                try:
+                    change = site.restore_checkpoint_point(engine, predictor, name, reason)
+                except (actions.ValidationError, actions.StoreUnavailable) as error:
+                    show_store_error(error)
+                else:
+                    st.success(f"The checkpoint's operating point is in force again (change #{change}).")

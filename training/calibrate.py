@@ -141,6 +141,17 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     reviews.add_argument("--reason", default="site calibration from reviewed cases")
     reviews.add_argument("--dry-run", action="store_true", help="print the figures, save nothing")
+    reviews.add_argument(
+        "--override",
+        action="store_true",
+        help="save although the cross-validated estimate misses the goal or a lower bound is worse than the "
+        "point in force (the override and its reasons are recorded)",
+    )
+    reviews.add_argument(
+        "--restore",
+        action="store_true",
+        help="put the checkpoint's own operating point back in force (a logged change; needs --reason)",
+    )
     reviews.add_argument("--bootstrap", type=int, default=1000)
     return p
 
@@ -163,6 +174,12 @@ def calibrate_from_reviews(args: argparse.Namespace) -> int:
 
     engine = open_store()
     predictor = load_predictor_in_force(args.checkpoint, args.device, engine)
+    if args.restore:
+        from db.site import restore_checkpoint_point
+
+        change = restore_checkpoint_point(engine, predictor, args.by, args.reason)
+        print(f"restored the checkpoint's operating point for {predictor.version} as threshold change #{change}")
+        return 0
     try:
         proposal, scores = propose(engine, predictor, args.threshold_goal, args.min_cases, args.bootstrap)
     except NotEnoughCases as error:
@@ -178,10 +195,12 @@ def calibrate_from_reviews(args: argparse.Namespace) -> int:
     print(_line(f"before ({predictor.point.describe()})", proposal.before))
     print(_line(f"after, {proposal.after['estimate']}", proposal.after))
     print(f"proposed: {point.describe()} for {point.goal}")
+    for problem in proposal.problems():
+        report_warning(problem)
     if args.dry_run:
         print("dry run: nothing saved")
         return 0
-    change = save_proposal(engine, predictor, proposal, scores, args.by, args.reason)
+    change = save_proposal(engine, predictor, proposal, scores, args.by, args.reason, override=args.override)
     print(f"saved as threshold change #{change}; every entry point now uses it for {predictor.version}")
     return 0
 
@@ -189,7 +208,7 @@ def calibrate_from_reviews(args: argparse.Namespace) -> int:
 def main(args: argparse.Namespace) -> int:
     """Calibrate; returns the exit status."""
     try:
-        if args.from_reviews:
+        if args.from_reviews or args.restore:
             return calibrate_from_reviews(args)
         if not args.checkpoint or not args.data_dir or not args.split_file:
             raise ValueError("give --checkpoint, --data-dir and --split-file, or --from-reviews")

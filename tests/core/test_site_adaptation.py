@@ -112,3 +112,19 @@ def test_shift_warning_names_the_figure_and_both_values():
     }
     lines = shift_warnings(site, {"specificity": 0.995, "sensitivity": 0.99})
     assert lines == ["specificity on reviewed cases 0.740 (0.680-0.800) vs 0.995 on the held-out split"]
+
+
+def test_a_proposal_that_misses_its_goal_or_lowers_a_bound_lists_why():
+    from core.operating_point import OperatingPoint
+    from core.site_adaptation import SiteProposal
+
+    point = OperatingPoint(threshold=0.6, temperature=1.0, goal="sensitivity>=0.95@0.9")
+    before = {"sensitivity": 0.97, "sensitivity_lower": 0.93, "specificity_lower": 0.70}
+    fine = SiteProposal(point, before, {"sensitivity": 0.96, "sensitivity_lower": 0.94, "specificity_lower": 0.75})
+    assert fine.problems() == []
+    worse = SiteProposal(point, before, {"sensitivity": 0.929, "sensitivity_lower": 0.88, "specificity_lower": 0.8})
+    assert worse.problems() == [
+        "the cross-validated sensitivity 0.929 misses the goal 0.95",
+        "its sensitivity lower bound 0.880 (cross-validated) is below the point in force's 0.930",
+    ]
+    assert worse.figures()["problems"] == worse.problems()

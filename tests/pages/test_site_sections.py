@@ -62,19 +62,47 @@ def test_propose_preview_and_save_a_site_point(app_env):
     at.number_input(key="site_min").set_value(10).run()
     at.button(key="site_preview").click().run()
     assert not at.exception and not at.error
+    assert any("(proposed, not saved)" in m.value for m in at.markdown)  # a preview never says "saved"
     preview = _table(at, "in force now")
     assert list(preview.columns) == ["in force now", "proposed (cross-validated)"]
     assert preview.loc["sensitivity, lower bound", "proposed (cross-validated)"].endswith("(90% one-sided)")
     at.text_input(key="site_name").input("Dr Lead")
+    save = next(b for b in at.button if b.label == "Save site operating point")
+    save.click().run()  # no reason
+    assert [e.value for e in at.error] == ["Not saved: the input was refused."]
+    assert any("a reason is required" in t.value for t in at.text)
+    problems = [w.value for w in at.warning if w.value.startswith("Speaks against saving")]
+    at.text_area(key="site_reason").input("site calibration after 40 reviews")
+    if problems:  # refused unless overridden explicitly, and the override is recorded
+        next(b for b in at.button if b.label == "Save site operating point").click().run()
+        assert any("refused:" in t.value for t in at.text)
+        at.checkbox(key="site_override").check()
     next(b for b in at.button if b.label == "Save site operating point").click().run()
     assert not at.exception and any("Site operating point saved" in s.value for s in at.success)
     with session_scope(make_engine()) as session:
         change = session.query(ThresholdChange).one()
         assert change.changed_by == "Dr Lead" and change.temperature is not None
         assert len(change.metrics["review_ids"]) == 40
+        assert change.metrics["override"] == bool(problems)
+        assert change.reason.startswith("OVERRIDE (") == bool(problems)
     again = open_page("metrics")
     assert any("saved site operating point" in c.value for c in again.caption)
     assert again.slider(key="shipped_threshold").value == pytest.approx(round(change.threshold, 3))
+
+    # Restore the checkpoint's own point: one logged action, with a reason.
+    again.text_input(key="restore_name").input("Dr Lead")
+    restore = next(b for b in again.button if b.label == "Restore the checkpoint's point")
+    restore.click().run()
+    assert any("a reason is required" in t.value for t in again.text)
+    again.text_area(key="restore_reason").input("back to the validated point")
+    next(b for b in again.button if b.label == "Restore the checkpoint's point").click().run()
+    assert any("in force again" in s.value for s in again.success)
+    with session_scope(make_engine()) as session:
+        latest = session.query(ThresholdChange).order_by(ThresholdChange.id.desc()).first()
+        assert latest.goal.startswith("restored: ") and latest.reason == "back to the validated point"
+    shipped = Predictor.from_checkpoint(REPO_ROOT / "models" / "best_model.pth", "cpu").meta.threshold
+    final = open_page("metrics")
+    assert final.slider(key="shipped_threshold").value == pytest.approx(round(shipped, 3))
 
 
 def test_propose_with_too_few_cases_is_refused(app_env):

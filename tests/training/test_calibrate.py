@@ -75,3 +75,24 @@ def test_stress_validation_pools_perturbed_copies(tmp_path, tiny_checkpoint, ima
     assert meta.threshold_goal == "sensitivity>=0.95 (validation + shifts: noise_8,zoom_in_20)"
     bad = run_main("training.calibrate", *args, "--stress-val", "nonsense")
     assert bad.returncode == 2 and "unknown perturbation(s) nonsense" in bad.stderr
+
+
+def test_restore_puts_the_checkpoint_point_back_as_one_logged_change(tmp_path, tiny_checkpoint, monkeypatch):
+    from core.inference import Predictor
+    from core.operating_point import OperatingPoint
+    from db import actions, study
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'site.db'}")
+    engine = actions.open_store()
+    predictor = Predictor.from_checkpoint(tiny_checkpoint, "cpu")
+    site_point = OperatingPoint(threshold=0.2, temperature=2.0, bias=0.5, goal="sensitivity>=0.95")
+    actions.save_operating_point(engine, predictor, site_point, "Dr Lead", {}, "site")
+    assert actions.predictor_in_force(engine, predictor).threshold == 0.2
+    refused = run_main("training.calibrate", "--checkpoint", tiny_checkpoint, "--restore", "--reason", " ")
+    assert refused.returncode == 2 and "a reason is required" in refused.stderr
+    done = run_main("training.calibrate", "--checkpoint", tiny_checkpoint, "--restore", "--reason", "back")
+    assert done.returncode == 0 and "restored the checkpoint's operating point" in done.stdout
+    restored = actions.predictor_in_force(engine, predictor).point
+    assert (restored.threshold, restored.temperature, restored.bias) == (0.5, 1.5, 0.0)
+    assert restored.goal.startswith("restored: ")
+    assert study.verify_log(engine).ok  # both changes are in the audit chain
