@@ -414,6 +414,16 @@ def load_queue(engine: Engine, filters: QueueFilters | None = None, limit: int =
     return _read(engine, lambda s: [_case_view(p) for p in repository.review_queue(s, filters, limit)])
 
 
+def load_audit_case(engine: Engine, filters: QueueFilters | None = None) -> CaseView | None:
+    """A case drawn at random (an audit case, not chosen by the model's score), or ``None``."""
+
+    def action(session: Session) -> CaseView | None:
+        drawn = repository.random_audit_case(session, filters)
+        return _case_view(drawn) if drawn is not None else None
+
+    return _read(engine, action)
+
+
 def load_case(engine: Engine, prediction_id: int) -> CaseView:
     """One case with its review history.
 
@@ -433,12 +443,15 @@ def submit_review(
     notes: str = "",
     reviewer_verified: bool = False,
     blind_read_id: int | None = None,
+    selection: str = "outside",
 ) -> ReviewView:
     """Record a review (validated before anything is written).
 
     Args:
         reviewer_verified: the name came from sign-in; a typed name is stored as unverified.
         blind_read_id: the reviewer's blind read of this case, when the review follows one (an aided call).
+        selection: how the case was chosen: ``"queue"``, ``"audit"`` or ``"outside"`` (see
+            :data:`db.repository.SELECTIONS`).
     """
     with transaction(engine) as session:
         review = repository.add_review(
@@ -451,6 +464,7 @@ def submit_review(
             notes,
             reviewer_verified=reviewer_verified,
             blind_read_id=blind_read_id,
+            selection=selection,
         )
         session.refresh(review, ["prediction"])
         return _review_view(review)
@@ -559,6 +573,8 @@ class ReviewedCase:
     prediction_id: int
     """The newest prediction of this image by the model version asked for."""
     created_at: datetime
+    chosen_by_score: bool = False
+    """Every review behind the label came from the uncertainty queue: the case is not a sample of the site."""
 
 
 def reviews_fingerprint(engine: Engine) -> tuple[int, int, int]:
@@ -607,6 +623,7 @@ def reviewed_cases(engine: Engine, model_sha256: str | None = None) -> list[Revi
                     tuple(sorted(r.id for r in calls.values())),
                     newest.id,
                     newest.created_at,
+                    all(r.selection == "queue" for r in calls.values()),
                 )
             )
         return sorted(cases, key=lambda c: c.prediction_id)

@@ -76,7 +76,9 @@ def _prediction(row: Prediction) -> dict[str, Any]:
 
 
 def _review(row: Review) -> dict[str, Any]:
+    selection = {"selection": row.selection} if row.selection is not None else {}  # older entries have none
     return {
+        **selection,
         "prediction_id": row.prediction_id,
         "reviewer": row.reviewer,
         "reviewer_verified": bool(row.reviewer_verified),

@@ -87,6 +87,9 @@ class Review(Base):
     """True when the name came from sign-in; a typed name is unverified."""
     blind_read_id: Mapped[int | None] = mapped_column(ForeignKey("blind_reads.id"), default=None)
     """The reviewer's own call made before seeing the model's output, when the read was blind."""
+    selection: Mapped[str | None] = mapped_column(String(16), default=None)
+    """How the case was chosen: ``"queue"`` (most uncertain first), ``"audit"`` (at random), ``"outside"``
+    (a link, the command line, an import); ``None`` for reviews older than this record."""
 
     prediction: Mapped[Prediction] = relationship(back_populates="reviews")
     blind_read: Mapped[BlindRead | None] = relationship()

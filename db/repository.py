@@ -230,12 +230,15 @@ def add_review(
     notes: str = "",
     reviewer_verified: bool = False,
     blind_read_id: int | None = None,
+    selection: str = "outside",
 ) -> Review:
     """Record a reviewer's verdict; their earlier review of the same prediction is superseded, not changed.
 
     Args:
         reviewer_verified: the name came from sign-in (a typed name is unverified).
         blind_read_id: the reviewer's blind read of this case that preceded this (aided) review.
+        selection: how the case was chosen (:data:`SELECTIONS`): the review queue's uncertainty order,
+            a random audit, or outside the queue (the default: a link, the command line, an import).
 
     Raises:
         ValidationError: unknown prediction, empty reviewer, bad label or
@@ -246,6 +249,8 @@ def add_review(
     if not isinstance(agrees, bool):
         raise ValidationError(f"agrees must be True or False, got {str(agrees)[:20]!r}")
     confidence = _confidence(confidence)
+    if selection not in SELECTIONS:
+        raise ValidationError(f"selection must be one of {', '.join(SELECTIONS)}, got {str(selection)[:20]!r}")
     prediction = session.get(Prediction, prediction_id)
     if prediction is None:
         raise ValidationError(f"no prediction with id {prediction_id}")
@@ -271,6 +276,7 @@ def add_review(
         supersedes_id=previous.id if previous else None,
         reviewer_verified=bool(reviewer_verified),
         blind_read_id=_own_blind_read(session, blind_read_id, prediction_id, reviewer),
+        selection=selection,
     )
     session.add(review)
     session.flush()
@@ -389,22 +395,15 @@ class QueueFilters:
     """The "Training data" queue (images ``training.label_issues`` doubts) instead of predictions."""
 
 
+SELECTIONS = ("queue", "audit", "outside")
+"""How a reviewed case was chosen; only ``"queue"`` is chosen by the model's score."""
+
 TRAINING_DATA_CHANNEL = "training_data"
 """Channel of predictions made to queue a training image whose label is doubted."""
 
 
-def review_queue(session: Session, filters: QueueFilters | None = None, limit: int = 50) -> list[Prediction]:
-    """Predictions to review: unreviewed first, then most uncertain (``|p - threshold|`` smallest)."""
-    filters = filters or QueueFilters()
-    review_count = (
-        select(Review.prediction_id, func.count(Review.id).label("n")).group_by(Review.prediction_id).subquery()
-    )
-    n_reviews = func.coalesce(review_count.c.n, 0)
-    query = (
-        select(Prediction)
-        .outerjoin(review_count, review_count.c.prediction_id == Prediction.id)
-        .options(selectinload(Prediction.image), selectinload(Prediction.model), selectinload(Prediction.reviews))
-    )
+def _filtered(query: Select, filters: QueueFilters) -> Select:
+    """``query`` over predictions narrowed by the queue filters (all but ``include_reviewed``)."""
     if filters.training_data:
         query = query.where(Prediction.channel == TRAINING_DATA_CHANNEL)
     else:
@@ -420,6 +419,28 @@ def review_queue(session: Session, filters: QueueFilters | None = None, limit: i
     if filters.reviewer:
         mine = select(Review.prediction_id).where(Review.reviewer == filters.reviewer.strip())
         query = query.where(Prediction.id.not_in(mine))
+    return query
+
+
+def random_audit_case(session: Session, filters: QueueFilters | None = None) -> Prediction | None:
+    """One prediction drawn at random among those the filters allow (not by score): an audit case."""
+    query = _filtered(select(Prediction), filters or QueueFilters())
+    return session.scalars(query.order_by(func.random()).limit(1)).first()
+
+
+def review_queue(session: Session, filters: QueueFilters | None = None, limit: int = 50) -> list[Prediction]:
+    """Predictions to review: unreviewed first, then most uncertain (``|p - threshold|`` smallest)."""
+    filters = filters or QueueFilters()
+    review_count = (
+        select(Review.prediction_id, func.count(Review.id).label("n")).group_by(Review.prediction_id).subquery()
+    )
+    n_reviews = func.coalesce(review_count.c.n, 0)
+    query = (
+        select(Prediction)
+        .outerjoin(review_count, review_count.c.prediction_id == Prediction.id)
+        .options(selectinload(Prediction.image), selectinload(Prediction.model), selectinload(Prediction.reviews))
+    )
+    query = _filtered(query, filters)
     if not filters.include_reviewed:
         query = query.where(n_reviews == 0)
     query = query.order_by(

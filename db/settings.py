@@ -70,3 +70,13 @@ def typed_adjudicators_allowed() -> bool:
     machine says otherwise.
     """
     return _flag("PNEUMONIA_TYPED_ADJUDICATORS", False)
+
+
+def audit_fraction() -> float:
+    """Share of review-queue picks drawn at random instead of by uncertainty: ``$PNEUMONIA_AUDIT_FRACTION``
+    (default 0.2, within [0, 1]; a bad value falls back to the default)."""
+    try:
+        value = float(os.environ.get("PNEUMONIA_AUDIT_FRACTION", "0.2"))
+    except ValueError:
+        return 0.2
+    return value if 0.0 <= value <= 1.0 else 0.2

@@ -34,6 +34,16 @@ class ReviewedScores:
     margins: np.ndarray
     skipped: list[str] = field(default_factory=list)
     """One line per case whose stored image could not be read."""
+    left_out_by_score: int = 0
+    """Cases left out because the uncertainty queue chose them (the most uncertain are no site sample)."""
+
+    @property
+    def sample_note(self) -> str:
+        """Which cases the figures use, in one line."""
+        used = f"{len(self.cases)} resolved reviewed case(s) chosen at random (audit) or outside the queue"
+        if not self.left_out_by_score:
+            return used
+        return f"{used}; {self.left_out_by_score} chosen by the uncertainty queue left out (not a site sample)"
 
     @property
     def review_ids(self) -> list[int]:
@@ -62,25 +72,26 @@ def score_reviewed_cases(
         db.actions.StoreUnavailable: the store cannot be read.
     """
     excluded = trained_on(predictor)
-    cases = [
+    eligible = [
         c
         for c in actions.reviewed_cases(engine)
         if c.image_sha256 not in excluded and (not comparison_only or is_comparison_case(c.image_sha256))
     ]
+    cases = [c for c in eligible if not c.chosen_by_score]  # the queue ranks by uncertainty: a biased sample
     records = [ImageRecord(str(c.image_path), parse_label(c.label), c.image_sha256) for c in cases]
     scored, skipped = score_records(predictor, records, batch_size=32, progress=progress)
     by_path = {row["path"]: row for row in scored}
     kept = [c for c in cases if str(c.image_path) in by_path]
     labels = np.array([parse_label(c.label) for c in kept], dtype=int)
     margins = np.array([by_path[str(c.image_path)]["logit_margin"] for c in kept], dtype=float)
-    return ReviewedScores(kept, labels, margins, skipped)
+    return ReviewedScores(kept, labels, margins, skipped, len(eligible) - len(cases))
 
 
 def site_performance(engine: Engine, predictor: Predictor, bootstrap: int = 1000) -> dict[str, Any]:
     """Figures of the operating point in force on this site's reviewed cases (JSON-ready)."""
     scores = score_reviewed_cases(engine, predictor)
     figures = performance_at(predictor.point, scores.margins, scores.labels, bootstrap)
-    figures.update({"model_version": predictor.version, "skipped": scores.skipped})
+    figures.update({"model_version": predictor.version, "skipped": scores.skipped, "sample": scores.sample_note})
     return figures
 
 

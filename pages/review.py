@@ -15,6 +15,7 @@ import streamlit as st
 from db import actions, study
 from db.repository import CONFIDENCE_LEVELS, MAX_NOTES
 from db.settings import blind_read_default
+from pages.case_pick import pick_case
 from pages.common import current_identity, engine_or_stop, page_header, show_store_error, user_text_table
 from pages.viewer import show_stored_xray
 
@@ -61,6 +62,7 @@ filters = actions.QueueFilters(
 )
 skipped: set[int] = st.session_state.setdefault("skipped_cases", set())
 case = None
+selection = "outside"
 try:
     queue = actions.load_queue(engine, filters, limit=100)
     requested = st.query_params.get("prediction")
@@ -71,14 +73,18 @@ try:
             st.warning("No prediction with the id in the link; showing the queue instead.")
             st.text(f"Requested: {requested[:40]}")  # user text: plain, never Markdown
     if case is None and queue:
-        waiting = [c for c in queue if c.id not in skipped] or queue  # all skipped: start over
-        case = waiting[0]
+        case, selection = pick_case(engine, filters, queue, skipped)
     blind_read = study.blind_read_of(engine, case.id, reviewer) if case is not None and reviewer else None
 except actions.StoreUnavailable as error:
     show_store_error(error)
     st.stop()
 
 st.caption(f"{len(queue)} case(s) in the queue with these filters (unreviewed first, then most uncertain).")
+if selection == "audit":
+    st.caption(
+        "Audit case: drawn at random, not by uncertainty (PNEUMONIA_AUDIT_FRACTION), so that the site figures "
+        "rest on a sample of the site."
+    )
 if case is None:
     st.info(
         "Nothing to review. "
@@ -95,6 +101,7 @@ blind_pending = blind and blind_read is None
 
 def _next_case() -> None:
     skipped.add(case.id)
+    st.session_state.pop("case_pick", None)
     st.query_params.clear()
 
 
@@ -184,6 +191,7 @@ with right:
                 notes,
                 reviewer_verified=bool(identity and identity.verified),
                 blind_read_id=blind_read.id if blind_read is not None else None,
+                selection=selection,
             )
         except (actions.ValidationError, actions.StoreUnavailable) as error:
             show_store_error(error)
@@ -192,5 +200,6 @@ with right:
             for key in (f"notes-{form}", f"confidence-{form}"):
                 st.session_state.pop(key, None)
             st.session_state["review_form"] = form + 1
+            st.session_state.pop("case_pick", None)
             st.query_params.clear()  # move on to the next case in the queue
             st.rerun()

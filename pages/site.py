@@ -84,6 +84,8 @@ def reviewed_cases_section(engine: Store, predictor: Predictor, heldout: dict[st
     except actions.StoreUnavailable as error:
         show_store_error(error)
         return
+    if figures.get("sample"):
+        st.caption(f"Used: {figures['sample']}.")
     if not figures["n"]:
         st.info("No resolved reviewed cases for this model version yet. Review predictions on the Review page.")
         return

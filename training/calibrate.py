@@ -187,6 +187,7 @@ def calibrate_from_reviews(args: argparse.Namespace) -> int:
         return 2
     for line in scores.skipped:
         report_warning(f"skipped {line}")
+    print(f"used: {scores.sample_note}")
     point = proposal.point
     print(
         f"model {predictor.version}: {len(scores.cases)} resolved reviewed cases "

@@ -88,7 +88,10 @@ def test_calibrate_from_reviews_saves_a_point_every_entry_point_uses(engine, rev
     with session_scope(engine) as session:
         assert repository.latest_threshold_change(session, predictor.checkpoint_sha256) is None
 
-    assert _calibrate("--checkpoint", str(tiny_checkpoint), "--min-cases", "10", "--by", "Dr Lead") == 0
+    # This tiny model's proposal lowers the specificity bound: refused unless overridden, and then recorded.
+    assert _calibrate("--checkpoint", str(tiny_checkpoint), "--min-cases", "10", "--by", "Dr Lead") == 2
+    assert "error: refused: " in capsys.readouterr().err
+    assert _calibrate("--checkpoint", str(tiny_checkpoint), "--min-cases", "10", "--by", "Dr Lead", "--override") == 0
     out = capsys.readouterr().out
     assert "before (" in out and "after, 5-fold cross-validation" in out and "saved as threshold change #1" in out
     with session_scope(engine) as session:
@@ -96,6 +99,7 @@ def test_calibrate_from_reviews_saves_a_point_every_entry_point_uses(engine, rev
         assert change.changed_by == "Dr Lead" and change.temperature is not None and change.bias is not None
         assert len(change.metrics["review_ids"]) == 60 and change.metrics["n_cases"] == 60
         assert {"before", "after_cross_validated"} <= set(change.metrics)
+        assert change.metrics["override"] and change.reason.startswith("OVERRIDE (its specificity lower bound")
         saved = (change.threshold, change.temperature, change.bias)
     in_force = actions.predictor_in_force(engine, predictor)
     assert (in_force.point.threshold, in_force.point.temperature, in_force.point.bias) == pytest.approx(saved)
@@ -126,3 +130,36 @@ def test_evaluate_from_reviews_prints_the_site_figures_as_json(engine, reviewed_
     assert figures["n"] == 60 and figures["model_version"].startswith("resnet18@")
     assert set(figures["confidence_intervals"]) == {"accuracy", "sensitivity", "specificity", "roc_auc", "ece"}
     assert figures["operating_point"]["origin"] == "checkpoint"
+
+
+def test_cases_chosen_by_the_uncertainty_queue_are_left_out_and_said_so(engine, reviewed_site):
+    predictor, _ = reviewed_site
+    from db.engine import session_scope
+    from db.models import Review
+
+    with session_scope(engine) as session:  # ten cases came from the uncertainty queue
+        for review in session.query(Review).filter(Review.prediction_id <= 10):
+            review.selection = "queue"
+    scores = score_reviewed_cases(engine, predictor)
+    assert len(scores.cases) == 50 and scores.left_out_by_score == 10
+    assert "10 chosen by the uncertainty queue left out" in scores.sample_note
+    assert site_performance(engine, predictor, bootstrap=20)["n"] == 50
+    # a second review of the same case drawn at random (audit) makes it a sample case again
+    actions.submit_review(engine, 1, "Dr B", True, selection="audit")
+    assert score_reviewed_cases(engine, predictor).left_out_by_score == 9
+
+
+def test_a_review_records_how_its_case_was_chosen(engine):
+    from tests.db.conftest import add_prediction
+
+    case = add_prediction(engine, seed=3)
+    with pytest.raises(actions.ValidationError, match="selection must be one of queue, audit, outside"):
+        actions.submit_review(engine, case, "Dr A", True, selection="by hand")
+    actions.submit_review(engine, case, "Dr A", True)
+    actions.submit_review(engine, case, "Dr B", True, selection="audit")
+    with engine.connect() as connection:
+        stored = [row[0] for row in connection.exec_driver_sql("SELECT selection FROM reviews ORDER BY id")]
+    assert stored == ["outside", "audit"]
+    from db.study import verify_log
+
+    assert verify_log(engine, files=False).ok  # the selection is part of the logged review

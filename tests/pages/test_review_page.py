@@ -1,3 +1,4 @@
+import pytest
 from sqlalchemy import text
 
 from db import repository
@@ -128,3 +129,35 @@ def test_hostile_names_and_query_values_are_plain_text(app_env):
     assert any(t.startswith("Requested: [Session expired") for t in shown)
     rendered = [m.value for m in at.markdown] + [w.value for w in at.warning] + [c.value for c in at.caption]
     assert not any("example.invalid" in value for value in rendered)
+
+
+@pytest.mark.parametrize(("fraction", "expected"), [("0", "queue"), ("1", "audit")])
+def test_audit_cases_are_mixed_in_and_each_review_records_its_selection(app_env, monkeypatch, fraction, expected):
+    monkeypatch.setenv("PNEUMONIA_AUDIT_FRACTION", fraction)
+    engine = _engine()
+    for seed in range(6):
+        add_prediction(engine, seed=seed, p=0.5 + seed / 20)
+    at = open_page("review")
+    at.text_input(key="reviewer_name_box").input("Dr Audit").run()
+    shown = at.subheader[0].value
+    at.selectbox(key="label_filter").run()  # a rerun keeps the same case
+    assert at.subheader[0].value == shown
+    assert any("Audit case: drawn at random" in c.value for c in at.caption) == (expected == "audit")
+    at.button(key="agree").click().run()
+    assert not at.exception and any("saved" in s.value for s in at.success)
+    with engine.connect() as connection:
+        assert [r[0] for r in connection.execute(text("SELECT selection FROM reviews"))] == [expected]
+
+
+def test_one_pick_in_five_is_an_audit_case_by_default(app_env):
+    engine = _engine()
+    for seed in range(12):
+        add_prediction(engine, seed=seed, p=0.5 + seed / 30)
+    at = open_page("review")
+    at.text_input(key="reviewer_name_box").input("Dr Five").run()
+    for _ in range(10):
+        at.button(key="agree").click().run()
+        assert not at.exception
+    with engine.connect() as connection:
+        selections = [r[0] for r in connection.execute(text("SELECT selection FROM reviews ORDER BY id"))]
+    assert selections.count("audit") == 2 and selections.count("queue") == 8, selections

@@ -50,6 +50,7 @@ def test_reviewed_cases_figures_and_shift_warning(app_env):
     table = _table(at, "reviewed cases")
     assert list(table.columns) == ["reviewed cases", "held-out split"]
     assert table.loc["cases", "reviewed cases"].startswith("40 (20 NORMAL / 20 PNEUMONIA)")
+    assert any(c.value.startswith("Used: 40 resolved reviewed case(s) chosen at random") for c in at.caption)
     assert any(w.value.startswith("Differs beyond the interval: specificity on reviewed cases") for w in at.warning)
 
 
