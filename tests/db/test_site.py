@@ -82,21 +82,29 @@ def test_calibrate_from_reviews_refuses_too_few_cases(engine, reviewed_site, tin
 
 
 def test_calibrate_from_reviews_saves_a_point_every_entry_point_uses(engine, reviewed_site, tiny_checkpoint, capsys):
-    predictor, _ = reviewed_site
-    assert _calibrate("--checkpoint", str(tiny_checkpoint), "--min-cases", "10", "--dry-run") == 0
+    predictor, truth = reviewed_site
+    # The default goal needs 45 reviewed positives for sensitivity >= 0.95 at 90 % confidence: no change.
+    assert _calibrate("--checkpoint", str(tiny_checkpoint), "--min-cases", "10", "--dry-run") == 2
+    positives, err = int(truth.sum()), capsys.readouterr().err
+    assert err.startswith(f"error: no change: {positives} reviewed PNEUMONIA case(s)")
+    assert f"review at least {45 - positives} more (45 in all)" in err
+    sample = ("--threshold-goal", "sensitivity>=0.95")
+    assert _calibrate("--checkpoint", str(tiny_checkpoint), "--min-cases", "10", *sample, "--dry-run") == 0
     assert "dry run" in capsys.readouterr().out
     with session_scope(engine) as session:
         assert repository.latest_threshold_change(session, predictor.checkpoint_sha256) is None
 
     # This tiny model's proposal lowers the specificity bound: refused unless overridden, and then recorded.
-    assert _calibrate("--checkpoint", str(tiny_checkpoint), "--min-cases", "10", "--by", "Dr Lead") == 2
+    assert _calibrate("--checkpoint", str(tiny_checkpoint), "--min-cases", "10", *sample, "--by", "Dr Lead") == 2
     assert "error: refused: " in capsys.readouterr().err
-    assert _calibrate("--checkpoint", str(tiny_checkpoint), "--min-cases", "10", "--by", "Dr Lead", "--override") == 0
+    assert (
+        _calibrate("--checkpoint", str(tiny_checkpoint), "--min-cases", "10", *sample, "--by", "X", "--override") == 0
+    )
     out = capsys.readouterr().out
     assert "before (" in out and "after, 5-fold cross-validation" in out and "saved as threshold change #1" in out
     with session_scope(engine) as session:
         change = repository.latest_threshold_change(session, predictor.checkpoint_sha256)
-        assert change.changed_by == "Dr Lead" and change.temperature is not None and change.bias is not None
+        assert change.changed_by == "X" and change.temperature is not None and change.bias is not None
         assert len(change.metrics["review_ids"]) == 60 and change.metrics["n_cases"] == 60
         assert {"before", "after_cross_validated"} <= set(change.metrics)
         assert change.metrics["override"] and change.reason.startswith("OVERRIDE (its specificity lower bound")

@@ -61,6 +61,7 @@ def test_propose_preview_and_save_a_site_point(app_env):
     _review_cases(40, wrong_normals=True)
     at = open_page("metrics")
     at.number_input(key="site_min").set_value(10).run()
+    at.selectbox(key="site_goal").set_value("sensitivity>=0.95").run()  # the sample rule: 20 positives suffice
     at.button(key="site_preview").click().run()
     assert not at.exception and not at.error
     assert any("(proposed, not saved)" in m.value for m in at.markdown)  # a preview never says "saved"
@@ -118,7 +119,7 @@ def test_a_goal_with_confidence_on_too_few_positives_is_no_change_with_how_many_
     _review_cases(40, wrong_normals=True)
     at = open_page("metrics")
     at.number_input(key="site_min").set_value(10).run()
-    at.selectbox(key="site_goal").set_value("sensitivity>=0.95@0.90").run()
+    assert at.selectbox(key="site_goal").value == "sensitivity>=0.95@0.90"  # the default goal
     at.button(key="site_preview").click().run()
     assert not at.exception
     (error,) = [e.value for e in at.error]
