@@ -13,6 +13,7 @@ calibration fitted without it, so no case is used twice in fit and estimate.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -263,6 +264,23 @@ def propose_site_operating_point(
         performance_at(current, margins, labels, bootstrap),
         cross_validated_performance(margins, labels, goal, bootstrap=bootstrap),
     )
+
+
+def figures_at(point: OperatingPoint, predictions: list[dict[str, Any]]) -> dict[str, Any]:
+    """A report's per-image predictions (with their raw ``logit_margin``) at ``point``: figures and lower bounds."""
+    labels = np.array([row["label"] for row in predictions], dtype=int)
+    margins = np.array([row["logit_margin"] for row in predictions], dtype=float)
+    return performance_at(point, margins, labels, bootstrap=0)
+
+
+def goal_misses(goal: str, figures: dict[str, Any]) -> list[str]:
+    """Lines for each ``sensitivity>=X`` / ``specificity>=X`` in ``goal`` that ``figures`` no longer meet."""
+    lines = []
+    for metric, target in re.findall(r"(sensitivity|specificity)>=([0-9.]+)", goal or ""):
+        value = figures.get(metric)
+        if value is not None and value < float(target.rstrip(".")):
+            lines.append(f"{metric} {value:.3f} is below the goal {float(target.rstrip('.')):g} ({goal})")
+    return lines
 
 
 def shift_warnings(site: dict[str, Any], heldout: dict[str, Any]) -> list[str]:

@@ -17,7 +17,7 @@ from db import actions
 from db.settings import evaluation_roots
 from pages.charts import confusion_figure, reliability_figure, roc_figure
 from pages.common import engine_or_stop, load_report, page_header, predictor_or_stop, show_problem, show_store_error
-from pages.site import restore_section, reviewed_cases_section, site_proposal_section
+from pages.site import point_change_section, restore_section, reviewed_cases_section, site_proposal_section
 from pages.versions import versions_section
 
 DATA_CARD = """
@@ -221,6 +221,7 @@ else:
     stored = report
     report = report_in_force(report, predictor, report_path)
     chosen = render_report(report, predictor.threshold, "shipped")
+    point_change_section(stored, predictor)
     save_threshold_form(engine, predictor, report, chosen)
     robustness_section(stored)
 reviewed_cases_section(engine, predictor, report)

@@ -8,8 +8,15 @@ import pandas as pd
 import streamlit as st
 
 from core.inference import Predictor
-from core.operating_point import DATABASE
-from core.site_adaptation import DEFAULT_MIN_PER_CLASS, FIGURES, NotEnoughCases, shift_warnings
+from core.operating_point import DATABASE, checkpoint_operating_point
+from core.site_adaptation import (
+    DEFAULT_MIN_PER_CLASS,
+    FIGURES,
+    NotEnoughCases,
+    figures_at,
+    goal_misses,
+    shift_warnings,
+)
 from db import actions, site
 from db.actions import Store
 from pages.common import show_store_error
@@ -169,3 +176,21 @@ def restore_section(engine: Store, predictor: Predictor) -> None:
                     show_store_error(error)
                 else:
                     st.success(f"The checkpoint's operating point is in force again (change #{change}).")
+
+
+def point_change_section(report: dict[str, Any], predictor: Predictor) -> None:
+    """With a saved point in force: the held-out split at the checkpoint's point beside the one in force,
+    and a warning for each goal no longer met there."""
+    predictions = report.get("predictions", [])
+    if predictor.point.origin != DATABASE or not predictions or "logit_margin" not in predictions[0]:
+        return
+    st.subheader("Held-out split: the checkpoint's point and the one in force")
+    before = figures_at(checkpoint_operating_point(predictor.meta), predictions)
+    after = figures_at(predictor.point, predictions)
+    st.dataframe(
+        figures_table({"checkpoint's point": before, "in force (saved)": after}).drop(index=["ROC-AUC", "ECE"]),
+        key="point_change_table",
+    )
+    goals = {predictor.meta.threshold_goal, predictor.point.goal}
+    for line in [miss for goal in sorted(goals) for miss in goal_misses(goal, after)]:
+        st.warning(f"On the held-out split at the point in force, {line}.")

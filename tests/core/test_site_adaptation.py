@@ -128,3 +128,13 @@ def test_a_proposal_that_misses_its_goal_or_lowers_a_bound_lists_why():
         "its sensitivity lower bound 0.880 (cross-validated) is below the point in force's 0.930",
     ]
     assert worse.figures()["problems"] == worse.problems()
+
+
+def test_goal_misses_reads_each_goal_in_a_recorded_goal_text():
+    from core.site_adaptation import goal_misses
+
+    recorded = "sensitivity>=0.95 (validation + shifts: zoom_in_10,noise_8)"
+    assert goal_misses(recorded, {"sensitivity": 0.96}) == []
+    assert goal_misses(recorded, {"sensitivity": 0.93}) == [f"sensitivity 0.930 is below the goal 0.95 ({recorded})"]
+    assert goal_misses("sensitivity>=0.95@0.9", {"sensitivity": 0.94}) != []
+    assert goal_misses("youden", {"sensitivity": 0.1}) == []

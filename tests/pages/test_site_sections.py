@@ -126,3 +126,22 @@ def test_a_goal_with_confidence_on_too_few_positives_is_no_change_with_how_many_
     assert error.startswith("no change: 20 reviewed PNEUMONIA case(s) cannot show sensitivity >= 0.95")
     assert error.endswith("review at least 25 more (45 in all)")
     assert not any(b.label == "Save site operating point" for b in at.button)  # nothing to save
+
+
+def test_after_saving_the_held_out_split_shows_both_points_and_warns_where_a_goal_is_missed(app_env):
+    from core.operating_point import OperatingPoint
+
+    engine = actions.open_store()
+    predictor = Predictor.from_checkpoint(REPO_ROOT / "models" / "best_model.pth", "cpu")
+    at = open_page("metrics")
+    assert not any(d.value.columns.tolist() == ["checkpoint's point", "in force (saved)"] for d in at.dataframe)
+    strict = OperatingPoint(threshold=0.995, temperature=predictor.point.temperature, goal="sensitivity>=0.95@0.9")
+    actions.save_operating_point(engine, predictor, strict, "Dr Lead", {}, "too strict on purpose")
+    at = open_page("metrics")
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if list(d.value.columns) == ["checkpoint's point", "in force (saved)"])
+    assert table.loc["cases", "in force (saved)"].startswith("745 (")
+    before, after = (float(table.loc["sensitivity", c].split()[0]) for c in table.columns)
+    assert after < before
+    warned = [w.value for w in at.warning if w.value.startswith("On the held-out split at the point in force")]
+    assert warned and all("is below the goal 0.95" in w for w in warned)
