@@ -10,6 +10,7 @@ force now, not the one in force when each prediction was made.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from core.inference import Predictor
 from core.labels import parse_label
 from core.operating_point import OperatingPoint, checkpoint_operating_point
 from core.site_adaptation import SiteProposal, is_comparison_case, performance_at, propose_site_operating_point
-from db import actions
+from db import actions, repository
 from db.actions import ReviewedCase
 
 
@@ -151,22 +152,54 @@ def save_proposal(
     )
 
 
-def restore_checkpoint_point(engine: Engine, predictor: Predictor, changed_by: str, reason: str) -> int:
-    """Put the checkpoint's own operating point back in force (one logged threshold change); returns its id.
+def saved_points(engine: Engine, predictor: Predictor) -> list[tuple[int, OperatingPoint]]:
+    """Every operating point saved for this model version, newest first, as ``(change id, point)``."""
+
+    def read(session: Any) -> list[tuple[int, OperatingPoint]]:
+        model = repository.get_or_create_model(
+            session, predictor.checkpoint_sha256, Path(predictor.checkpoint_path).name, predictor.meta.arch
+        )
+        return [
+            (
+                change.id,
+                OperatingPoint(
+                    threshold=change.threshold,
+                    temperature=predictor.meta.temperature if change.temperature is None else change.temperature,
+                    bias=change.bias or 0.0,
+                    goal=change.goal or "",
+                ),
+            )
+            for change in repository.threshold_history(session, model)
+        ]
+
+    with actions.transaction(engine) as session:
+        return read(session)
+
+
+def restore_point(
+    engine: Engine, predictor: Predictor, changed_by: str, reason: str, change_id: int | None = None
+) -> int:
+    """Put the checkpoint's own operating point (``change_id=None``) or an earlier saved one back in force,
+    as one logged threshold change; returns its id.
 
     Raises:
-        db.actions.ValidationError: no reason or name given. Nothing is saved.
+        db.actions.ValidationError: no reason or name, or no such saved point for this model. Nothing is saved.
     """
     if not reason.strip():
         raise actions.ValidationError("a reason is required to change the operating point")
-    point = checkpoint_operating_point(predictor.meta)
+    if change_id is None:
+        point, source = checkpoint_operating_point(predictor.meta), "checkpoint"
+    else:
+        earlier = dict(saved_points(engine, predictor))
+        if change_id not in earlier:
+            raise actions.ValidationError(f"no saved operating point #{change_id} for {predictor.version}")
+        point, source = earlier[change_id], f"threshold change #{change_id}"
     restored = OperatingPoint(
         threshold=point.threshold,
         temperature=point.temperature,
         bias=point.bias,
-        origin=point.origin,
         goal=f"restored: {point.goal}"[:64],
     )
     return actions.save_operating_point(
-        engine, predictor, restored, changed_by, {"source": "checkpoint", "restored": True}, reason
+        engine, predictor, restored, changed_by, {"source": source, "restored": True}, reason
     )

@@ -19,6 +19,7 @@ from core.site_adaptation import (
 )
 from db import actions, site
 from db.actions import Store
+from db.site import restore_point, saved_points
 from pages.common import show_store_error
 
 GOALS = [
@@ -159,23 +160,31 @@ def site_proposal_section(engine: Store, predictor: Predictor) -> None:
 
 
 def restore_section(engine: Store, predictor: Predictor) -> None:
-    """Put the checkpoint's own operating point back in force: one logged change, with a reason."""
+    """Put the checkpoint's own operating point, or an earlier saved one, back in force: one logged change."""
     if predictor.point.origin != DATABASE:
         return
-    with st.expander("Restore the checkpoint's operating point"):
+    with st.expander("Restore an earlier operating point"):
         st.caption(f"In force now: {predictor.point.describe()} for {predictor.point.goal}.")
+        try:
+            earlier = saved_points(engine, predictor)[1:]  # the newest is the one in force
+        except actions.StoreUnavailable as error:
+            show_store_error(error)
+            return
+        choices: dict[str, int | None] = {"the checkpoint's own point": None}
+        choices.update({f"#{i}: threshold {p.threshold:.3f} ({p.goal or 'no goal'})": i for i, p in earlier})
         with st.form("restore_point"):
+            chosen = st.selectbox("Point", list(choices), key="restore_choice")
             name = st.text_input(
                 "Your name", value=st.session_state.get("reviewer_name", ""), max_chars=100, key="restore_name"
             )
             reason = st.text_area("Reason (required)", max_chars=2000, key="restore_reason")
-            if st.form_submit_button("Restore the checkpoint's point"):
+            if st.form_submit_button("Restore this point"):
                 try:
-                    change = site.restore_checkpoint_point(engine, predictor, name, reason)
+                    change = restore_point(engine, predictor, name, reason, choices[chosen])
                 except (actions.ValidationError, actions.StoreUnavailable) as error:
                     show_store_error(error)
                 else:
-                    st.success(f"The checkpoint's operating point is in force again (change #{change}).")
+                    st.success(f"Restored {chosen}: in force again (change #{change}).")
 
 
 def point_change_section(report: dict[str, Any], predictor: Predictor) -> None:

@@ -159,8 +159,12 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     reviews.add_argument(
         "--restore",
-        action="store_true",
-        help="put the checkpoint's own operating point back in force (a logged change; needs --reason)",
+        nargs="?",
+        const="checkpoint",
+        default=None,
+        metavar="CHANGE_ID",
+        help="put the checkpoint's own operating point (or the saved threshold change CHANGE_ID) back in force: "
+        "a logged change; needs --reason",
     )
     reviews.add_argument("--bootstrap", type=int, default=1000)
     return p
@@ -185,10 +189,12 @@ def calibrate_from_reviews(args: argparse.Namespace) -> int:
     engine = open_store()
     predictor = load_predictor_in_force(args.checkpoint, args.device, engine)
     if args.restore:
-        from db.site import restore_checkpoint_point
+        from db.site import restore_point
 
-        change = restore_checkpoint_point(engine, predictor, args.by, args.reason)
-        print(f"restored the checkpoint's operating point for {predictor.version} as threshold change #{change}")
+        earlier = None if args.restore == "checkpoint" else int(args.restore)  # ValueError: one error line
+        change = restore_point(engine, predictor, args.by, args.reason, earlier)
+        which = "the checkpoint's operating point" if earlier is None else f"operating point #{earlier}"
+        print(f"restored {which} for {predictor.version} as threshold change #{change}")
         return 0
     try:
         goal = args.threshold_goal or SITE_GOAL

@@ -93,11 +93,12 @@ def test_propose_preview_and_save_a_site_point(app_env):
 
     # Restore the checkpoint's own point: one logged action, with a reason.
     again.text_input(key="restore_name").input("Dr Lead")
-    restore = next(b for b in again.button if b.label == "Restore the checkpoint's point")
+    assert again.selectbox(key="restore_choice").value == "the checkpoint's own point"
+    restore = next(b for b in again.button if b.label == "Restore this point")
     restore.click().run()
     assert any("a reason is required" in t.value for t in again.text)
     again.text_area(key="restore_reason").input("back to the validated point")
-    next(b for b in again.button if b.label == "Restore the checkpoint's point").click().run()
+    next(b for b in again.button if b.label == "Restore this point").click().run()
     assert any("in force again" in s.value for s in again.success)
     with session_scope(make_engine()) as session:
         latest = session.query(ThresholdChange).order_by(ThresholdChange.id.desc()).first()
@@ -105,6 +106,14 @@ def test_propose_preview_and_save_a_site_point(app_env):
     shipped = Predictor.from_checkpoint(REPO_ROOT / "models" / "best_model.pth", "cpu").meta.threshold
     final = open_page("metrics")
     assert final.slider(key="shipped_threshold").value == pytest.approx(round(shipped, 3))
+    # ... and the site point saved before it can come back the same way.
+    earlier = next(o for o in final.selectbox(key="restore_choice").options if o.startswith(f"#{change.id}:"))
+    final.selectbox(key="restore_choice").set_value(earlier)
+    final.text_input(key="restore_name").input("Dr Lead")
+    final.text_area(key="restore_reason").input("the site point after all")
+    next(b for b in final.button if b.label == "Restore this point").click().run()
+    assert any(f"Restored #{change.id}:" in s.value for s in final.success)
+    assert open_page("metrics").slider(key="shipped_threshold").value == pytest.approx(round(change.threshold, 3))
 
 
 def test_propose_with_too_few_cases_is_refused(app_env):

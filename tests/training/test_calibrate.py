@@ -95,4 +95,11 @@ def test_restore_puts_the_checkpoint_point_back_as_one_logged_change(tmp_path, t
     restored = actions.predictor_in_force(engine, predictor).point
     assert (restored.threshold, restored.temperature, restored.bias) == (0.5, 1.5, 0.0)
     assert restored.goal.startswith("restored: ")
-    assert study.verify_log(engine).ok  # both changes are in the audit chain
+    again = run_main("training.calibrate", "--checkpoint", tiny_checkpoint, "--restore", "1", "--reason", "site")
+    assert again.returncode == 0 and "restored operating point #1" in again.stdout
+    assert actions.predictor_in_force(engine, predictor).threshold == 0.2
+    missing = run_main("training.calibrate", "--checkpoint", tiny_checkpoint, "--restore", "99", "--reason", "x")
+    assert missing.returncode == 2 and "no saved operating point #99" in missing.stderr
+    bad = run_main("training.calibrate", "--checkpoint", tiny_checkpoint, "--restore", "last", "--reason", "x")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ")
+    assert study.verify_log(engine).ok  # every change is in the audit chain
