@@ -325,10 +325,15 @@ def verify(session: Session, kept_head: str | None = None, image_file: Any = Non
     return VerifyReport(entries, verified, prev_hash, unlogged=unlogged, files_checked=checked)
 
 
+def file_sha256(path: Any) -> str:
+    """Hex SHA-256 of a stored file (``hashlib.file_digest``: read in chunks)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
 def _file_problem(image: Image, path: Any) -> str:
     try:
-        with open(path, "rb") as handle:
-            digest = hashlib.file_digest(handle, "sha256").hexdigest()
+        digest = file_sha256(path)
     except OSError as error:
         return f"image {image.id}'s file cannot be read ({error.strerror or type(error).__name__})"
     if digest != image.sha256:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.settings import database_url, sqlite_busy_timeout
@@ -174,8 +175,6 @@ def _check_token(connection, identity: StoreIdentity, where: str) -> None:  # no
     """Inside the transaction: the identity row still holds the token this engine learned."""
     if identity.token is None:
         return
-    from sqlalchemy.exc import DBAPIError
-
     try:
         found = connection.exec_driver_sql("SELECT token FROM store_identity WHERE id = 1").scalar()
     except DBAPIError:

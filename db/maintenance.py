@@ -3,7 +3,6 @@ and restores."""
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from db.actions import StoreUnavailable, transaction
+from db.audit import file_sha256
 from db.engine import new_identity
 from db.models import Image
 from db.settings import image_store_dir
@@ -59,11 +59,6 @@ class CheckReport:
             for image_id in self.rows_without_files
         ]
         return lines
-
-
-def _file_sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def integrity_problems(engine: Engine) -> list[str]:
@@ -120,7 +115,7 @@ def check_store(engine: Engine, fix: bool = False, store: Path | None = None) ->
     for path, (image_id, sha256) in sorted(rows.items(), key=lambda item: item[1][0]):
         if path in on_disk:
             continue
-        match = next((part for part in _parts(root, path) if _file_sha256(part) == sha256), None)
+        match = next((part for part in _parts(root, path) if file_sha256(part) == sha256), None)
         if match is None:
             report.rows_without_files.append(image_id)
         else:
