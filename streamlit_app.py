@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from pages.common import NAVIGATION
+from ui.common import NAVIGATION
 
 PAGES = [
     st.Page(entry.path, title=entry.title, icon=entry.icon, url_path=entry.url_path, default=index == 0)

@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.data import XrayDataset, collate_readable, scan_image_folder  # noqa: E402
 from core.inference import resolve_device  # noqa: E402
-from core.models import freeze_stages, get_model, get_spec  # noqa: E402
+from core.networks import freeze_stages, get_model, get_spec  # noqa: E402
 from core.transforms import train_transform  # noqa: E402
-from training.engine import train_one_epoch  # noqa: E402
+from training.loop import train_one_epoch  # noqa: E402
 
 MODEL = "efficientnet_lite0"
 

@@ -7,18 +7,20 @@ and how it scored on validation. Nothing in it is unpickled as code.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
-
+from core.hashing import file_sha256
 from core.labels import CLASS_NAMES
-from core.models import get_model
 from core.operating_point import validate_calibration
-from core.transforms import INTENSITY_MODES, EvalTransform, eval_transform
+
+if TYPE_CHECKING:  # torch is imported where weights are read or written, so metadata users need no torch
+    from torch import nn
+
+    from core.transforms import EvalTransform
+
+__all__ = ["CheckpointError", "CheckpointMeta", "file_sha256", "load_checkpoint", "model_version", "save_checkpoint"]
 
 FORMAT = "pneumonia-xray-checkpoint"
 FORMAT_VERSION = 1
@@ -57,6 +59,8 @@ class CheckpointMeta:
 
     def eval_transform(self) -> EvalTransform:
         """The preprocessing this checkpoint's network expects (size, intensity normalisation, mean, std)."""
+        from core.transforms import eval_transform
+
         return eval_transform(self.image_size, self.mean, self.std, self.intensity)
 
     def to_dict(self) -> dict[str, Any]:
@@ -102,6 +106,8 @@ class CheckpointMeta:
                 raise CheckpointError(f"checkpoint metadata: {name} must be three numbers")
         if any(v <= 0 for v in self.std):
             raise CheckpointError("checkpoint metadata: std must be positive")
+        from core.transforms import INTENSITY_MODES
+
         if self.intensity not in INTENSITY_MODES:
             raise CheckpointError(f"checkpoint metadata: unknown intensity normalisation {str(self.intensity)[:40]!r}")
         if list(self.class_names) != list(CLASS_NAMES):
@@ -110,6 +116,8 @@ class CheckpointMeta:
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta) -> Path:
     """Write ``model``'s weights and ``meta`` to ``path`` atomically."""
+    import torch
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     module = getattr(model, "module", model)  # unwrap DistributedDataParallel
@@ -131,6 +139,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     Raises:
         CheckpointError: missing file, not a torch file, or not our format.
     """
+    import torch
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -154,6 +164,8 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, CheckpointMeta]:
     Returns:
         ``(model, meta)`` with the model in eval mode on the CPU.
     """
+    from core.networks import get_model
+
     payload = read_checkpoint(path)
     meta = CheckpointMeta.from_dict(payload["meta"])
     try:
@@ -169,12 +181,3 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, CheckpointMeta]:
 def model_version(arch: str, sha256: str) -> str:
     """The short model-version name shown everywhere: ``arch@<first 12 hex digits of the checkpoint hash>``."""
     return f"{arch}@{sha256[:12]}"
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file, read in chunks (identifies a model version)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

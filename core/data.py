@@ -6,7 +6,6 @@ so training, evaluation and the dashboard share one representation.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import sys
@@ -20,6 +19,7 @@ import torch
 from sklearn.model_selection import StratifiedGroupKFold
 from torch.utils.data import Dataset
 
+from core.hashing import file_sha256
 from core.images import ImageLoadError, load_image, printable
 from core.labels import CLASS_NAMES, parse_label
 from core.serialization import csv_unguarded
@@ -126,10 +126,6 @@ def materialize_hf_dataset(
     return out
 
 
-def _file_digest(path: str) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _duplicate_aware_groups(records: Sequence[ImageRecord]) -> list[str]:
     """Patient ids, merged so exact-duplicate images share one group (union-find)."""
     parent: dict[str, str] = {}
@@ -142,7 +138,7 @@ def _duplicate_aware_groups(records: Sequence[ImageRecord]) -> list[str]:
 
     first_owner: dict[str, str] = {}
     for record in records:
-        digest = _file_digest(record.path)
+        digest = file_sha256(record.path)
         owner = first_owner.setdefault(digest, record.patient_id)
         parent[find(record.patient_id)] = find(owner)
     return [find(r.patient_id) for r in records]

@@ -197,3 +197,12 @@ def dicom_to_image(data: bytes, label: str = "upload") -> Image.Image:
     if monochrome1:
         scaled = 1.0 - scaled
     return Image.fromarray((scaled * 255).round().astype(np.uint8), mode="L")
+
+
+def stored_bytes(data: bytes, image: Image.Image) -> bytes:
+    """The bytes to keep for an upload: DICOM as PNG pixels only, so no identifying tag is stored; others as given."""
+    if not is_dicom(data):
+        return data
+    buffer = io.BytesIO()
+    image.convert("L").save(buffer, format="PNG")
+    return buffer.getvalue()

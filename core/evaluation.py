@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from sklearn.metrics import brier_score_loss
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
@@ -116,7 +117,7 @@ def build_report(
     report = classification_report(labels, scores, predictor.threshold)
     raw = np.array([p.get("p_pneumonia_uncalibrated", p["p_pneumonia"]) for p in predictions])
     report["ece_uncalibrated"] = expected_calibration_error(labels, raw)
-    report["brier_uncalibrated"] = float(np.mean((raw - labels) ** 2))
+    report["brier_uncalibrated"] = float(brier_score_loss(labels, raw, pos_label=1))
     if bootstrap and len(set(labels.tolist())) == 2:
         report["confidence_intervals"] = bootstrap_intervals(labels, scores, predictor.threshold, bootstrap)
     report.update(

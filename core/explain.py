@@ -13,7 +13,7 @@ from pytorch_grad_cam import GradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from core.inference import Predictor
-from core.models import get_spec
+from core.networks import get_spec
 
 
 def gradcam(predictor: Predictor, image: Image.Image, class_name: str | None = None) -> np.ndarray:

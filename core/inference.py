@@ -9,7 +9,6 @@ way. Training-time validation shares :func:`forward_logits`.
 from __future__ import annotations
 
 import dataclasses
-import os
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,16 +23,12 @@ from torch import nn
 
 from core.checkpoint import CheckpointError, CheckpointMeta, file_sha256, load_checkpoint, model_version
 from core.input_checks import check_xray, load_xray
+from core.onnx_runtime import load_int8_network, load_onnx_network
 from core.operating_point import OperatingPoint, OperatingPointLookup, operating_point_in_force
+from core.registry import DEFAULT_CHECKPOINT as DEFAULT_CHECKPOINT  # re-exported: older scripts import them here
+from core.registry import REPO_ROOT as REPO_ROOT
+from core.registry import default_checkpoint
 from core.transforms import EvalTransform
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_CHECKPOINT = REPO_ROOT / "models" / "best_model.pth"
-
-
-def default_checkpoint() -> Path:
-    """The shipped checkpoint, or ``$PNEUMONIA_CHECKPOINT`` when set."""
-    return Path(os.environ.get("PNEUMONIA_CHECKPOINT", DEFAULT_CHECKPOINT))
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -146,9 +141,6 @@ class Predictor:
         Raises:
             CheckpointError: unusable checkpoint, or a stale/swapped ONNX file.
         """
-        from core.onnx_export import load_onnx_network
-        from core.quantization import load_int8_network
-
         path = Path(path) if path is not None else default_checkpoint()
         model, meta = load_checkpoint(path)
         torch_device = resolve_device(device)

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.metrics import (
     accuracy_score,
+    balanced_accuracy_score,
     brier_score_loss,
     confusion_matrix,
     precision_recall_fscore_support,
@@ -51,7 +52,7 @@ def expected_calibration_error(labels: ArrayLike, scores: ArrayLike, bins: int =
     return float(ece)
 
 
-def operating_point(
+def confusion_rates(
     labels: ArrayLike, scores: ArrayLike, threshold: float, prevalence: float | None = None
 ) -> dict[str, Any]:
     """Confusion matrix and rates at one threshold (``p >= threshold`` means PNEUMONIA).
@@ -90,7 +91,7 @@ def operating_point(
         "ppv": float(ppv),
         "npv": float(npv),
         "accuracy": float((tp + tn) / len(y)) if len(y) else float("nan"),
-        "balanced_accuracy": float((sensitivity + specificity) / 2),
+        "balanced_accuracy": float(balanced_accuracy_score(y, predicted)) if tp + fn and tn + fp else float("nan"),
     }
 
 
@@ -192,7 +193,7 @@ def classification_report(labels: ArrayLike, scores: ArrayLike, threshold: float
         "ece": expected_calibration_error(y, p),
         "brier": float(brier_score_loss(y, p, pos_label=1)) if len(y) else None,
     }
-    point = operating_point(y, p, threshold)
+    point = confusion_rates(y, p, threshold)
     report.update({k: point[k] for k in ("confusion_matrix", "sensitivity", "specificity", "ppv", "npv")})
     if both_classes:
         fpr, tpr, thresholds = roc_curve(y, p)

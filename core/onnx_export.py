@@ -1,4 +1,4 @@
-"""ONNX Runtime serving: export a checkpoint's network to ONNX and run it behind ``Predictor``.
+"""Export a checkpoint's network to ONNX for serving (:mod:`core.onnx_runtime` runs it).
 
 The export sits beside the checkpoint (``best_model.pth`` -> ``best_model.onnx``)
 and its SHA-256 is recorded in the checkpoint, so a stale or swapped file is
@@ -16,16 +16,14 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from core.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from core.cli import report_error
-
-
-def onnx_path(checkpoint: str | Path) -> Path:
-    """Where a checkpoint's ONNX export lives."""
-    return Path(checkpoint).with_suffix(".onnx")
+from core.data import load_split
+from core.images import load_image
+from core.onnx_runtime import int8_path, onnx_path
+from core.quantization import quantize_int8
 
 
 def export_onnx(checkpoint: str | Path) -> Path:
@@ -54,69 +52,6 @@ def export_onnx(checkpoint: str | Path) -> Path:
     return target
 
 
-PIXELS_INPUT = "pixels"
-"""Input name of an int8 model that takes raw ``(N, H, W, 3)`` uint8 pixels (``core.quantization``)."""
-
-
-class OnnxNetwork:
-    """An ONNX Runtime session that takes and returns tensors like the torch module it replaces."""
-
-    def __init__(self, path: Path, threads: int | None = None, spinning: bool = True):
-        """Open an ONNX Runtime session on ``path``.
-
-        Args:
-            threads: intra-op threads (ONNX Runtime's default: one per physical core).
-            spinning: let idle worker threads busy-wait for the next call: 1.5 ms faster at batch 1 on
-                two cores (README, Speed) now that the Python side runs no torch ops (torch's own
-                spinning pool was what they fought with); folder scoring with loader workers is unchanged.
-        """
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.path = path
-        self.input_name = self.session.get_inputs()[0].name
-        self.takes_pixels = self.input_name == PIXELS_INPUT
-        """True for an int8 model given ``(N, H, W, 3)`` uint8 pixels rather than normalised float images."""
-
-    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
-        """Logits ``(N, 2)`` for ``(N, 3, H, W)`` normalised images, or ``(N, H, W, 3)`` uint8 pixels
-        when :attr:`takes_pixels`.
-
-        Raises:
-            ValueError: float images given to a model that takes pixels.
-        """
-        array = batch.detach().cpu().numpy()
-        if self.takes_pixels and array.dtype != np.uint8:
-            raise ValueError(f"{self.path.name} takes uint8 pixels, not {array.dtype} images")
-        array = np.ascontiguousarray(array, dtype=np.uint8 if self.takes_pixels else np.float32)
-        return torch.from_numpy(self.session.run(["logits"], {self.input_name: array})[0])
-
-
-def load_onnx_network(checkpoint: str | Path, meta: Any) -> OnnxNetwork | None:
-    """The checkpoint's verified ONNX export, or ``None`` when there is none or onnxruntime is not installed.
-
-    Raises:
-        CheckpointError: an ONNX file is there but its hash is not the one the checkpoint recorded.
-    """
-    path = onnx_path(checkpoint)
-    if not meta.onnx_sha256 or not path.is_file():
-        return None
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return None
-    if file_sha256(path) != meta.onnx_sha256:
-        raise CheckpointError(
-            f"{path} is not the ONNX export recorded in {checkpoint} (stale or swapped); "
-            f"re-export with python -m core.onnx_export {checkpoint}"
-        )
-    return OnnxNetwork(path)
-
-
 def get_args_parser() -> argparse.ArgumentParser:
     """Arguments of the export command."""
     parser = argparse.ArgumentParser(prog="python -m core.onnx_export", description=__doc__.split("\n")[0])
@@ -135,10 +70,6 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def _int8(checkpoint: str, args: argparse.Namespace) -> dict[str, Any]:
     import random
-
-    from core.data import load_split
-    from core.images import load_image
-    from core.quantization import quantize_int8
 
     if not args.data_dir or not args.split_file:
         raise CheckpointError("--int8 needs --data-dir and --split-file")
@@ -159,8 +90,6 @@ def main(args: argparse.Namespace) -> int:
         try:
             print(f"wrote {export_onnx(checkpoint)}")
             if args.int8:
-                from core.quantization import int8_path
-
                 record = _int8(checkpoint, args)
                 print(
                     f"wrote {int8_path(checkpoint)}: validation ROC-AUC {record['val_roc_auc']:.4f} "

@@ -8,7 +8,7 @@ from the review database when there is one, else the checkpoint's own.
 :func:`label_at_threshold` is the one place a probability becomes a class name.
 
 ``core`` never imports ``db``: callers that have a database hand in a
-``lookup`` (see ``db.actions.operating_point_lookup``).
+``lookup`` (see ``service.operating_point_lookup``).
 """
 
 from __future__ import annotations

@@ -14,18 +14,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from core.calibration import fit_temperature
 from core.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
-from core.onnx_export import PIXELS_INPUT, OnnxNetwork, export_onnx, onnx_path
-from core.operating_point import probability_midway
+from core.inference import Predictor
+from core.onnx_runtime import PIXELS_INPUT, OnnxNetwork, int8_path, onnx_path
+from core.operating_point import OperatingPoint, checkpoint_operating_point, probability_midway
 
-INT8_SUFFIX = ".int8.onnx"
 MAX_AUC_DROP = 0.003
 MIN_AGREEMENT = 0.99
-
-
-def int8_path(checkpoint: str | Path) -> Path:
-    """Where a checkpoint's int8 model lives."""
-    return Path(checkpoint).with_suffix(INT8_SUFFIX)
 
 
 class _Batches:
@@ -108,10 +104,7 @@ def quantize_int8(
     max_auc_drop: float = MAX_AUC_DROP,
     min_agreement: float = MIN_AGREEMENT,
 ) -> dict[str, Any]:
-    """Quantize the ONNX export to int8 (static QDQ, per-channel), fit its own calibration, and accept or refuse it.
-
-    When every channel shares one normalisation (:func:`pixel_quantization`), the int8 model takes raw
-    uint8 pixels (:func:`_take_pixels`), so serving it skips the float preprocessing.
+    """Quantize the ONNX export to int8, fit its own calibration, and accept or refuse it.
 
     The int8 model gets its own temperature (fitted on validation) and its own threshold, placed so
     that it calls as many validation images PNEUMONIA as the fp32 model does at its operating point;
@@ -122,64 +115,22 @@ def quantize_int8(
         The record stored in the checkpoint (``meta.int8``).
 
     Raises:
-        CheckpointError: refused, with the figures (the int8 file is removed).
+        CheckpointError: no ONNX export yet (``python -m core.onnx_export`` makes one), or refused,
+            with the figures (the int8 file is removed).
     """
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from core.calibration import fit_temperature
-    from core.inference import Predictor
-    from core.operating_point import OperatingPoint, checkpoint_operating_point
-
     model, meta = load_checkpoint(checkpoint)
     if not meta.onnx_sha256 or not onnx_path(checkpoint).is_file():
-        export_onnx(checkpoint)
-        model, meta = load_checkpoint(checkpoint)
-    transform = meta.eval_transform()
-    target = int8_path(checkpoint)
-    prepared = target.with_suffix(".prep.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quant_pre_process(str(onnx_path(checkpoint)), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared),
-            str(target),
-            _Batches(list(calibration_images), transform),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            weight_type=QuantType.QInt8,
-            activation_type=QuantType.QUInt8,
-        )
-    prepared.unlink(missing_ok=True)
-    pixels = pixel_quantization(meta.mean, meta.std)
-    if pixels is not None:
-        _take_pixels(target, *pixels, meta.image_size)
-    from sklearn.metrics import roc_auc_score
-
-    # Predictor's own batching gives each network the input it takes (float images or uint8 pixels).
+        raise CheckpointError(f"{checkpoint} has no ONNX export; run python -m core.onnx_export {checkpoint} first")
+    target = write_int8_model(checkpoint, meta, calibration_images)
     fp32 = Predictor(model, meta, onnx=OnnxNetwork(onnx_path(checkpoint))).logits(validation_images)
     int8_network = OnnxNetwork(target)
     int8 = Predictor(model, meta, onnx=int8_network).logits(validation_images)
-    labels = np.asarray(validation_labels, dtype=int)
-    own = checkpoint_operating_point(meta)
-    p_fp32 = own.probabilities(fp32.numpy())[:, 1]
-    temperature = fit_temperature(int8, torch.as_tensor(labels))
-    p_int8 = OperatingPoint(threshold=0.5, temperature=temperature).probabilities(int8.numpy())[:, 1]
-    threshold = _matching_threshold(p_int8, int(np.sum(p_fp32 >= own.threshold)))
-    record: dict[str, Any] = {
-        "sha256": file_sha256(target),
-        "temperature": float(temperature),
-        "threshold": float(threshold),
-        "val_roc_auc": float(roc_auc_score(labels, p_int8)),
-        "fp32_val_roc_auc": float(roc_auc_score(labels, p_fp32)),
-        "agreement": float(((p_int8 >= threshold) == (p_fp32 >= own.threshold)).mean()),
-        "max_probability_change_uncalibrated": float(
-            np.abs(torch.softmax(int8, 1)[:, 1].numpy() - torch.softmax(fp32, 1)[:, 1].numpy()).max()
-        ),
-        "input": "uint8 pixels" if int8_network.takes_pixels else "float images",
-        "n_calibration": len(calibration_images),
-        "n_validation": len(labels),
-    }
+    record = int8_record(meta, fp32, int8, np.asarray(validation_labels, dtype=int))
+    record.update(
+        sha256=file_sha256(target),
+        input="uint8 pixels" if int8_network.takes_pixels else "float images",
+        n_calibration=len(calibration_images),
+    )
     drop = record["fp32_val_roc_auc"] - record["val_roc_auc"]
     if drop > max_auc_drop or record["agreement"] < min_agreement:
         target.unlink(missing_ok=True)
@@ -193,18 +144,56 @@ def quantize_int8(
     return record
 
 
-def load_int8_network(checkpoint: str | Path, meta: Any) -> OnnxNetwork:
-    """The checkpoint's accepted int8 model.
+def write_int8_model(checkpoint: str | Path, meta: Any, calibration_images: list[Any]) -> Path:
+    """Static QDQ int8 quantization (per-channel weights) of the ONNX export, calibrated on ``calibration_images``.
 
-    Raises:
-        CheckpointError: none accepted, or the file is not the one recorded.
+    When every channel shares one normalisation (:func:`pixel_quantization`), the int8 model takes raw
+    uint8 pixels (:func:`_take_pixels`), so serving it skips the float preprocessing.
+
+    Returns:
+        The int8 file (``<name>.int8.onnx``).
     """
-    path = int8_path(checkpoint)
-    if not meta.int8 or not path.is_file():
-        raise CheckpointError(
-            f"{checkpoint} has no accepted int8 model; make one with "
-            f"python -m core.onnx_export {checkpoint} --int8 --data-dir DIR --split-file SPLIT"
+    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    target = int8_path(checkpoint)
+    prepared = target.with_suffix(".prep.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quant_pre_process(str(onnx_path(checkpoint)), str(prepared), skip_symbolic_shape=True)
+        quantize_static(
+            str(prepared),
+            str(target),
+            _Batches(list(calibration_images), meta.eval_transform()),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            activation_type=QuantType.QUInt8,
         )
-    if file_sha256(path) != meta.int8.get("sha256"):
-        raise CheckpointError(f"{path} is not the int8 model recorded in {checkpoint} (stale or swapped)")
-    return OnnxNetwork(path)
+    prepared.unlink(missing_ok=True)
+    pixels = pixel_quantization(meta.mean, meta.std)
+    if pixels is not None:
+        _take_pixels(target, *pixels, meta.image_size)
+    return target
+
+
+def int8_record(meta: Any, fp32: torch.Tensor, int8: torch.Tensor, labels: np.ndarray) -> dict[str, Any]:
+    """The int8 model's own calibration and threshold, and how it compares with fp32 on validation logits."""
+    from sklearn.metrics import roc_auc_score
+
+    own = checkpoint_operating_point(meta)
+    p_fp32 = own.probabilities(fp32.numpy())[:, 1]
+    temperature = fit_temperature(int8, torch.as_tensor(labels))
+    p_int8 = OperatingPoint(threshold=0.5, temperature=temperature).probabilities(int8.numpy())[:, 1]
+    threshold = _matching_threshold(p_int8, int(np.sum(p_fp32 >= own.threshold)))
+    return {
+        "temperature": float(temperature),
+        "threshold": float(threshold),
+        "val_roc_auc": float(roc_auc_score(labels, p_int8)),
+        "fp32_val_roc_auc": float(roc_auc_score(labels, p_fp32)),
+        "agreement": float(((p_int8 >= threshold) == (p_fp32 >= own.threshold)).mean()),
+        "max_probability_change_uncalibrated": float(
+            np.abs(torch.softmax(int8, 1)[:, 1].numpy() - torch.softmax(fp32, 1)[:, 1].numpy()).max()
+        ),
+        "n_validation": len(labels),
+    }

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from core.checkpoint import CheckpointError, CheckpointMeta, file_sha256, model_version, read_checkpoint
-from core.inference import REPO_ROOT
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CHECKPOINT = REPO_ROOT / "models" / "best_model.pth"
+
+
+def default_checkpoint() -> Path:
+    """The shipped checkpoint, or ``$PNEUMONIA_CHECKPOINT`` when set."""
+    return Path(os.environ.get("PNEUMONIA_CHECKPOINT", DEFAULT_CHECKPOINT))
 
 
 def models_dir() -> Path:

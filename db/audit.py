@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from core.hashing import file_sha256
 from db.models import (
     Adjudication,
     AuditEntry,
@@ -323,12 +324,6 @@ def verify(session: Session, kept_head: str | None = None, image_file: Any = Non
                 return VerifyReport(entries, verified, prev_hash, verified + 1, problem, unlogged, checked)
             checked += 1
     return VerifyReport(entries, verified, prev_hash, unlogged=unlogged, files_checked=checked)
-
-
-def file_sha256(path: Any) -> str:
-    """Hex SHA-256 of a stored file (``hashlib.file_digest``: read in chunks)."""
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def _file_problem(image: Image, path: Any) -> str:

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.labels import CLASS_NAMES
-from db import actions, study
-from db.repository import MAX_NOTES
-from db.settings import adjudicate_model_disagreements
-from pages.common import current_identity, engine_or_stop, page_header, show_problem, show_store_error, user_text_table
-from pages.viewer import show_stored_xray
+from service import reader_study, store
+from service.reviews import LABELS, MAX_NOTES
+from ui.common import current_identity, engine_or_stop, page_header, show_problem, show_store_error, user_text_table
+from ui.viewer import show_stored_xray
 
 page_header("Adjudication")
 if st.session_state.get("last_adjudicated"):
@@ -25,12 +23,12 @@ identity = current_identity()
 with st.sidebar:
     with_model = st.toggle(
         "Also when reviewers disagree with the model",
-        value=adjudicate_model_disagreements(),
+        value=reader_study.adjudicate_model_disagreements(),
         key="adjudicate_with_model",
     )
 try:
-    queue = study.adjudication_queue(engine, with_model)
-except actions.StoreUnavailable as error:
+    queue = reader_study.adjudication_queue(engine, with_model)
+except store.StoreUnavailable as error:
     show_store_error(error)
     st.stop()
 
@@ -77,15 +75,15 @@ with right:
     st.text(case.resolution)
     # Not cleared on submit: a refused submission (no reason yet) must keep the label that was chosen.
     with st.form("adjudication_form"):
-        label = st.radio("Final label", list(CLASS_NAMES), index=None, horizontal=True, key="final_label")
+        label = st.radio("Final label", list(LABELS), index=None, horizontal=True, key="final_label")
         reason = st.text_area("Reason (required)", max_chars=MAX_NOTES, key="adjudication_reason")
         submitted = st.form_submit_button("Record final label", disabled=not can_adjudicate)
     if submitted and identity is not None and label is None:
         show_problem("Not saved: choose the final label.", "No label is chosen for you.")
     elif submitted and identity is not None:
         try:
-            study.adjudicate(engine, case.image_id, identity, label, reason)
-        except (actions.ValidationError, actions.StoreUnavailable) as error:
+            reader_study.adjudicate(engine, case.image_id, identity, label, reason)
+        except (store.ValidationError, store.StoreUnavailable) as error:
             show_store_error(error)
         else:
             st.session_state["last_adjudicated"] = f"Final label of image #{case.image_id} recorded: {label}."

@@ -6,14 +6,14 @@ import io
 
 import streamlit as st
 
-from db import actions, study
-from pages.common import engine_or_stop, page_header, show_store_error, user_text_table
+from service import export, maintenance, reader_study, store
+from ui.common import engine_or_stop, page_header, show_store_error, user_text_table
 
 page_header("Feedback & export")
 engine = engine_or_stop()
 try:
-    view = actions.feedback_view(engine)
-except actions.StoreUnavailable as error:
+    view = export.feedback_view(engine)
+except store.StoreUnavailable as error:
     show_store_error(error)
     st.stop()
 summary = view.summary
@@ -37,9 +37,9 @@ if summary["per_reviewer"]:
 
 st.subheader("Reader performance")
 try:
-    readers = study.reader_performance(engine)
-    log = study.verify_log(engine, files=False)  # the page walks the log; python -m db verify re-hashes files
-except actions.StoreUnavailable as error:
+    readers = reader_study.reader_performance(engine)
+    log = maintenance.verify_log(engine, files=False)  # the page walks the log; python -m db verify re-hashes files
+except store.StoreUnavailable as error:
     show_store_error(error)
     st.stop()
 if readers.rows:
@@ -92,8 +92,8 @@ st.subheader("Relabel export")
 only = st.checkbox("Only images with a disagreement", value=True)
 buffer = io.StringIO()
 try:
-    count = actions.write_relabel_export(engine, buffer, only_disagreements=only)
-except actions.StoreUnavailable as error:
+    count = export.write_relabel_export(engine, buffer, only_disagreements=only)
+except store.StoreUnavailable as error:
     show_store_error(error)
     st.stop()
 st.download_button(f"Download relabel CSV ({count} rows)", buffer.getvalue(), file_name="relabel.csv", mime="text/csv")

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from core.images import ImageLoadError
-from db import actions
-from pages.common import engine_or_stop, page_header, predictor_or_stop, show_problem, show_store_error
+from service import predictions, store
+from ui.common import engine_or_stop, page_header, predictor_or_stop, show_problem, show_store_error
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm"]
 
@@ -31,10 +30,10 @@ for upload in files or []:
     key = f"{upload.file_id}:{len(data)}"
     if key not in logged:
         try:
-            logged[key] = actions.predict_and_log(engine, predictor, data, upload.name)
-        except ImageLoadError as error:
+            logged[key] = predictions.predict_and_log(engine, predictor, data, upload.name)
+        except predictions.ImageLoadError as error:
             logged[key] = str(error)
-        except (actions.StoreUnavailable, actions.ValidationError) as error:  # nothing was stored
+        except (store.StoreUnavailable, store.ValidationError) as error:  # nothing was stored
             st.text(upload.name)
             show_store_error(error)
             continue
@@ -42,7 +41,7 @@ for upload in files or []:
     if isinstance(entry, str):
         show_problem("Could not use this file.", entry)
         continue
-    assert isinstance(entry, actions.LoggedPrediction)
+    assert isinstance(entry, predictions.LoggedPrediction)
     result = entry.result
     image = entry.image
     left, right = st.columns([1, 1])

@@ -12,12 +12,11 @@ from datetime import UTC, datetime, time
 
 import streamlit as st
 
-from db import actions, study
-from db.repository import CONFIDENCE_LEVELS, MAX_NOTES
-from db.settings import blind_read_default
-from pages.case_pick import pick_case
-from pages.common import current_identity, engine_or_stop, page_header, show_store_error, user_text_table
-from pages.viewer import show_stored_xray
+from service import known_models, reader_study, reviews, store
+from service.reviews import CONFIDENCE_LEVELS, MAX_NOTES
+from ui.case_pick import pick_case
+from ui.common import current_identity, engine_or_stop, page_header, show_store_error, user_text_table
+from ui.viewer import show_stored_xray
 
 CONFIDENCE = list(reversed(CONFIDENCE_LEVELS))  # unsure ... high, for the slider
 
@@ -31,7 +30,7 @@ with st.sidebar:
     queue_kind = st.radio("Queue", ["Predictions", "Training data"], key="queue_kind", horizontal=True)
     blind = st.toggle(
         "Blind first read",
-        value=blind_read_default(),
+        value=reader_study.blind_read_default(),
         key="blind_read",
         help="Hide the model's output until you have recorded your own call (guards against automation bias).",
     )
@@ -40,8 +39,8 @@ with st.sidebar:
     only_mine = st.checkbox("Only cases I have not reviewed", value=True)
     include_reviewed = st.checkbox("Include cases others reviewed", value=True)
     try:
-        models = {m.version: m.id for m in actions.list_models(engine)}
-    except actions.StoreUnavailable as error:
+        models = {m.version: m.id for m in known_models.list_models(engine)}
+    except store.StoreUnavailable as error:
         show_store_error(error)
         st.stop()
     model_choice = st.selectbox("Model", ["any", *models], key="model_filter")
@@ -51,7 +50,7 @@ with st.sidebar:
 reviewer = identity.name if identity else ""
 since = datetime.combine(first_day, time.min, tzinfo=UTC) if first_day else None
 until = datetime.combine(last_day, time.max, tzinfo=UTC) if last_day else None
-filters = actions.QueueFilters(
+filters = reviews.QueueFilters(
     model_id=models.get(model_choice),
     predicted_label=None if label_filter == "any" or blind else label_filter,
     reviewer=reviewer if only_mine and reviewer else None,
@@ -64,18 +63,18 @@ skipped: set[int] = st.session_state.setdefault("skipped_cases", set())
 case = None
 selection = "outside"
 try:
-    queue = actions.load_queue(engine, filters, limit=100)
+    queue = reviews.load_queue(engine, filters, limit=100)
     requested = st.query_params.get("prediction")
     if requested:
         try:
-            case = actions.load_case(engine, int(requested))
-        except (ValueError, actions.ValidationError):
+            case = reviews.load_case(engine, int(requested))
+        except (ValueError, store.ValidationError):
             st.warning("No prediction with the id in the link; showing the queue instead.")
             st.text(f"Requested: {requested[:40]}")  # user text: plain, never Markdown
     if case is None and queue:
         case, selection = pick_case(engine, filters, queue, skipped)
-    blind_read = study.blind_read_of(engine, case.id, reviewer) if case is not None and reviewer else None
-except actions.StoreUnavailable as error:
+    blind_read = reader_study.blind_read_of(engine, case.id, reviewer) if case is not None and reviewer else None
+except store.StoreUnavailable as error:
     show_store_error(error)
     st.stop()
 
@@ -131,8 +130,8 @@ with right:
             call = "PNEUMONIA"
         if call:
             try:
-                study.record_blind_read(engine, case.id, identity, call, blind_confidence)
-            except (actions.ValidationError, actions.StoreUnavailable) as error:
+                reader_study.record_blind_read(engine, case.id, identity, call, blind_confidence)
+            except (store.ValidationError, store.StoreUnavailable) as error:
                 show_store_error(error)
             else:
                 st.rerun()  # reveal the model's output
@@ -181,7 +180,7 @@ with right:
     buttons[2].button("Next case", shortcut="N", key="skip", on_click=_next_case)
     if agree or disagree:
         try:
-            actions.submit_review(
+            reviews.submit_review(
                 engine,
                 case.id,
                 reviewer,
@@ -193,7 +192,7 @@ with right:
                 blind_read_id=blind_read.id if blind_read is not None else None,
                 selection=selection,
             )
-        except (actions.ValidationError, actions.StoreUnavailable) as error:
+        except (store.ValidationError, store.StoreUnavailable) as error:
             show_store_error(error)
         else:
             st.session_state["last_saved"] = f"Review of case #{case.id} saved."

@@ -29,7 +29,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from core.checkpoint import CheckpointMeta, save_checkpoint
-    from core.models import IMAGENET_MEAN, IMAGENET_STD, get_model
+    from core.networks import IMAGENET_MEAN, IMAGENET_STD, get_model
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pth"

@@ -21,7 +21,7 @@ from sqlalchemy import text
 
 from core.images import ImageLoadError
 from core.inference import Predictor, predict_image
-from db import actions
+from service import predictions, store
 from tests.helpers import make_dicom, xray_like
 
 FORMATS = ["PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM", "TGA", "PCX", "ICO", "IM", "SGI"]
@@ -153,8 +153,8 @@ def _state(engine, data_dir):
         counts = tuple(
             connection.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in ("images", "predictions")
         )
-    store = data_dir / "images"
-    files = sorted(str(p) for p in store.rglob("*") if p.is_file()) if store.exists() else []
+    image_dir = data_dir / "images"
+    files = sorted(str(p) for p in image_dir.rglob("*") if p.is_file()) if image_dir.exists() else []
     return counts, files
 
 
@@ -164,7 +164,7 @@ def test_fuzz_hostile_files(tmp_path, monkeypatch, tiny_checkpoint):
     monkeypatch.setenv("PNEUMONIA_DATA_DIR", str(tmp_path))
     monkeypatch.delenv("DATABASE_URL", raising=False)
     monkeypatch.delenv("IMAGE_STORE_DIR", raising=False)
-    engine = actions.open_store()
+    engine = store.open_store()
     predictor = Predictor.from_checkpoint(tiny_checkpoint, "cpu")
     start_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     previous = signal.signal(signal.SIGALRM, _alarm)
@@ -181,8 +181,8 @@ def test_fuzz_hostile_files(tmp_path, monkeypatch, tiny_checkpoint):
                 outcomes["refused"] = outcomes.get("refused", 0) + 1
             before = _state(engine, tmp_path)
             try:
-                actions.predict_and_log(engine, predictor, data, name)
-            except (ImageLoadError, actions.ValidationError) as error:
+                predictions.predict_and_log(engine, predictor, data, name)
+            except (ImageLoadError, store.ValidationError) as error:
                 assert "\n" not in str(error), (kind, name)
                 assert _state(engine, tmp_path) == before, f"{kind} {name!r} left something behind"
             finally:

@@ -17,7 +17,7 @@ from core.data import scan_image_folder
 from core.evaluation import build_report, score_records
 from core.inference import Predictor
 from core.operating_point import OperatingPoint
-from db import actions
+from service import known_models, store
 from tests.helpers import make_image_folder, png_bytes, xray_like
 
 
@@ -39,9 +39,9 @@ def saved(tmp_path, monkeypatch, tiny_checkpoint):
     p = float(point.p_pneumonia_from_margin(np.array([margin]))[0])
     own = predictor.predict([xray_like(5, True, 96).convert("RGB")])[0]
     threshold = (p + 1) / 2 if own == "PNEUMONIA" else p / 2  # the saved point calls it the other way
-    engine = actions.open_store()
+    engine = store.open_store()
     saved_point = OperatingPoint(threshold=threshold, temperature=0.8, bias=0.3, goal="test")
-    change = actions.save_operating_point(engine, predictor, saved_point, "Dr Site", {"why": "test"})
+    change = known_models.save_operating_point(engine, predictor, saved_point, "Dr Site", {"why": "test"})
     expected = "NORMAL" if own == "PNEUMONIA" else "PNEUMONIA"
     return {
         "engine": engine,
@@ -123,13 +123,13 @@ def test_training_evaluate_reports_the_point_it_used(saved, tmp_path):
 
 
 def test_folder_evaluation_and_logging_use_the_point_in_force(saved, tmp_path):
-    predictor = actions.predictor_in_force(saved["engine"], Predictor.from_checkpoint(saved["checkpoint"], "cpu"))
+    predictor = known_models.predictor_in_force(saved["engine"], Predictor.from_checkpoint(saved["checkpoint"], "cpu"))
     folder = make_image_folder(tmp_path / "eval", per_class=2, size=64)
     predictions, _ = score_records(predictor, scan_image_folder(folder))
     report = build_report(predictor, predictions, str(folder), bootstrap=0)
     assert report["threshold"] == pytest.approx(saved["threshold"])
     assert report["operating_point"]["origin"] == "database"
-    logged = actions.predict_and_log(saved["engine"], predictor, saved["image"].read_bytes(), "case.png")
+    logged = predictions.predict_and_log(saved["engine"], predictor, saved["image"].read_bytes(), "case.png")
     assert logged.result.label == saved["label"] and logged.result.threshold == pytest.approx(saved["threshold"])
 
 

@@ -37,7 +37,7 @@ from core.metrics import choose_threshold, classification_report
 from core.shifts import stress_names
 from core.site_adaptation import DEFAULT_MIN_PER_CLASS
 from core.transforms import eval_transform
-from training.engine import collect_logits
+from training.loop import collect_logits
 
 
 def calibrate_checkpoint(
@@ -182,14 +182,14 @@ def _line(name: str, figures: dict[str, Any]) -> str:
 def calibrate_from_reviews(args: argparse.Namespace) -> int:
     """Fit and save a site operating point from the review database; returns the exit status."""
     from core.site_adaptation import NotEnoughCases
-    from db.actions import open_store
-    from db.site import propose, save_proposal
-    from db.versions import load_predictor_in_force
+    from service.model_versions import load_predictor_in_force
+    from service.site import propose, save_proposal
+    from service.store import open_store
 
     engine = open_store()
     predictor = load_predictor_in_force(args.checkpoint, args.device, engine)
     if args.restore:
-        from db.site import restore_point
+        from service.site import restore_point
 
         earlier = None if args.restore == "checkpoint" else int(args.restore)  # ValueError: one error line
         change = restore_point(engine, predictor, args.by, args.reason, earlier)
@@ -246,7 +246,7 @@ def main(args: argparse.Namespace) -> int:
             note,
         )
     except (CheckpointError, FileNotFoundError, KeyError, ValueError, RuntimeError) as error:
-        # RuntimeError: db.actions.StoreUnavailable
+        # RuntimeError: service.StoreUnavailable
         report_error(error)
         return 2
     return 0

@@ -5,7 +5,7 @@
         [--threshold-goal youden] --output runs/ensemble/best_model.pth
 
 The members (same architecture, input size and normalisation) become one
-``core.models.LogitEnsemble`` (mean of logits), saved as an ordinary checkpoint
+``core.networks.LogitEnsemble`` (mean of logits), saved as an ordinary checkpoint
 whose architecture is ``ensemble<k>:<member>``: the dashboard, the command
 lines, evaluation, ONNX export and Grad-CAM use it like any single model. Its
 temperature and threshold are fitted on the validation part of the split, as
@@ -24,7 +24,7 @@ from core.checkpoint import CheckpointError, CheckpointMeta, file_sha256, load_c
 from core.cli import report_error
 from core.data import XrayDataset, collate_readable, load_split
 from core.inference import resolve_device
-from core.models import LogitEnsemble, ensemble_name
+from core.networks import LogitEnsemble, ensemble_name
 from training.calibrate import calibrate_checkpoint
 
 

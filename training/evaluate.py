@@ -72,7 +72,7 @@ def get_args_parser() -> argparse.ArgumentParser:
 
 def load_predictor_in_force(args: argparse.Namespace) -> Predictor:
     """The checkpoint (named, else promoted, else default) at the operating point in force."""
-    from db.versions import load_predictor_in_force as load
+    from service.model_versions import load_predictor_in_force as load
 
     predictor = load(
         args.checkpoint, args.device, use_saved_point=not args.checkpoint_operating_point, backend=args.backend
@@ -82,8 +82,8 @@ def load_predictor_in_force(args: argparse.Namespace) -> Predictor:
 
 
 def _from_reviews(args: argparse.Namespace, predictor: Predictor) -> int:
-    from db.actions import open_store
-    from db.site import site_performance
+    from service.site import site_performance
+    from service.store import open_store
 
     figures = site_performance(open_store(), predictor, args.bootstrap)
     for line in figures.pop("skipped"):
@@ -114,7 +114,7 @@ def main(args: argparse.Namespace) -> int:
             records = scan_image_folder(args.data_dir)
         records = sample_records(records, args.max_images)
     except (CheckpointError, FileNotFoundError, ValueError, RuntimeError) as error:
-        # RuntimeError: db.actions.StoreUnavailable
+        # RuntimeError: service.StoreUnavailable
         report_error(error)
         return 2
     predictions, errors = score_records(

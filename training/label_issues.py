@@ -129,8 +129,9 @@ def queue_for_review(predictor: Predictor, issues: Sequence[SuspectedError], dat
 
     Images already queued are skipped. Returns the number newly queued.
     """
-    from db.actions import open_store, predictor_in_force
-    from db.study import queue_training_images
+    from service.known_models import predictor_in_force
+    from service.reader_study import queue_training_images
+    from service.store import open_store
 
     engine = open_store(database_url)
     return queue_training_images(
@@ -152,7 +153,7 @@ def _write_csv(path: str, issues: Sequence[SuspectedError]) -> None:
 
 def main(args: argparse.Namespace) -> int:
     """Rank suspected label errors and queue the top ones; returns the exit status."""
-    from db.actions import StoreUnavailable, ValidationError
+    from service.store import StoreUnavailable, ValidationError
 
     try:
         if args.split_file:

@@ -7,13 +7,13 @@ a reviewed image identical to a validation or test image is left out of training
 
 from __future__ import annotations
 
-import hashlib
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from core.data import ImageRecord
+from core.hashing import file_sha256
 from core.labels import parse_label
 from core.site_adaptation import is_comparison_case
 
@@ -39,11 +39,6 @@ class ReviewedTrainingData:
         }
 
 
-def file_sha256(path: str) -> str:
-    """Content hash of an image file (the store's key)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def load_reviewed(database_url: str | None, held_out: list[ImageRecord]) -> ReviewedTrainingData:
     """Resolved reviewed images from the store, split into training and the fixed comparison part.
 
@@ -51,7 +46,8 @@ def load_reviewed(database_url: str | None, held_out: list[ImageRecord]) -> Revi
         database_url: the review database (default ``$DATABASE_URL``).
         held_out: validation and test records; reviewed images identical to one of them are not trained on.
     """
-    from db.actions import open_store, reviewed_cases
+    from service.reviews import reviewed_cases
+    from service.store import open_store
 
     cases = reviewed_cases(open_store(database_url))
     held_out_hashes = {file_sha256(r.path) for r in held_out}

@@ -55,14 +55,14 @@ from core.data import (
     split_summary,
 )
 from core.inference import resolve_device
-from core.metrics import classification_report
-from core.models import WeightsUnavailableError, available_models, freeze_stages, get_model, get_spec
+from core.metrics import classification_report, confusion_rates
+from core.networks import WeightsUnavailableError, available_models, freeze_stages, get_model, get_spec
 from core.onnx_export import export_onnx
 from core.transforms import INTENSITY_MODES, eval_transform, train_transform
-from db.actions import StoreUnavailable
+from service.store import StoreUnavailable
 from training import distributed
 from training.calibrate import calibrate_checkpoint
-from training.engine import collect_logits, train_one_epoch
+from training.loop import collect_logits, train_one_epoch
 from training.reviewed import load_reviewed, merge_training_records
 
 STATE_FORMAT = "pneumonia-train-state"
@@ -303,7 +303,7 @@ def _validation_scores(
     scores = {
         "val_loss": loss,
         "roc_auc": report["roc_auc"] if report["roc_auc"] is not None else float("nan"),
-        "balanced_accuracy": (report["sensitivity"] + report["specificity"]) / 2,
+        "balanced_accuracy": confusion_rates(labels.numpy(), p, 0.5)["balanced_accuracy"],
         "val_accuracy": report["accuracy"],
     }
     return scores, logits, labels

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from core.checkpoint import CheckpointError, CheckpointMeta, load_checkpoint, read_checkpoint, save_checkpoint
-from core.models import get_model
+from core.networks import get_model
 
 
 def _meta(**kwargs):

@@ -48,8 +48,8 @@ def test_no_pixels_and_garbage_are_refused():
 
 def test_identifying_tags_never_reach_database_or_store(tiny_checkpoint, tmp_path, monkeypatch):
     from core.inference import Predictor
-    from db.actions import predict_and_log
     from db.engine import init_db, make_engine
+    from service.predictions import predict_and_log
     from tests.helpers import xray_like
 
     monkeypatch.setenv("PNEUMONIA_DATA_DIR", str(tmp_path))

@@ -8,7 +8,7 @@ from PIL import Image
 from core.checkpoint import CheckpointMeta, save_checkpoint
 from core.explain import gradcam, overlay
 from core.inference import Predictor
-from core.models import get_model, get_spec
+from core.networks import get_model, get_spec
 from tests.helpers import REPO_ROOT, xray_like
 
 

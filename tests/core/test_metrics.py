@@ -7,8 +7,8 @@ from core.metrics import (
     bootstrap_intervals,
     choose_threshold,
     classification_report,
+    confusion_rates,
     expected_calibration_error,
-    operating_point,
 )
 
 # Hand-worked example: 4 NORMAL, 6 PNEUMONIA.
@@ -18,7 +18,7 @@ SCORES = [0.1, 0.2, 0.6, 0.3, 0.9, 0.8, 0.4, 0.7, 0.95, 0.55]
 
 def test_confusion_matrix_and_rates_by_hand():
     # At 0.5: NORMAL 0.6 is a FP; PNEUMONIA 0.4 is a FN.
-    point = operating_point(LABELS, SCORES, 0.5)
+    point = confusion_rates(LABELS, SCORES, 0.5)
     assert point["confusion_matrix"] == [[3, 1], [1, 5]]
     assert point["sensitivity"] == pytest.approx(5 / 6)
     assert point["specificity"] == pytest.approx(3 / 4)
@@ -28,7 +28,7 @@ def test_confusion_matrix_and_rates_by_hand():
 
 
 def test_ppv_npv_at_given_prevalence():
-    point = operating_point(LABELS, SCORES, 0.5, prevalence=0.1)
+    point = confusion_rates(LABELS, SCORES, 0.5, prevalence=0.1)
     sens, spec = 5 / 6, 3 / 4
     assert point["ppv"] == pytest.approx(sens * 0.1 / (sens * 0.1 + (1 - spec) * 0.9))
     assert point["npv"] == pytest.approx(spec * 0.9 / (spec * 0.9 + (1 - sens) * 0.1))
@@ -57,10 +57,10 @@ def test_threshold_goals():
     # Youden by hand: at 0.4 sens 6/6 + spec 3/4 = 1.75 beats 0.7 (4/6 + 1) and 0.55 (5/6 + 3/4).
     youden = choose_threshold(LABELS, SCORES, "youden")
     assert youden == pytest.approx(0.4)
-    point = operating_point(LABELS, SCORES, youden)
+    point = confusion_rates(LABELS, SCORES, youden)
     assert point["sensitivity"] + point["specificity"] == pytest.approx(1.75)
     high = choose_threshold(LABELS, SCORES, "sensitivity>=0.95")
-    assert operating_point(LABELS, SCORES, high)["sensitivity"] == 1.0
+    assert confusion_rates(LABELS, SCORES, high)["sensitivity"] == 1.0
     assert high == pytest.approx(0.4)
     with pytest.raises(ValueError):
         choose_threshold(LABELS, SCORES, "magic")

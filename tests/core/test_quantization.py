@@ -27,7 +27,8 @@ def _images(count, size=96, offset=0):
 
 
 def test_int8_is_accepted_with_its_own_calibration_and_used_only_when_asked(exported):
-    from core.quantization import int8_path, quantize_int8
+    from core.onnx_runtime import int8_path
+    from core.quantization import quantize_int8
 
     validation = _images(24, offset=100)
     labels = [seed % 2 for seed in range(24)]
@@ -43,7 +44,8 @@ def test_int8_is_accepted_with_its_own_calibration_and_used_only_when_asked(expo
 
 
 def test_int8_is_refused_below_the_agreement_bar(exported):
-    from core.quantization import int8_path, quantize_int8
+    from core.onnx_runtime import int8_path
+    from core.quantization import quantize_int8
 
     validation = _images(24, offset=100)
     labels = [seed % 2 for seed in range(24)]
@@ -68,7 +70,7 @@ def gray_exported(tmp_path):
     import torch
 
     from core.checkpoint import CheckpointMeta, save_checkpoint
-    from core.models import get_model
+    from core.networks import get_model
 
     torch.manual_seed(0)
     checkpoint = tmp_path / "gray.pth"
@@ -88,8 +90,8 @@ def test_pixel_quantization_only_when_channels_share_one_normalisation():
 
 def test_int8_takes_raw_pixels_and_scores_as_the_float_path_does(gray_exported, tmp_path):
     from core.evaluation import score_records
-    from core.onnx_export import OnnxNetwork
-    from core.quantization import int8_path, quantize_int8
+    from core.onnx_runtime import OnnxNetwork, int8_path
+    from core.quantization import quantize_int8
 
     validation = _images(24, offset=100)
     labels = [seed % 2 for seed in range(24)]

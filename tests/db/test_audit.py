@@ -7,7 +7,8 @@ import pytest
 from db import repository
 from db.__main__ import get_args_parser, main
 from db.engine import session_scope
-from db.study import Identity, adjudicate, record_blind_read, verify_log
+from service.maintenance import verify_log
+from service.reader_study import Identity, adjudicate, record_blind_read
 from tests.db.conftest import add_prediction
 
 

@@ -3,8 +3,9 @@
 import pytest
 from sqlalchemy import text
 
-from db import actions, repository
+from db import repository
 from db.engine import current_revision, head_revision, init_db, make_engine, session_scope
+from service import reviews, store
 from tests.db.conftest import add_prediction
 
 
@@ -28,7 +29,8 @@ def test_postgres_round_trip(postgres_url, data_dir):
 
 def test_postgres_audit_log_verifies_and_catches_an_edit(postgres_url, data_dir, monkeypatch):
     """Timestamps come back zone-aware from PostgreSQL (naive from SQLite): the hashes must not care."""
-    from db.study import Identity, adjudicate, record_blind_read, verify_log
+    from service.maintenance import verify_log
+    from service.reader_study import Identity, adjudicate, record_blind_read
 
     monkeypatch.setenv("PNEUMONIA_ADJUDICATORS", "lead")
     engine = init_db(make_engine(postgres_url))
@@ -48,7 +50,7 @@ def test_postgres_audit_log_verifies_and_catches_an_edit(postgres_url, data_dir,
 
 
 def test_postgres_check_runs_amcheck_and_the_identity_is_checked(postgres_url, data_dir):
-    from db.maintenance import integrity_problems
+    from service.maintenance import integrity_problems
 
     engine = init_db(make_engine(postgres_url))
     add_prediction(engine, seed=6)
@@ -60,6 +62,6 @@ def test_postgres_check_runs_amcheck_and_the_identity_is_checked(postgres_url, d
     assert integrity_problems(engine) == ["ok"]
     with engine.begin() as connection:  # another database behind the same URL: a new identity
         connection.execute(text("UPDATE store_identity SET token = md5(token)"))
-    with pytest.raises(actions.StoreUnavailable, match="identity row changed"):
-        actions.submit_review(engine, 1, "Dr P", True)
+    with pytest.raises(store.StoreUnavailable, match="identity row changed"):
+        reviews.submit_review(engine, 1, "Dr P", True)
     engine.dispose()

@@ -61,7 +61,7 @@ def test_an_open_server_says_so_on_every_page(app_env, network_address, monkeypa
 
 @pytest.mark.parametrize("page", ["metrics", "predict", "review", "adjudication", "feedback"])
 def test_newer_schema_database_is_one_message_on_every_page(app_env, page):
-    from db.actions import open_store
+    from service.store import open_store
 
     engine = open_store()
     with engine.begin() as connection:

@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from core.metrics import operating_point
+from core.metrics import confusion_rates
 from tests.helpers import REPO_ROOT
 from tests.pages.conftest import open_page
 
@@ -39,12 +39,12 @@ def test_threshold_slider_recomputes_operating_point(app_env):
     scores = [p["p_pneumonia"] for p in report["predictions"]]
     at.slider(key="shipped_threshold").set_value(0.999).run()
     assert not at.exception
-    expected = operating_point(labels, scores, 0.999)
+    expected = confusion_rates(labels, scores, 0.999)
     shown = {m.label: m.value for m in at.metric}
     assert shown["Sensitivity"] == f"{expected['sensitivity']:.3f}"
     assert shown["Specificity"] == f"{expected['specificity']:.3f}"
     at.number_input(key="shipped_prevalence").set_value(10.0).run()
-    expected = operating_point(labels, scores, 0.999, 0.10)
+    expected = confusion_rates(labels, scores, 0.999, 0.10)
     assert {m.label: m.value for m in at.metric}["PPV"] == f"{expected['ppv']:.3f}"
 
 

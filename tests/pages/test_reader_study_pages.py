@@ -8,8 +8,9 @@ import sqlite3
 import pytest
 from sqlalchemy import text
 
-from db import actions, repository, study
+from db import repository
 from db.engine import init_db, make_engine, session_scope
+from service import maintenance, reviews
 from tests.helpers import xray_like
 from tests.pages.conftest import APP, open_page
 
@@ -152,8 +153,8 @@ def disagreement(app_env, monkeypatch):
     monkeypatch.setenv("PNEUMONIA_ADJUDICATORS", "Dr Lead")
     engine = _engine()
     case = _xray_prediction(engine, p=0.9)
-    actions.submit_review(engine, case, "Dr A", True, notes="<b>lobar</b>")
-    actions.submit_review(engine, case, "Dr B", False, "NORMAL", notes="clear")
+    reviews.submit_review(engine, case, "Dr A", True, notes="<b>lobar</b>")
+    reviews.submit_review(engine, case, "Dr B", False, "NORMAL", notes="clear")
     return engine, case
 
 
@@ -207,7 +208,7 @@ def test_an_adjudicator_records_the_final_label(disagreement, monkeypatch):
     assert not at.exception
     assert any("Final label of image #1 recorded: NORMAL." in s.value for s in at.success)
     assert any("No disagreement waits" in i.value for i in at.info)
-    (case,) = actions.reviewed_cases(engine)
+    (case,) = reviews.reviewed_cases(engine)
     assert case.label == "NORMAL"
     review = open_page("review", prediction=str(case.prediction_id))
     assert any(
@@ -219,14 +220,14 @@ def test_an_adjudicator_records_the_final_label(disagreement, monkeypatch):
 
 def test_feedback_shows_reader_figures_and_a_broken_log(disagreement, app_env):
     engine, case = disagreement
-    actions.submit_review(engine, case, "Dr C", True)
-    actions.submit_review(engine, case, "Dr D", True)
+    reviews.submit_review(engine, case, "Dr C", True)
+    reviews.submit_review(engine, case, "Dr D", True)
     at = open_page("feedback")
     assert not at.exception
     readers = next(d.value for d in at.dataframe if "mode" in d.value.columns)
     assert set(readers["reader"]) == {f"Dr {x} (unverified)" for x in "ABCD"}
     assert any("log verified up to entry 6 of 6" in s.value for s in at.success)
-    head = study.verify_log(engine).head_hash
+    head = maintenance.verify_log(engine).head_hash
     assert [c.value for c in at.code] == [head]  # the head to keep, shown whole
     with sqlite3.connect(app_env / "reviews.db") as connection:  # notes that a spreadsheet would run
         connection.execute("UPDATE reviews SET notes = '=HYPERLINK(\"http://x\")' WHERE agrees = 0")

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from core.inference import Predictor
-from db import actions
+from service import known_models, predictions, reviews, store
 from tests.helpers import REPO_ROOT, xray_like
 from tests.pages.conftest import open_page
 
@@ -19,7 +19,7 @@ def _review_cases(n: int, wrong_normals: bool) -> None:
     The truth follows the model's ranking (top half PNEUMONIA); with
     ``wrong_normals`` the model's threshold is far too low for this "site".
     """
-    engine = actions.open_store()
+    engine = store.open_store()
     predictor = Predictor.from_checkpoint(REPO_ROOT / "models" / "best_model.pth", "cpu")
     images = [xray_like(seed, seed % 2 == 1, 224) for seed in range(n)]
     margins = np.diff(predictor.logits([i.convert("RGB") for i in images]).numpy(), axis=1)[:, 0]
@@ -27,10 +27,10 @@ def _review_cases(n: int, wrong_normals: bool) -> None:
     for seed, (image, margin) in enumerate(zip(images, margins, strict=True)):
         buffer = io.BytesIO()
         image.save(buffer, "PNG")
-        logged = actions.predict_and_log(engine, predictor, buffer.getvalue(), f"site{seed}.png")
+        logged = predictions.predict_and_log(engine, predictor, buffer.getvalue(), f"site{seed}.png")
         truth = "PNEUMONIA" if margin > cut else "NORMAL"
         agrees = logged.result.label == truth
-        actions.submit_review(engine, logged.prediction_id, "Dr Site", agrees, None if agrees else truth)
+        reviews.submit_review(engine, logged.prediction_id, "Dr Site", agrees, None if agrees else truth)
 
 
 def _table(at, first_column: str):
@@ -140,12 +140,12 @@ def test_a_goal_with_confidence_on_too_few_positives_is_no_change_with_how_many_
 def test_after_saving_the_held_out_split_shows_both_points_and_warns_where_a_goal_is_missed(app_env):
     from core.operating_point import OperatingPoint
 
-    engine = actions.open_store()
+    engine = store.open_store()
     predictor = Predictor.from_checkpoint(REPO_ROOT / "models" / "best_model.pth", "cpu")
     at = open_page("metrics")
     assert not any(d.value.columns.tolist() == ["checkpoint's point", "in force (saved)"] for d in at.dataframe)
     strict = OperatingPoint(threshold=0.995, temperature=predictor.point.temperature, goal="sensitivity>=0.95@0.9")
-    actions.save_operating_point(engine, predictor, strict, "Dr Lead", {}, "too strict on purpose")
+    known_models.save_operating_point(engine, predictor, strict, "Dr Lead", {}, "too strict on purpose")
     at = open_page("metrics")
     assert not at.exception
     table = next(d.value for d in at.dataframe if list(d.value.columns) == ["checkpoint's point", "in force (saved)"])

@@ -26,8 +26,8 @@ def _versions(folder, tiny_checkpoint):
 
 
 def test_compare_promote_and_roll_back(app_env, monkeypatch, tiny_checkpoint, tmp_path):
-    from db import versions
-    from db.actions import open_store
+    from service import model_versions
+    from service.store import open_store
 
     _versions(tmp_path / "models", tiny_checkpoint)
     monkeypatch.setenv("PNEUMONIA_MODELS_DIR", str(tmp_path / "models"))
@@ -45,12 +45,14 @@ def test_compare_promote_and_roll_back(app_env, monkeypatch, tiny_checkpoint, tm
     next(b for b in at.button if b.label == "Promote").click().run()
     assert not at.exception and any("promoted; it is in use" in s.value for s in at.success)
     engine = open_store()
-    assert versions.checkpoint_in_force(engine)[0].name == "second.pth"
+    assert model_versions.checkpoint_in_force(engine)[0].name == "second.pth"
     again = open_page("metrics")  # the page now serves the promoted version
-    assert any(c.value.startswith(f"Model `{versions.promotion_history(engine)[0].version}`") for c in again.caption)
+    assert any(
+        c.value.startswith(f"Model `{model_versions.promotion_history(engine)[0].version}`") for c in again.caption
+    )
     again.text_input(key="rollback_name").input("Dr Back")
     next(b for b in again.button if b.label == "Roll back to the previous version").click().run()
     assert not again.exception and any("Rolled back" in s.value for s in again.success)
-    history = versions.promotion_history(engine)
+    history = model_versions.promotion_history(engine)
     assert history[0].promoted_by == "Dr Back" and history[0].checkpoint_path.endswith("first.pth")
     st.cache_resource.clear()

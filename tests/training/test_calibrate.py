@@ -80,26 +80,26 @@ def test_stress_validation_pools_perturbed_copies(tmp_path, tiny_checkpoint, ima
 def test_restore_puts_the_checkpoint_point_back_as_one_logged_change(tmp_path, tiny_checkpoint, monkeypatch):
     from core.inference import Predictor
     from core.operating_point import OperatingPoint
-    from db import actions, study
+    from service import known_models, maintenance, store
 
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'site.db'}")
-    engine = actions.open_store()
+    engine = store.open_store()
     predictor = Predictor.from_checkpoint(tiny_checkpoint, "cpu")
     site_point = OperatingPoint(threshold=0.2, temperature=2.0, bias=0.5, goal="sensitivity>=0.95")
-    actions.save_operating_point(engine, predictor, site_point, "Dr Lead", {}, "site")
-    assert actions.predictor_in_force(engine, predictor).threshold == 0.2
+    known_models.save_operating_point(engine, predictor, site_point, "Dr Lead", {}, "site")
+    assert known_models.predictor_in_force(engine, predictor).threshold == 0.2
     refused = run_main("training.calibrate", "--checkpoint", tiny_checkpoint, "--restore", "--reason", " ")
     assert refused.returncode == 2 and "a reason is required" in refused.stderr
     done = run_main("training.calibrate", "--checkpoint", tiny_checkpoint, "--restore", "--reason", "back")
     assert done.returncode == 0 and "restored the checkpoint's operating point" in done.stdout
-    restored = actions.predictor_in_force(engine, predictor).point
+    restored = known_models.predictor_in_force(engine, predictor).point
     assert (restored.threshold, restored.temperature, restored.bias) == (0.5, 1.5, 0.0)
     assert restored.goal.startswith("restored: ")
     again = run_main("training.calibrate", "--checkpoint", tiny_checkpoint, "--restore", "1", "--reason", "site")
     assert again.returncode == 0 and "restored operating point #1" in again.stdout
-    assert actions.predictor_in_force(engine, predictor).threshold == 0.2
+    assert known_models.predictor_in_force(engine, predictor).threshold == 0.2
     missing = run_main("training.calibrate", "--checkpoint", tiny_checkpoint, "--restore", "99", "--reason", "x")
     assert missing.returncode == 2 and "no saved operating point #99" in missing.stderr
     bad = run_main("training.calibrate", "--checkpoint", tiny_checkpoint, "--restore", "last", "--reason", "x")
     assert bad.returncode == 2 and bad.stderr.startswith("error: ")
-    assert study.verify_log(engine).ok  # every change is in the audit chain
+    assert maintenance.verify_log(engine).ok  # every change is in the audit chain

@@ -9,7 +9,7 @@ import torch
 from core.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from core.data import grouped_split, save_split, scan_image_folder
 from core.inference import Predictor
-from core.models import LogitEnsemble, get_model, get_spec, parse_ensemble
+from core.networks import LogitEnsemble, get_model, get_spec, parse_ensemble
 from tests.helpers import run_main, run_subprocess, xray_like
 
 

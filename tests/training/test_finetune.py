@@ -9,7 +9,7 @@ import shutil
 from core.checkpoint import file_sha256, load_checkpoint
 from core.inference import Predictor
 from core.site_adaptation import is_comparison_case
-from db import actions
+from service import predictions, reviews, store
 from tests.helpers import make_image_folder, run_main, xray_like
 
 FAST = [
@@ -44,10 +44,10 @@ def _reviewed_store(engine, predictor) -> tuple[list[bytes], list[bytes]]:
     while len(train) < 4 or len(comparison) < 2:
         data = _png(5000 + seed)
         (comparison if is_comparison_case(hashlib.sha256(data).hexdigest()) else train).append(data)
-        logged = actions.predict_and_log(engine, predictor, data, f"upload{seed}.png")
+        logged = predictions.predict_and_log(engine, predictor, data, f"upload{seed}.png")
         truth = "PNEUMONIA" if seed % 2 else "NORMAL"
         agrees = logged.result.label == truth
-        actions.submit_review(engine, logged.prediction_id, "Dr A", agrees, None if agrees else truth)
+        reviews.submit_review(engine, logged.prediction_id, "Dr A", agrees, None if agrees else truth)
         seed += 1
     return train, comparison
 
@@ -57,7 +57,7 @@ def test_finetune_uses_reviewed_images_by_hash_and_never_trains_on_comparison_ca
 ):
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'reviews.db'}")
     monkeypatch.setenv("IMAGE_STORE_DIR", str(tmp_path / "store"))
-    engine = actions.open_store()
+    engine = store.open_store()
     train, comparison = _reviewed_store(engine, Predictor.from_checkpoint(tiny_checkpoint, "cpu"))
     folder = make_image_folder(tmp_path / "folder", per_class=8, size=64)
     # The same bytes as a comparison case, under another name, in the original training folder.

@@ -8,8 +8,8 @@ import shutil
 import pytest
 from sqlalchemy import text
 
-from db import actions
 from db.engine import init_db, make_engine
+from service import export, reviews
 from tests.helpers import make_image_folder, run_main, run_subprocess
 
 FLIPPED = ["IM-0002-0002.jpeg", "IM-0005-0008.jpeg", "person105_bacteria_10.jpeg"]
@@ -53,20 +53,20 @@ def test_flipped_labels_rank_first_and_are_queued_for_review(noisy_folder, tmp_p
         ).all()
     assert {q[0] for q in queued} <= set(FLIPPED) and {q[2] for q in queued} == {"training_data"}
     assert {q[0]: q[1] for q in queued} == {r["file_name"]: r["given_label"] for r in rows[:2]}
-    queue = actions.load_queue(engine, actions.QueueFilters(training_data=True))
+    queue = reviews.load_queue(engine, reviews.QueueFilters(training_data=True))
     assert len(queue) == 2 and all(c.doubt.startswith("Training image labelled") for c in queue)
-    assert actions.load_queue(engine) == []  # not in the predictions queue
+    assert reviews.load_queue(engine) == []  # not in the predictions queue
     # A reviewer's correction becomes the resolved label in the relabel export, by file name.
     case = queue[0]
     given = case.original_label
     corrected = "NORMAL" if given == "PNEUMONIA" else "PNEUMONIA"
     agrees = case.predicted_label == corrected
-    actions.submit_review(engine, case.id, "Dr R", agrees, None if agrees else corrected)
-    actions.write_relabel_export(engine, tmp_path / "relabel.csv")
+    reviews.submit_review(engine, case.id, "Dr R", agrees, None if agrees else corrected)
+    export.write_relabel_export(engine, tmp_path / "relabel.csv")
     with open(tmp_path / "relabel.csv", newline="") as handle:
         (row,) = list(csv.DictReader(handle))
     assert (row["file_name"], row["original_label"], row["resolved_label"]) == (case.file_name, given, corrected)
-    assert actions.reviewed_cases(engine) == []  # training images never count as site cases
+    assert reviews.reviewed_cases(engine) == []  # training images never count as site cases
 
     again = run_main("training.label_issues", *args)  # a second run queues nothing twice
     assert again.returncode == 0 and "queued 0 image(s)" in again.stdout

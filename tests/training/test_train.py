@@ -241,7 +241,7 @@ def test_equalized_mixup_recipe_stores_its_input_normalisation_and_serves_it(ima
 def test_mix_batch_blends_pairs_and_weights_the_original_most():
     import torch
 
-    from training.engine import mix_batch
+    from training.loop import mix_batch
 
     images = torch.stack([torch.full((3, 4, 4), float(i)) for i in range(6)])
     labels = torch.tensor([0, 1, 0, 1, 0, 1])

@@ -12,11 +12,12 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from db.actions import StoreUnavailable, transaction
-from db.audit import file_sha256
+from core.hashing import file_sha256
+from db import audit, repository
 from db.engine import new_identity
 from db.models import Image
 from db.settings import image_store_dir
+from service.store import StoreUnavailable, read, transaction
 
 
 @dataclass
@@ -184,3 +185,14 @@ def restore(engine: Engine, source: str | Path) -> Path:
     except sqlite3.Error as error:
         raise StoreUnavailable(f"restore failed: {error}") from None
     return Path(url.database)
+
+
+def verify_log(engine: Engine, kept_head: str | None = None, files: bool = True) -> audit.VerifyReport:
+    """Walk the audit chain (see :mod:`db.audit`).
+
+    Args:
+        kept_head: a head hash kept from an earlier run; the log must still contain it.
+        files: also re-hash every stored image file (``python -m db verify --quick`` skips it).
+    """
+    image_file = repository.image_path if files else None
+    return read(engine, lambda session: audit.verify(session, kept_head, image_file))

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import Engine
 
-from core.evaluation import predictions_at, report_operating_point
-from core.inference import Predictor
 from core.metrics import paired_bootstrap_difference, roc_points
 from core.site_adaptation import figures_with_intervals
-from db.site import score_reviewed_cases
+from service.site import score_reviewed_cases
+
+if TYPE_CHECKING:
+    from core.inference import Predictor
 
 
 def _side(labels: np.ndarray, scores: np.ndarray, threshold: float, bootstrap: int) -> dict[str, Any]:
@@ -51,6 +52,8 @@ def compare_on_reports(
     a: Predictor, report_a: dict[str, Any], b: Predictor, report_b: dict[str, Any], bootstrap: int = 1000
 ) -> dict[str, Any]:
     """Both versions on the images their held-out reports share, re-scored at each one's operating point."""
+    from core.evaluation import predictions_at, report_operating_point  # torch: only when comparing
+
     rescored_a = predictions_at(report_a.get("predictions", []), a.point, report_operating_point(report_a))
     rescored_b = predictions_at(report_b.get("predictions", []), b.point, report_operating_point(report_b))
     rows_a = {p["path"]: p for p in rescored_a}

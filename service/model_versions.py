@@ -1,11 +1,11 @@
 """Model versions: promotion (logged, one-click rollback) and the checkpoint in force.
 
-Comparing two versions is in :mod:`db.comparison` (it needs scikit-learn; this
+Comparing two versions is in :mod:`service.comparison` (it needs scikit-learn; this
 module stays light because every page imports it).
 
 The promoted checkpoint is the one the dashboard and the command lines use
 when none is named; without a promotion it is the shipped one
-(``core.inference.default_checkpoint``).
+(``core.registry.default_checkpoint``).
 """
 
 from __future__ import annotations
@@ -13,14 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine
 
 from core.checkpoint import file_sha256, model_version
-from core.inference import Predictor, default_checkpoint
-from core.registry import describe_checkpoint
-from db import actions, repository
+from core.registry import default_checkpoint, describe_checkpoint
+from db import repository
+from service import known_models, store
+
+if TYPE_CHECKING:
+    from core.inference import Predictor
 
 
 @dataclass(frozen=True)
@@ -53,10 +56,10 @@ def promote(engine: Engine, checkpoint: str | Path, promoted_by: str, reason: st
 
     Raises:
         core.checkpoint.CheckpointError: not a usable checkpoint (nothing logged).
-        actions.ValidationError, actions.StoreUnavailable: nothing logged.
+        store.ValidationError, store.StoreUnavailable: nothing logged.
     """
     info = describe_checkpoint(checkpoint)
-    with actions.transaction(engine) as session:
+    with store.transaction(engine) as session:
         model = repository.get_or_create_model(session, info.sha256, info.path.name, info.arch)
         row = repository.record_promotion(session, model, str(Path(checkpoint).resolve()), promoted_by, reason)
         session.refresh(row, ["model"])
@@ -65,7 +68,7 @@ def promote(engine: Engine, checkpoint: str | Path, promoted_by: str, reason: st
 
 def promotion_history(engine: Engine, limit: int = 50) -> list[PromotionView]:
     """Promotions, newest (in force) first."""
-    with actions.transaction(engine) as session:
+    with store.transaction(engine) as session:
         return [_view(row) for row in repository.promotions(session, limit)]
 
 
@@ -73,11 +76,11 @@ def rollback(engine: Engine, promoted_by: str) -> PromotionView:
     """Promote again what was in use before the current promotion (the shipped model if nothing was).
 
     Raises:
-        actions.ValidationError: there is nothing to roll back.
+        store.ValidationError: there is nothing to roll back.
     """
     history = promotion_history(engine, 2)
     if not history:
-        raise actions.ValidationError("nothing to roll back: no model has been promoted")
+        raise store.ValidationError("nothing to roll back: no model has been promoted")
     previous = history[1].checkpoint_path if len(history) > 1 else str(default_checkpoint())
     return promote(engine, previous, promoted_by, f"rollback from {history[0].version}")
 
@@ -98,12 +101,14 @@ def load_predictor_in_force(
 
     Raises:
         core.checkpoint.CheckpointError: unusable checkpoint.
-        actions.StoreUnavailable: a configured store cannot be read.
+        store.StoreUnavailable: a configured store cannot be read.
     """
+    from core.inference import Predictor  # loads torch: only when a model is loaded
+
     if engine is None:
-        engine = actions.configured_store()
+        engine = store.configured_store()
     path = Path(checkpoint) if checkpoint else checkpoint_in_force(engine)[0]
-    lookup = actions.operating_point_lookup(engine) if engine is not None and use_saved_point else None
+    lookup = known_models.operating_point_lookup(engine) if engine is not None and use_saved_point else None
     return Predictor.from_checkpoint(path, device, lookup, backend)
 
 

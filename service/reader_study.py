@@ -1,6 +1,6 @@
 """Review as a reader study: identities, blind first reads, adjudication, reader performance, the audit log.
 
-Use-case functions over the store, like :mod:`db.actions`: each takes the
+Use-case functions over the store, like :mod:`service`: each takes the
 engine, runs one transaction, returns plain dataclasses.
 
 Reference labels for reader performance: a reader is scored against the
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
@@ -26,11 +26,28 @@ from sqlalchemy.orm import Session
 from core.agreement import FleissKappa, PairAgreement, Proportion, fleiss, pairwise_kappa, reader_figures
 from core.checkpoint import model_version
 from core.images import load_image, read_image_file
-from core.inference import Predictor
-from db import audit, repository
-from db.actions import ValidationError, _model_row, _read, transaction
+from db import repository
 from db.models import BlindRead, Prediction, Review
-from db.settings import adjudicate_model_disagreements, adjudicators, typed_adjudicators_allowed
+from db.settings import adjudicate_model_disagreements, adjudicators, blind_read_default, typed_adjudicators_allowed
+from service.predictions import store_and_log
+from service.store import ValidationError, read, transaction
+
+if TYPE_CHECKING:
+    from core.inference import Predictor
+
+# Settings the reader-study pages show as defaults (they read the store's settings, not the page's).
+__all__ = [
+    "AdjudicationCase",
+    "Identity",
+    "adjudicate",
+    "adjudicate_model_disagreements",
+    "adjudication_queue",
+    "blind_read_default",
+    "blind_read_of",
+    "queue_training_images",
+    "reader_performance",
+    "record_blind_read",
+]
 
 
 @dataclass(frozen=True)
@@ -88,7 +105,7 @@ def blind_read_of(engine: Engine, prediction_id: int, reviewer: str) -> BlindRea
         row = repository.latest_blind_read(session, prediction_id, reviewer)
         return _blind_view(row) if row else None
 
-    return _read(engine, action) if reviewer.strip() else None
+    return read(engine, action) if reviewer.strip() else None
 
 
 # ---------------------------------------------------------------- adjudication
@@ -154,7 +171,7 @@ def adjudication_queue(engine: Engine, include_model_disagreement: bool | None =
             cases.append(_adjudication_case(session, calls, resolution, why))
         return cases
 
-    return _read(engine, action)
+    return read(engine, action)
 
 
 def _after(first: datetime, second: datetime) -> bool:
@@ -347,7 +364,7 @@ def reader_performance(engine: Engine) -> ReaderReport:
         per_case = [[r.call for r in calls.values()] for calls, _ in resolved.values()]
         return ReaderReport(rows, pairwise_kappa(final_calls), fleiss(per_case))
 
-    return _read(engine, action)
+    return read(engine, action)
 
 
 # ---------------------------------------------------------------- suspected training-label errors
@@ -372,7 +389,7 @@ def queue_training_images(
         core.images.ImageLoadError: an image cannot be read (those before it stay queued).
     """
     queued = 0
-    done = _read(engine, repository.queued_label_issue_hashes)
+    done = read(engine, repository.queued_label_issue_hashes)
     for path, given_label, p_given, rank in items:
         data = read_image_file(path)
         digest = hashlib.sha256(data).hexdigest()
@@ -381,31 +398,10 @@ def queue_training_images(
         image = load_image(data, name=path.name)
         result = predictor.predict_one(image, image_name=path.name)
         with transaction(engine) as session:
-            row = repository.store_image(session, data, path.name, given_label, size=image.size)
-            prediction = repository.log_prediction(
-                session,
-                image=row,
-                model=_model_row(session, predictor),
-                p_pneumonia=result.p_pneumonia,
-                threshold=result.threshold,
-                predicted_label=result.label,
-                channel=repository.TRAINING_DATA_CHANNEL,
+            _, prediction = store_and_log(
+                session, predictor, data, path.name, given_label, image.size, result, repository.TRAINING_DATA_CHANNEL
             )
             repository.add_label_issue(session, prediction, given_label, p_given, rank, method)
         done.add(digest)
         queued += 1
     return queued
-
-
-# ---------------------------------------------------------------- audit log
-
-
-def verify_log(engine: Engine, kept_head: str | None = None, files: bool = True) -> audit.VerifyReport:
-    """Walk the audit chain (see :mod:`db.audit`).
-
-    Args:
-        kept_head: a head hash kept from an earlier run; the log must still contain it.
-        files: also re-hash every stored image file (``python -m db verify --quick`` skips it).
-    """
-    image_file = repository.image_path if files else None
-    return _read(engine, lambda session: audit.verify(session, kept_head, image_file))

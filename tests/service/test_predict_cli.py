@@ -127,7 +127,7 @@ def test_log_with_an_unusable_database_is_one_line(tiny_checkpoint, tmp_path, mo
     if state == "corrupt":
         database.write_bytes(b"this is not a database" * 100)
     else:
-        from db.actions import open_store
+        from service.store import open_store
 
         monkeypatch.setenv("DATABASE_URL", f"sqlite:///{database}")
         engine = open_store()

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from core.inference import Predictor
-from db import actions, repository
+from db import repository
 from db.engine import session_scope
-from db.site import score_reviewed_cases, site_performance
+from service import known_models, predictions, reviews, store
+from service.site import score_reviewed_cases, site_performance
 from tests.db.conftest import add_prediction
 from tests.helpers import xray_like
 
@@ -24,15 +25,15 @@ def test_reviewed_cases_use_latest_calls_and_leave_ties_out(engine):
     changed = add_prediction(engine, seed=2, p=0.9)
     tied = add_prediction(engine, seed=3, p=0.2)  # model: NORMAL
     add_prediction(engine, seed=4, p=0.2)  # never reviewed
-    actions.submit_review(engine, agreed, "Dr A", True)
-    actions.submit_review(engine, changed, "Dr A", True)
-    actions.submit_review(engine, changed, "Dr A", False, "NORMAL")  # supersedes the agreement
-    actions.submit_review(engine, tied, "Dr A", True)
-    actions.submit_review(engine, tied, "Dr B", False, "PNEUMONIA")
-    cases = actions.reviewed_cases(engine)
+    reviews.submit_review(engine, agreed, "Dr A", True)
+    reviews.submit_review(engine, changed, "Dr A", True)
+    reviews.submit_review(engine, changed, "Dr A", False, "NORMAL")  # supersedes the agreement
+    reviews.submit_review(engine, tied, "Dr A", True)
+    reviews.submit_review(engine, tied, "Dr B", False, "PNEUMONIA")
+    cases = reviews.reviewed_cases(engine)
     assert [(c.prediction_id, c.label) for c in cases] == [(agreed, "PNEUMONIA"), (changed, "NORMAL")]
     assert len(cases[1].review_ids) == 1  # only the latest review of Dr A counts
-    assert actions.reviewed_cases(engine, "0" * 64) == []  # another model version predicted none of them
+    assert reviews.reviewed_cases(engine, "0" * 64) == []  # another model version predicted none of them
 
 
 @pytest.fixture()
@@ -48,10 +49,10 @@ def reviewed_site(engine, tiny_checkpoint):
 
         buffer = io.BytesIO()
         image.save(buffer, "PNG")
-        logged = actions.predict_and_log(engine, predictor, buffer.getvalue(), f"case{seed}.png")
+        logged = predictions.predict_and_log(engine, predictor, buffer.getvalue(), f"case{seed}.png")
         called = logged.result.label
         true_label = "PNEUMONIA" if label else "NORMAL"
-        actions.submit_review(
+        reviews.submit_review(
             engine, logged.prediction_id, "Dr A", called == true_label, None if called == true_label else true_label
         )
     return predictor, truth
@@ -109,7 +110,7 @@ def test_calibrate_from_reviews_saves_a_point_every_entry_point_uses(engine, rev
         assert {"before", "after_cross_validated"} <= set(change.metrics)
         assert change.metrics["override"] and change.reason.startswith("OVERRIDE (its specificity lower bound")
         saved = (change.threshold, change.temperature, change.bias)
-    in_force = actions.predictor_in_force(engine, predictor)
+    in_force = known_models.predictor_in_force(engine, predictor)
     assert (in_force.point.threshold, in_force.point.temperature, in_force.point.bias) == pytest.approx(saved)
     assert in_force.point.origin == "database"
 
@@ -153,7 +154,7 @@ def test_cases_chosen_by_the_uncertainty_queue_are_left_out_and_said_so(engine, 
     assert "10 chosen by the uncertainty queue left out" in scores.sample_note
     assert site_performance(engine, predictor, bootstrap=20)["n"] == 50
     # a second review of the same case drawn at random (audit) makes it a sample case again
-    actions.submit_review(engine, 1, "Dr B", True, selection="audit")
+    reviews.submit_review(engine, 1, "Dr B", True, selection="audit")
     assert score_reviewed_cases(engine, predictor).left_out_by_score == 9
 
 
@@ -161,13 +162,13 @@ def test_a_review_records_how_its_case_was_chosen(engine):
     from tests.db.conftest import add_prediction
 
     case = add_prediction(engine, seed=3)
-    with pytest.raises(actions.ValidationError, match="selection must be one of queue, audit, outside"):
-        actions.submit_review(engine, case, "Dr A", True, selection="by hand")
-    actions.submit_review(engine, case, "Dr A", True)
-    actions.submit_review(engine, case, "Dr B", True, selection="audit")
+    with pytest.raises(store.ValidationError, match="selection must be one of queue, audit, outside"):
+        reviews.submit_review(engine, case, "Dr A", True, selection="by hand")
+    reviews.submit_review(engine, case, "Dr A", True)
+    reviews.submit_review(engine, case, "Dr B", True, selection="audit")
     with engine.connect() as connection:
         stored = [row[0] for row in connection.exec_driver_sql("SELECT selection FROM reviews ORDER BY id")]
     assert stored == ["outside", "audit"]
-    from db.study import verify_log
+    from service.maintenance import verify_log
 
     assert verify_log(engine, files=False).ok  # the selection is part of the logged review

@@ -4,9 +4,10 @@ import csv
 
 import pytest
 
-from db import actions, repository
+from db import repository
 from db.engine import session_scope
-from db.study import (
+from service import export, reviews, store
+from service.reader_study import (
     Identity,
     adjudicate,
     adjudication_queue,
@@ -37,22 +38,22 @@ def test_a_blind_read_is_stored_before_and_linked_to_the_aided_review(engine):
     blind = record_blind_read(engine, case, reader, "NORMAL", "low")
     stored = blind_read_of(engine, case, "Dr A")
     assert stored is not None and (stored.id, stored.label, stored.confidence) == (blind.id, "NORMAL", "low")
-    review = actions.submit_review(engine, case, "Dr A", True, blind_read_id=blind.id)  # changed their mind
+    review = reviews.submit_review(engine, case, "Dr A", True, blind_read_id=blind.id)  # changed their mind
     assert review.blind_call == "NORMAL" and review.call == "PNEUMONIA"
     assert review.created_at >= blind.created_at
-    with pytest.raises(actions.ValidationError, match="does not belong"):
-        actions.submit_review(engine, case, "Dr B", True, blind_read_id=blind.id)
-    with pytest.raises(actions.ValidationError, match="NORMAL or PNEUMONIA"):
+    with pytest.raises(store.ValidationError, match="does not belong"):
+        reviews.submit_review(engine, case, "Dr B", True, blind_read_id=blind.id)
+    with pytest.raises(store.ValidationError, match="NORMAL or PNEUMONIA"):
         record_blind_read(engine, case, reader, "maybe", "low")
 
 
 def test_disagreeing_reviewers_queue_a_case_until_an_adjudicator_settles_it(engine):
     split = add_prediction(engine, seed=1, p=0.9)
     agreed = add_prediction(engine, seed=2, p=0.9)
-    actions.submit_review(engine, split, "A", True, notes="lobar opacity")
-    actions.submit_review(engine, split, "B", False, "NORMAL", notes="<i>clear</i>")
-    actions.submit_review(engine, agreed, "A", False, "NORMAL")
-    actions.submit_review(engine, agreed, "B", False, "NORMAL")
+    reviews.submit_review(engine, split, "A", True, notes="lobar opacity")
+    reviews.submit_review(engine, split, "B", False, "NORMAL", notes="<i>clear</i>")
+    reviews.submit_review(engine, agreed, "A", False, "NORMAL")
+    reviews.submit_review(engine, agreed, "B", False, "NORMAL")
 
     (queued,) = adjudication_queue(engine)
     assert queued.prediction_id == split and queued.why == "reviewers disagree"
@@ -62,31 +63,31 @@ def test_disagreeing_reviewers_queue_a_case_until_an_adjudicator_settles_it(engi
     }
     assert len(adjudication_queue(engine, include_model_disagreement=True)) == 2
 
-    with pytest.raises(actions.ValidationError, match="not an adjudicator"):
+    with pytest.raises(store.ValidationError, match="not an adjudicator"):
         adjudicate(engine, queued.image_id, Identity("A", False), "NORMAL", "I say so")
     typed = Identity("lead@hospital.org", False)  # a listed name, typed rather than signed in
-    with pytest.raises(actions.ValidationError, match="adjudication needs sign-in"):
+    with pytest.raises(store.ValidationError, match="adjudication needs sign-in"):
         adjudicate(engine, queued.image_id, typed, "NORMAL", "I say so")
-    with pytest.raises(actions.ValidationError, match="reason must not be empty"):
+    with pytest.raises(store.ValidationError, match="reason must not be empty"):
         adjudicate(engine, queued.image_id, LEAD, "NORMAL", "  ")
     adjudicate(engine, queued.image_id, LEAD, "NORMAL", "lateral view clear")
     assert adjudication_queue(engine) == []
 
-    actions.submit_review(engine, split, "C", True)  # a new call after the adjudication re-opens the case
+    reviews.submit_review(engine, split, "C", True)  # a new call after the adjudication re-opens the case
     assert [c.prediction_id for c in adjudication_queue(engine)] == [split]
 
 
 def test_the_adjudicated_label_wins_and_its_provenance_is_exported(engine, tmp_path):
     case = add_prediction(engine, seed=1, p=0.9, name="case.png", original_label="PNEUMONIA")
     for name in ("A", "B"):
-        actions.submit_review(engine, case, name, True)
-    actions.submit_review(engine, case, "C", False, "NORMAL")
-    (before,) = actions.reviewed_cases(engine)
+        reviews.submit_review(engine, case, name, True)
+    reviews.submit_review(engine, case, "C", False, "NORMAL")
+    (before,) = reviews.reviewed_cases(engine)
     assert before.label == "PNEUMONIA"
     adjudicate(engine, _image_id(engine, case), LEAD, "NORMAL", "CT next day clear")
-    (after,) = actions.reviewed_cases(engine)
+    (after,) = reviews.reviewed_cases(engine)
     assert after.label == "NORMAL"
-    actions.write_relabel_export(engine, tmp_path / "out.csv")
+    export.write_relabel_export(engine, tmp_path / "out.csv")
     with open(tmp_path / "out.csv", newline="") as handle:
         (row,) = list(csv.DictReader(handle))
     assert row["resolved_label"] == "NORMAL" and row["resolution"] == "adjudicated"
@@ -96,10 +97,10 @@ def test_the_adjudicated_label_wins_and_its_provenance_is_exported(engine, tmp_p
 
 def test_majority_provenance_names_the_voters_and_marks_typed_names(engine, tmp_path):
     case = add_prediction(engine, seed=1, p=0.9)
-    actions.submit_review(engine, case, "a@x.org", True, reviewer_verified=True)
-    actions.submit_review(engine, case, "B", True)
-    actions.submit_review(engine, case, "C", False, "NORMAL")
-    actions.write_relabel_export(engine, tmp_path / "out.csv")
+    reviews.submit_review(engine, case, "a@x.org", True, reviewer_verified=True)
+    reviews.submit_review(engine, case, "B", True)
+    reviews.submit_review(engine, case, "C", False, "NORMAL")
+    export.write_relabel_export(engine, tmp_path / "out.csv")
     with open(tmp_path / "out.csv", newline="") as handle:
         (row,) = list(csv.DictReader(handle))
     assert row["provenance"] == "majority of B (unverified), a@x.org (2 of 3)"
@@ -122,7 +123,7 @@ def _truthful_study(engine):
         blind = record_blind_read(engine, case, Identity("A", False), a_blind[index], "medium")
         for name, labels in calls.items():
             agrees = labels[index] == model
-            actions.submit_review(
+            reviews.submit_review(
                 engine,
                 case,
                 name,
@@ -156,8 +157,8 @@ def test_reader_performance_scores_each_reader_against_the_others(engine):
 
 def test_an_adjudicator_is_not_scored_on_cases_they_settled(engine):
     case = add_prediction(engine, seed=1, p=0.9)
-    actions.submit_review(engine, case, "lead@hospital.org", True, reviewer_verified=True)
-    actions.submit_review(engine, case, "B", False, "NORMAL")
+    reviews.submit_review(engine, case, "lead@hospital.org", True, reviewer_verified=True)
+    reviews.submit_review(engine, case, "B", False, "NORMAL")
     adjudicate(engine, _image_id(engine, case), LEAD, "PNEUMONIA", "clear consolidation")
     readers = {r.reader: r for r in reader_performance(engine).rows if r.mode == "final"}
     assert "lead@hospital.org" not in readers

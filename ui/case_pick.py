@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from db import actions
-from db.actions import CaseView, QueueFilters, Store
-from db.settings import audit_fraction
+from service import reviews, store
+from service.reviews import CaseView, QueueFilters
+from service.store import Store
 
 
 def pick_case(engine: Store, filters: QueueFilters, queue: list[CaseView], skipped: set[int]) -> tuple[CaseView, str]:
@@ -19,16 +19,16 @@ def pick_case(engine: Store, filters: QueueFilters, queue: list[CaseView], skipp
     kept = st.session_state.get("case_pick")
     if kept is not None and kept["filters"] == repr(filters):  # changed filters: a new pick
         try:
-            return actions.load_case(engine, kept["id"]), kept["selection"]
-        except actions.ValidationError:
+            return reviews.load_case(engine, kept["id"]), kept["selection"]
+        except store.ValidationError:
             pass
     st.session_state.pop("case_pick", None)
     picks = st.session_state.get("case_picks", 0) + 1
     st.session_state["case_picks"] = picks
-    fraction = audit_fraction()
+    fraction = reviews.audit_fraction()
     case, selection = None, "queue"
     if fraction > 0 and picks % max(1, round(1 / fraction)) == 0:
-        case, selection = actions.load_audit_case(engine, filters), "audit"
+        case, selection = reviews.load_audit_case(engine, filters), "audit"
     if case is None:
         waiting = [c for c in queue if c.id not in skipped] or queue  # all skipped: start over
         case, selection = waiting[0], "queue"

@@ -13,9 +13,9 @@ import streamlit as st
 from PIL import Image
 
 from core.images import ImageLoadError, apply_window, load_image
-from db.actions import Store
-from pages.charts import VIEWER_CONFIG, xray_figure
-from pages.common import predictor_or_stop
+from service.store import Store
+from ui.charts import VIEWER_CONFIG, xray_figure
+from ui.common import predictor_or_stop
 
 HEAT_MODES = ["off", "side by side", "overlay"]
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from core.models import WeightsUnavailableError, available_models, freeze_stages, get_model
+from core.networks import WeightsUnavailableError, available_models, freeze_stages, get_model
 
 
 @pytest.mark.parametrize("name", ["resnet18", "efficientnet_lite0"])
@@ -65,7 +65,7 @@ def test_freeze_stages():
 
 @pytest.mark.parametrize("name, size", [("efficientnet_lite1", 240), ("efficientnet_lite2", 260)])
 def test_deeper_lite_backbones_load_their_imagenet_weights(name, size):
-    from core.models import freeze_stages, get_spec
+    from core.networks import freeze_stages, get_spec
 
     spec = get_spec(name)
     assert spec.image_size == size

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from sqlalchemy import Engine
 
-from core.data import ImageRecord
-from core.evaluation import score_records
-from core.inference import Predictor
 from core.labels import parse_label
 from core.operating_point import OperatingPoint, checkpoint_operating_point
 from core.site_adaptation import SiteProposal, is_comparison_case, performance_at, propose_site_operating_point
-from db import actions, repository
-from db.actions import ReviewedCase
+from db import repository
+from service import known_models, reviews, store
+from service.reviews import ReviewedCase
+
+if TYPE_CHECKING:  # torch (``core.data``, ``core.evaluation``) loads inside the functions that score
+    from core.inference import Predictor
 
 
 @dataclass
@@ -70,15 +71,18 @@ def score_reviewed_cases(
         comparison_only: only the fixed comparison part (no version is ever trained on it).
 
     Raises:
-        db.actions.StoreUnavailable: the store cannot be read.
+        db.store.StoreUnavailable: the store cannot be read.
     """
     excluded = trained_on(predictor)
     eligible = [
         c
-        for c in actions.reviewed_cases(engine)
+        for c in reviews.reviewed_cases(engine)
         if c.image_sha256 not in excluded and (not comparison_only or is_comparison_case(c.image_sha256))
     ]
     cases = [c for c in eligible if not c.chosen_by_score]  # the queue ranks by uncertainty: a biased sample
+    from core.data import ImageRecord
+    from core.evaluation import score_records
+
     records = [ImageRecord(str(c.image_path), parse_label(c.label), c.image_sha256) for c in cases]
     scored, skipped = score_records(predictor, records, batch_size=32, progress=progress)
     by_path = {row["path"]: row for row in scored}
@@ -126,13 +130,13 @@ def save_proposal(
         override: save although :meth:`SiteProposal.problems` speaks against it (recorded with the change).
 
     Raises:
-        db.actions.ValidationError: no reason given, or problems and no override. Nothing is saved.
+        db.store.ValidationError: no reason given, or problems and no override. Nothing is saved.
     """
     if not reason.strip():
-        raise actions.ValidationError("a reason is required to change the operating point")
+        raise store.ValidationError("a reason is required to change the operating point")
     problems = proposal.problems()
     if problems and not override:
-        raise actions.ValidationError("refused: " + "; ".join(problems) + " (override explicitly to save anyway)")
+        raise store.ValidationError("refused: " + "; ".join(problems) + " (override explicitly to save anyway)")
     metrics = {
         **proposal.figures(),
         "review_ids": scores.review_ids,
@@ -142,7 +146,7 @@ def save_proposal(
     }
     if problems:
         reason = f"OVERRIDE ({'; '.join(problems)}): {reason.strip()}"[:2000]
-    return actions.save_operating_point(
+    return known_models.save_operating_point(
         engine,
         predictor,
         proposal.point,
@@ -172,7 +176,7 @@ def saved_points(engine: Engine, predictor: Predictor) -> list[tuple[int, Operat
             for change in repository.threshold_history(session, model)
         ]
 
-    with actions.transaction(engine) as session:
+    with store.transaction(engine) as session:
         return read(session)
 
 
@@ -183,16 +187,16 @@ def restore_point(
     as one logged threshold change; returns its id.
 
     Raises:
-        db.actions.ValidationError: no reason or name, or no such saved point for this model. Nothing is saved.
+        db.store.ValidationError: no reason or name, or no such saved point for this model. Nothing is saved.
     """
     if not reason.strip():
-        raise actions.ValidationError("a reason is required to change the operating point")
+        raise store.ValidationError("a reason is required to change the operating point")
     if change_id is None:
         point, source = checkpoint_operating_point(predictor.meta), "checkpoint"
     else:
         earlier = dict(saved_points(engine, predictor))
         if change_id not in earlier:
-            raise actions.ValidationError(f"no saved operating point #{change_id} for {predictor.version}")
+            raise store.ValidationError(f"no saved operating point #{change_id} for {predictor.version}")
         point, source = earlier[change_id], f"threshold change #{change_id}"
     restored = OperatingPoint(
         threshold=point.threshold,
@@ -200,6 +204,6 @@ def restore_point(
         bias=point.bias,
         goal=f"restored: {point.goal}"[:64],
     )
-    return actions.save_operating_point(
+    return known_models.save_operating_point(
         engine, predictor, restored, changed_by, {"source": source, "restored": True}, reason
     )

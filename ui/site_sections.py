@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import streamlit as st
 
-from core.inference import Predictor
 from core.operating_point import DATABASE, checkpoint_operating_point
 from core.site_adaptation import (
     DEFAULT_MIN_PER_CLASS,
@@ -17,10 +16,13 @@ from core.site_adaptation import (
     goal_misses,
     shift_warnings,
 )
-from db import actions, site
-from db.actions import Store
-from db.site import restore_point, saved_points
-from pages.common import show_store_error
+from service import reviews, site, store
+from service.site import restore_point, saved_points
+from service.store import Store
+from ui.common import show_store_error
+
+if TYPE_CHECKING:
+    from core.inference import Predictor
 
 GOALS = [
     "sensitivity>=0.95@0.90",
@@ -64,7 +66,12 @@ def figures_table(columns: dict[str, dict[str, Any]]) -> pd.DataFrame:
 
 @st.cache_data(show_spinner="Scoring reviewed cases…", max_entries=16)
 def _site_figures(
-    store: str, sha256: str, point: dict[str, Any], reviews: tuple[int, int], _engine: Store, _predictor: Predictor
+    store_url: str,
+    sha256: str,
+    point: dict[str, Any],
+    fingerprint: tuple[int, int, int],
+    _engine: Store,
+    _predictor: Predictor,
 ) -> dict[str, Any]:
     """Site figures, recomputed only when the store, model, operating point or reviews change (not every rerun).
 
@@ -86,11 +93,11 @@ def reviewed_cases_section(engine: Store, predictor: Predictor, heldout: dict[st
             str(engine.url),
             predictor.checkpoint_sha256,
             predictor.point.to_dict(),
-            actions.reviews_fingerprint(engine),
+            reviews.reviews_fingerprint(engine),
             engine,
             predictor,
         )
-    except actions.StoreUnavailable as error:
+    except store.StoreUnavailable as error:
         show_store_error(error)
         return
     if figures.get("sample"):
@@ -123,7 +130,7 @@ def site_proposal_section(engine: Store, predictor: Predictor) -> None:
             except NotEnoughCases as error:
                 st.session_state.pop("site_proposal", None)
                 st.error(str(error))
-            except actions.StoreUnavailable as error:
+            except store.StoreUnavailable as error:
                 show_store_error(error)
         stored = st.session_state.get("site_proposal")
         if not stored:
@@ -152,7 +159,7 @@ def site_proposal_section(engine: Store, predictor: Predictor) -> None:
             if st.form_submit_button("Save site operating point"):
                 try:
                     change = site.save_proposal(engine, predictor, proposal, scores, name, reason, override)
-                except (actions.ValidationError, actions.StoreUnavailable) as error:
+                except (store.ValidationError, store.StoreUnavailable) as error:
                     show_store_error(error)
                 else:
                     st.session_state.pop("site_proposal", None)
@@ -167,7 +174,7 @@ def restore_section(engine: Store, predictor: Predictor) -> None:
         st.caption(f"In force now: {predictor.point.describe()} for {predictor.point.goal}.")
         try:
             earlier = saved_points(engine, predictor)[1:]  # the newest is the one in force
-        except actions.StoreUnavailable as error:
+        except store.StoreUnavailable as error:
             show_store_error(error)
             return
         choices: dict[str, int | None] = {"the checkpoint's own point": None}
@@ -181,7 +188,7 @@ def restore_section(engine: Store, predictor: Predictor) -> None:
             if st.form_submit_button("Restore this point"):
                 try:
                     change = restore_point(engine, predictor, name, reason, choices[chosen])
-                except (actions.ValidationError, actions.StoreUnavailable) as error:
+                except (store.ValidationError, store.StoreUnavailable) as error:
                     show_store_error(error)
                 else:
                     st.success(f"Restored {chosen}: in force again (change #{change}).")

@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import streamlit as st
 
 from core.checkpoint import CheckpointError
-from core.inference import Predictor
 from core.registry import CheckpointInfo, list_checkpoints, models_dir
-from db import actions, comparison, versions
-from db.actions import Store
-from pages.charts import roc_overlay_figure
-from pages.common import get_predictor, show_problem, show_store_error
-from pages.site import figures_table
+from service import comparison, known_models, model_versions, store
+from service.store import Store
+from ui.charts import roc_overlay_figure
+from ui.common import get_predictor, show_problem, show_store_error
+from ui.site_sections import figures_table
+
+if TYPE_CHECKING:
+    from core.inference import Predictor
 
 
 def _report(info: CheckpointInfo) -> dict[str, Any] | None:
@@ -82,7 +84,9 @@ def versions_section(engine: Store, in_use: Predictor) -> None:
     second = right.selectbox("Version B", names, index=(in_use_index + 1) % len(names), key="version_b")
     if st.button("Compare", key="compare_versions", disabled=first == second):
         try:
-            a, b = (actions.predictor_in_force(engine, get_predictor(str(labels[n].path))) for n in (first, second))
+            a, b = (
+                known_models.predictor_in_force(engine, get_predictor(str(labels[n].path))) for n in (first, second)
+            )
             st.session_state["version_comparison"] = {
                 "names": (first.split(" · ")[0] + " (A)", second.split(" · ")[0] + " (B)"),
                 "reviewed": comparison.compare_on_reviewed(engine, a, b, bootstrap=300),
@@ -92,7 +96,7 @@ def versions_section(engine: Store, in_use: Predictor) -> None:
             }
         except CheckpointError as error:
             show_problem("The model could not be loaded.", str(error))
-        except actions.StoreUnavailable as error:
+        except store.StoreUnavailable as error:
             show_store_error(error)
     result = st.session_state.get("version_comparison")
     if result:
@@ -111,14 +115,14 @@ def _promotion_forms(engine: Store, labels: dict[str, CheckpointInfo], chosen: s
         promote = st.form_submit_button("Promote")
     if promote:
         try:
-            done = versions.promote(engine, labels[chosen].path, name, reason)
-        except (actions.ValidationError, actions.StoreUnavailable, CheckpointError) as error:
+            done = model_versions.promote(engine, labels[chosen].path, name, reason)
+        except (store.ValidationError, store.StoreUnavailable, CheckpointError) as error:
             show_store_error(error)
         else:
             st.success(f"{done.version} promoted; it is in use from now on.")
     try:
-        history = versions.promotion_history(engine)
-    except actions.StoreUnavailable as error:
+        history = model_versions.promotion_history(engine)
+    except store.StoreUnavailable as error:
         show_store_error(error)
         return
     if history:
@@ -144,8 +148,8 @@ def _promotion_forms(engine: Store, labels: dict[str, CheckpointInfo], chosen: s
             back = st.form_submit_button("Roll back to the previous version")
         if back:
             try:
-                done = versions.rollback(engine, who)
-            except (actions.ValidationError, actions.StoreUnavailable, CheckpointError) as error:
+                done = model_versions.rollback(engine, who)
+            except (store.ValidationError, store.StoreUnavailable, CheckpointError) as error:
                 show_store_error(error)
             else:
                 st.success(f"Rolled back: {done.version} is in use.")

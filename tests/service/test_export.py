@@ -5,8 +5,8 @@ import sys
 
 from core.data import apply_label_overrides, read_label_overrides, scan_image_folder
 from db import repository
-from db.actions import write_relabel_export
 from db.engine import session_scope
+from service.export import write_relabel_export
 from tests.db.conftest import add_prediction
 from tests.helpers import REPO_ROOT, run_main
 

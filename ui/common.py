@@ -1,6 +1,6 @@
 """What every page shares: the navigation, the cached model and store, and small UI helpers.
 
-Pages call ``core`` and ``db.actions`` (the use-case layer) only; never torch, SQL or sessions.
+Pages call ``core`` and ``service`` (the use-case layer) only; never torch, SQL or sessions.
 """
 
 from __future__ import annotations
@@ -9,15 +9,18 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import streamlit as st
 
 from core.checkpoint import CheckpointError
-from core.inference import Predictor, default_checkpoint
-from db import actions, versions
-from db.actions import Store
-from db.study import Identity
+from core.registry import default_checkpoint
+from service import known_models, model_versions, store
+from service.reader_study import Identity
+from service.store import Store
+
+if TYPE_CHECKING:
+    from core.inference import Predictor
 
 REPORT_SUFFIX = ".json"
 
@@ -105,13 +108,15 @@ def access_gate() -> None:
 @st.cache_resource(show_spinner="Loading the model…")
 def get_predictor(path: str | None = None) -> Predictor:
     """The checkpoint, loaded once per server process (at the checkpoint's own operating point)."""
+    from core.inference import Predictor  # torch is imported here, on the first page that needs the model
+
     return Predictor.from_checkpoint(path or default_checkpoint(), "auto")
 
 
 @st.cache_resource(show_spinner=False)
 def get_engine() -> Store:
     """The database engine, created (and migrated) once per server process."""
-    return actions.open_store()
+    return store.open_store()
 
 
 USER_TEXT_COLUMNS = ("reviewer", "reader", "readers", "notes", "image", "reviewer says", "blind call", "verdict")
@@ -143,7 +148,7 @@ def show_problem(title: str, detail: str) -> None:
 
 def show_store_error(error: Exception) -> None:
     """A store failure or refused input (nothing was saved), the message shown as plain text."""
-    if isinstance(error, actions.StoreUnavailable):
+    if isinstance(error, store.StoreUnavailable):
         show_problem("The review database is not available; nothing was saved.", str(error))
     else:
         show_problem("Not saved: the input was refused.", str(error))
@@ -153,7 +158,7 @@ def engine_or_stop() -> Store:
     """The database engine, or a clear message and a stopped page."""
     try:
         return get_engine()
-    except actions.StoreUnavailable as error:
+    except store.StoreUnavailable as error:
         show_store_error(error)
         st.stop()
         raise  # unreachable: st.stop() ends the script run
@@ -167,11 +172,11 @@ def predictor_or_stop(engine: Store | None = None) -> Predictor:
             operating point when ``None``.
     """
     try:
-        path, why = versions.checkpoint_in_force(engine) if engine is not None else (default_checkpoint(), "")
+        path, why = model_versions.checkpoint_in_force(engine) if engine is not None else (default_checkpoint(), "")
         if why.startswith("default checkpoint:"):  # a promoted file went missing or changed
             st.warning(f"Using the {why}")
         predictor = get_predictor(str(path))
-    except actions.StoreUnavailable as error:
+    except store.StoreUnavailable as error:
         show_store_error(error)
         st.stop()
         raise
@@ -186,8 +191,8 @@ def predictor_or_stop(engine: Store | None = None) -> Predictor:
     if engine is None:
         return predictor
     try:
-        return actions.predictor_in_force(engine, predictor)
-    except actions.StoreUnavailable as error:
+        return known_models.predictor_in_force(engine, predictor)
+    except store.StoreUnavailable as error:
         show_store_error(error)
         st.stop()
         raise

@@ -12,7 +12,7 @@ from sklearn.metrics import roc_auc_score
 from core.checkpoint import CheckpointMeta, load_checkpoint, save_checkpoint
 from core.inference import Predictor
 from core.operating_point import OperatingPoint
-from db import actions, comparison, versions
+from service import comparison, model_versions, predictions, reviews, store
 from tests.helpers import png_bytes, run_main
 
 
@@ -32,39 +32,39 @@ def two_versions(tmp_path, tiny_checkpoint):
 def test_promote_and_roll_back_are_logged(engine, two_versions, monkeypatch, tiny_checkpoint):
     first, second = two_versions
     monkeypatch.setenv("PNEUMONIA_CHECKPOINT", str(tiny_checkpoint))
-    assert versions.checkpoint_in_force(engine) == (tiny_checkpoint, "default checkpoint")
-    with pytest.raises(actions.ValidationError, match="nothing to roll back"):
-        versions.rollback(engine, "Dr Lead")
-    versions.promote(engine, first, "Dr Lead", "validated on site cases")
-    promoted = versions.promote(engine, second, "Dr Lead", "better specificity")
-    assert versions.checkpoint_in_force(engine)[0] == second.resolve()
+    assert model_versions.checkpoint_in_force(engine) == (tiny_checkpoint, "default checkpoint")
+    with pytest.raises(store.ValidationError, match="nothing to roll back"):
+        model_versions.rollback(engine, "Dr Lead")
+    model_versions.promote(engine, first, "Dr Lead", "validated on site cases")
+    promoted = model_versions.promote(engine, second, "Dr Lead", "better specificity")
+    assert model_versions.checkpoint_in_force(engine)[0] == second.resolve()
     assert promoted.reason == "better specificity" and promoted.promoted_by == "Dr Lead"
-    back = versions.rollback(engine, "Dr Other")
-    assert versions.checkpoint_in_force(engine)[0] == first.resolve()
+    back = model_versions.rollback(engine, "Dr Other")
+    assert model_versions.checkpoint_in_force(engine)[0] == first.resolve()
     assert back.reason.startswith("rollback from resnet18@") and back.promoted_by == "Dr Other"
-    history = versions.promotion_history(engine)
+    history = model_versions.promotion_history(engine)
     assert [h.checkpoint_path for h in history] == [str(first.resolve()), str(second.resolve()), str(first.resolve())]
-    with pytest.raises(actions.ValidationError, match="name must not be empty"):
-        versions.promote(engine, second, "  ", "")
-    assert len(versions.promotion_history(engine)) == 3
+    with pytest.raises(store.ValidationError, match="name must not be empty"):
+        model_versions.promote(engine, second, "  ", "")
+    assert len(model_versions.promotion_history(engine)) == 3
 
 
 def test_a_changed_or_missing_promoted_file_is_not_used(engine, two_versions, monkeypatch, tiny_checkpoint):
     first, _ = two_versions
     monkeypatch.setenv("PNEUMONIA_CHECKPOINT", str(tiny_checkpoint))
-    versions.promote(engine, first, "Dr Lead")
+    model_versions.promote(engine, first, "Dr Lead")
     with open(first, "ab") as handle:
         handle.write(b"tampered")
-    path, why = versions.checkpoint_in_force(engine)
+    path, why = model_versions.checkpoint_in_force(engine)
     assert path == tiny_checkpoint and "changed since" in why
     first.unlink()
-    path, why = versions.checkpoint_in_force(engine)
+    path, why = model_versions.checkpoint_in_force(engine)
     assert path == tiny_checkpoint and "missing" in why
 
 
 def test_command_lines_use_the_promoted_version(engine, data_dir, two_versions, tmp_path):
     _, second = two_versions
-    promoted = versions.promote(engine, second, "Dr Lead")
+    promoted = model_versions.promote(engine, second, "Dr Lead")
     image = tmp_path / "x.png"
     image.write_bytes(png_bytes(1, 96))
     result = run_main("core.predict", image, "--json")
@@ -112,10 +112,10 @@ def test_comparison_on_reviewed_cases_uses_only_the_comparison_part(engine, two_
     kept = 0
     for seed in range(40):
         data = png_bytes(seed, 96)
-        logged = actions.predict_and_log(engine, a, data, f"{seed}.png")
+        logged = predictions.predict_and_log(engine, a, data, f"{seed}.png")
         truth = "PNEUMONIA" if seed % 2 else "NORMAL"
         agrees = logged.result.label == truth
-        actions.submit_review(engine, logged.prediction_id, "Dr A", agrees, None if agrees else truth)
+        reviews.submit_review(engine, logged.prediction_id, "Dr A", agrees, None if agrees else truth)
         import hashlib
 
         kept += is_comparison_case(hashlib.sha256(data).hexdigest())

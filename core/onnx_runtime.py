@@ -1,0 +1,108 @@
+"""ONNX Runtime serving: the verified ONNX (and int8) files beside a checkpoint, run like the torch module.
+
+Only loading and running lives here, below :mod:`core.inference`; building
+the files is :mod:`core.onnx_export` and :mod:`core.quantization`, above it.
+A file whose SHA-256 is not the one the checkpoint recorded is refused.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from core.checkpoint import CheckpointError, file_sha256
+
+INT8_SUFFIX = ".int8.onnx"
+
+
+def onnx_path(checkpoint: str | Path) -> Path:
+    """Where a checkpoint's ONNX export lives."""
+    return Path(checkpoint).with_suffix(".onnx")
+
+
+def int8_path(checkpoint: str | Path) -> Path:
+    """Where a checkpoint's int8 model lives."""
+    return Path(checkpoint).with_suffix(INT8_SUFFIX)
+
+
+PIXELS_INPUT = "pixels"
+"""Input name of an int8 model that takes raw ``(N, H, W, 3)`` uint8 pixels (``core.quantization``)."""
+
+
+class OnnxNetwork:
+    """An ONNX Runtime session that takes and returns tensors like the torch module it replaces."""
+
+    def __init__(self, path: Path, threads: int | None = None, spinning: bool = True):
+        """Open an ONNX Runtime session on ``path``.
+
+        Args:
+            threads: intra-op threads (ONNX Runtime's default: one per physical core).
+            spinning: let idle worker threads busy-wait for the next call: 1.5 ms faster at batch 1 on
+                two cores (README, Speed) now that the Python side runs no torch ops (torch's own
+                spinning pool was what they fought with); folder scoring with loader workers is unchanged.
+        """
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.path = path
+        self.input_name = self.session.get_inputs()[0].name
+        self.takes_pixels = self.input_name == PIXELS_INPUT
+        """True for an int8 model given ``(N, H, W, 3)`` uint8 pixels rather than normalised float images."""
+
+    def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, 2)`` for ``(N, 3, H, W)`` normalised images, or ``(N, H, W, 3)`` uint8 pixels
+        when :attr:`takes_pixels`.
+
+        Raises:
+            ValueError: float images given to a model that takes pixels.
+        """
+        array = batch.detach().cpu().numpy()
+        if self.takes_pixels and array.dtype != np.uint8:
+            raise ValueError(f"{self.path.name} takes uint8 pixels, not {array.dtype} images")
+        array = np.ascontiguousarray(array, dtype=np.uint8 if self.takes_pixels else np.float32)
+        return torch.from_numpy(self.session.run(["logits"], {self.input_name: array})[0])
+
+
+def load_onnx_network(checkpoint: str | Path, meta: Any) -> OnnxNetwork | None:
+    """The checkpoint's verified ONNX export, or ``None`` when there is none or onnxruntime is not installed.
+
+    Raises:
+        CheckpointError: an ONNX file is there but its hash is not the one the checkpoint recorded.
+    """
+    path = onnx_path(checkpoint)
+    if not meta.onnx_sha256 or not path.is_file():
+        return None
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return None
+    if file_sha256(path) != meta.onnx_sha256:
+        raise CheckpointError(
+            f"{path} is not the ONNX export recorded in {checkpoint} (stale or swapped); "
+            f"re-export with python -m core.onnx_export {checkpoint}"
+        )
+    return OnnxNetwork(path)
+
+
+def load_int8_network(checkpoint: str | Path, meta: Any) -> OnnxNetwork:
+    """The checkpoint's accepted int8 model.
+
+    Raises:
+        CheckpointError: none accepted, or the file is not the one recorded.
+    """
+    path = int8_path(checkpoint)
+    if not meta.int8 or not path.is_file():
+        raise CheckpointError(
+            f"{checkpoint} has no accepted int8 model; make one with "
+            f"python -m core.onnx_export {checkpoint} --int8 --data-dir DIR --split-file SPLIT"
+        )
+    if file_sha256(path) != meta.int8.get("sha256"):
+        raise CheckpointError(f"{path} is not the int8 model recorded in {checkpoint} (stale or swapped)")
+    return OnnxNetwork(path)
