@@ -156,13 +156,17 @@ class CliResult:
     stderr: str
 
 
+ENTRY_POINT_ALIASES = {"db": "service.store_cli", "core.predict": "service.predict_cli"}
+"""Old command names and the modules they run (``python -m db`` and ``python -m core.predict`` still work)."""
+
+
 def run_main(module: str, *args: object) -> CliResult:
     """Run a command in this process: ``main(get_args_parser().parse_args(args))``, output captured.
 
     Much faster than a subprocess (no second torch import); each command keeps
     one subprocess smoke test (:func:`run_subprocess`).
     """
-    command = importlib.import_module(module if module != "db" else "db.__main__")
+    command = importlib.import_module(ENTRY_POINT_ALIASES.get(module, module))
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:

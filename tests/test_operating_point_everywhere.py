@@ -55,7 +55,7 @@ def saved(tmp_path, monkeypatch, tiny_checkpoint):
 
 
 def test_core_predict_without_log_uses_the_saved_point(saved, capsys):
-    from core.predict import get_args_parser, main
+    from service.predict_cli import get_args_parser, main
 
     code = main(
         get_args_parser().parse_args(
@@ -70,7 +70,7 @@ def test_core_predict_without_log_uses_the_saved_point(saved, capsys):
 
 
 def test_core_predict_log_stores_what_was_shown(saved, capsys):
-    from core.predict import get_args_parser, main
+    from service.predict_cli import get_args_parser, main
 
     code = main(
         get_args_parser().parse_args(
@@ -150,7 +150,7 @@ def test_predict_page_uses_the_saved_point(saved, monkeypatch):
 
 
 def test_without_a_database_the_checkpoint_point_is_used(tmp_path, monkeypatch, tiny_checkpoint, capsys):
-    from core.predict import get_args_parser, main
+    from service.predict_cli import get_args_parser, main
 
     monkeypatch.setenv("PNEUMONIA_DATA_DIR", str(tmp_path / "empty"))
     monkeypatch.delenv("DATABASE_URL", raising=False)

@@ -5,7 +5,7 @@ import sqlite3
 import pytest
 
 from db import repository
-from db.__main__ import get_args_parser, main
+from service.store_cli import get_args_parser, main
 from db.engine import session_scope
 from service.maintenance import verify_log
 from service.reader_study import Identity, adjudicate, record_blind_read
