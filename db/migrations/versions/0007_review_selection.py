@@ -1,7 +1,7 @@
 """How each reviewed case was chosen: the uncertainty queue, a random audit, or outside the queue.
 
 Queue-chosen cases are the most uncertain ones, not a sample of the site, so site figures and
-calibration leave them out (``db.site``). Reviews made before this revision have none (NULL).
+calibration leave them out (``service.site``). Reviews made before this revision have none (NULL).
 
 Revision ID: 0007
 Revises: 0006
