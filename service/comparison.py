@@ -65,3 +65,22 @@ def compare_on_reports(
     pa = np.array([rows_a[p]["p_pneumonia"] for p in common])
     pb = np.array([rows_b[p]["p_pneumonia"] for p in common])
     return _paired(labels, pa, a.threshold, pb, b.threshold, bootstrap)
+
+
+MIN_COMPARISON_CASES = 30
+"""Fewer held-out reviewed cases than this and a comparison cannot support a promotion."""
+
+
+def promotion_verdict(comparison: dict[str, Any], min_cases: int = MIN_COMPARISON_CASES) -> tuple[bool, str]:
+    """Whether promoting B over A is offered, and why, from their paired comparison on held-out reviewed cases."""
+    n = int(comparison.get("n", 0))
+    if n < min_cases:
+        return False, f"not offered: {n} held-out reviewed case(s) to compare on, at least {min_cases} needed"
+    worse = []
+    for key in ("accuracy", "roc_auc"):
+        entry = comparison["difference_b_minus_a"][key]
+        if entry["ci"] and entry["ci"][1] < 0:
+            worse.append(f"{key} {entry['difference']:+.3f} ({entry['ci'][0]:+.3f} to {entry['ci'][1]:+.3f})")
+    if worse:
+        return False, "not offered: version B is worse with 95 % confidence on " + ", ".join(worse)
+    return True, f"offered: not worse with 95 % confidence on {n} held-out reviewed cases"

@@ -125,8 +125,8 @@ def test_training_evaluate_reports_the_point_it_used(saved, tmp_path):
 def test_folder_evaluation_and_logging_use_the_point_in_force(saved, tmp_path):
     predictor = known_models.predictor_in_force(saved["engine"], Predictor.from_checkpoint(saved["checkpoint"], "cpu"))
     folder = make_image_folder(tmp_path / "eval", per_class=2, size=64)
-    predictions, _ = score_records(predictor, scan_image_folder(folder))
-    report = build_report(predictor, predictions, str(folder), bootstrap=0)
+    scored, _ = score_records(predictor, scan_image_folder(folder))
+    report = build_report(predictor, scored, str(folder), bootstrap=0)
     assert report["threshold"] == pytest.approx(saved["threshold"])
     assert report["operating_point"]["origin"] == "database"
     logged = predictions.predict_and_log(saved["engine"], predictor, saved["image"].read_bytes(), "case.png")

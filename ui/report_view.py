@@ -48,7 +48,9 @@ def render_report(report: dict[str, Any], threshold: float, key: str) -> float:
     headline[1].metric("ROC-AUC (95% CI)", _with_ci(report, "roc_auc"))
     headline[2].metric("Sensitivity", _with_ci(report, "sensitivity"))
     headline[3].metric("Specificity", _with_ci(report, "specificity"))
-    headline[4].metric("Images / patients", f"{report.get('n_images', len(predictions))} / {report.get('n_patients', '?')}")
+    headline[4].metric(
+        "Images / patients", f"{report.get('n_images', len(predictions))} / {report.get('n_patients', '?')}"
+    )
     st.caption(f"Figures above at the report's threshold {report['threshold']:.3f}; intervals: bootstrap 95 %.")
     per_class = pd.DataFrame(report["per_class"]).T[["precision", "recall", "f1", "support"]]
     three = "{:.3f}"

@@ -5,10 +5,10 @@ import sqlite3
 import pytest
 
 from db import repository
-from service.store_cli import get_args_parser, main
 from db.engine import session_scope
 from service.maintenance import verify_log
 from service.reader_study import Identity, adjudicate, record_blind_read
+from service.store_cli import get_args_parser, main
 from tests.db.conftest import add_prediction
 
 
