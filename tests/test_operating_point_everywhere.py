@@ -17,7 +17,7 @@ from core.data import scan_image_folder
 from core.evaluation import build_report, score_records
 from core.inference import Predictor
 from core.operating_point import OperatingPoint
-from service import known_models, store
+from service import known_models, predictions, store
 from tests.helpers import make_image_folder, png_bytes, xray_like
 
 

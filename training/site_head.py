@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from core.checkpoint import CheckpointError, save_checkpoint
 from core.cli import report_error
 from core.images import ImageLoadError, load_image
@@ -65,7 +67,7 @@ def main(args: argparse.Namespace) -> int:
             c for c in reviewed_cases(engine) if not is_comparison_case(c.image_sha256) and not c.chosen_by_score
         ]
         images = [load_image(c.image_path) for c in fit_cases]
-        labels = [parse_label(c.label) for c in fit_cases]
+        labels = np.array([parse_label(c.label) for c in fit_cases], dtype=int)
         head = fit_site_head(network_features(current, images), labels, args.goal, args.min_per_class)
         provenance = {
             "fitted_on": f"{len(fit_cases)} reviewed cases ({head.n_pneumonia} PNEUMONIA, {head.n_normal} NORMAL)",

@@ -88,6 +88,7 @@ def versions_section(engine: Store, in_use: Predictor) -> None:
                 known_models.predictor_in_force(engine, get_predictor(str(labels[n].path))) for n in (first, second)
             )
             st.session_state["version_comparison"] = {
+                "pair": (labels[first].sha256, labels[second].sha256),
                 "names": (first.split(" · ")[0] + " (A)", second.split(" · ")[0] + " (B)"),
                 "reviewed": comparison.compare_on_reviewed(engine, a, b, bootstrap=300),
                 "heldout": comparison.compare_on_reports(
@@ -102,24 +103,57 @@ def versions_section(engine: Store, in_use: Predictor) -> None:
     if result:
         _comparison("Held-out reviewed cases (never trained on)", result["reviewed"], result["names"], "cmp_rev")
         _comparison("Held-out split (images both reports share)", result["heldout"], result["names"], "cmp_split")
-    _promotion_forms(engine, labels, second)
+    compared = result is not None and result.get("pair") == (in_use.checkpoint_sha256, labels[second].sha256)
+    _promotion_forms(engine, labels, second, result["reviewed"] if compared and result else None)
+    _history_and_rollback(engine)
 
 
-def _promotion_forms(engine: Store, labels: dict[str, CheckpointInfo], chosen: str) -> None:
+def _promotion_forms(
+    engine: Store, labels: dict[str, CheckpointInfo], chosen: str, reviewed: dict[str, Any] | None
+) -> None:
+    """Promotion is offered after a paired comparison of B with the version in use (A) on held-out reviewed cases.
+
+    When that comparison cannot support it (too few cases, or B worse with confidence), promoting
+    needs an explicit override, logged with its reason.
+    """
+    version = chosen.split(" · ")[0]
+    if reviewed is None:
+        st.info(
+            f"To promote `{version}`, compare it first (version A: the one in use, version B: `{version}`); "
+            "promotion is offered after a paired comparison on held-out reviewed cases."
+        )
+        return
+    offered, why = comparison.promotion_verdict(reviewed)
+    if not offered:
+        st.warning(f"Promotion {why}.")
     with st.form("promote_version"):
-        st.write(f"Promote version B: the dashboard and the command lines will use `{chosen.split(' · ')[0]}`.")
+        st.write(f"Promote version B: the dashboard and the command lines will use `{version}`.")
         name = st.text_input(
             "Your name", value=st.session_state.get("reviewer_name", ""), max_chars=100, key="promote_name"
         )
-        reason = st.text_area("Reason", max_chars=2000)
+        reason = st.text_area("Reason", max_chars=2000, key="promote_reason")
+        override = False
+        if not offered:
+            override = st.checkbox("Promote anyway (override: logged with the reason)", key="promote_override")
         promote = st.form_submit_button("Promote")
     if promote:
-        try:
-            done = model_versions.promote(engine, labels[chosen].path, name, reason)
-        except (store.ValidationError, store.StoreUnavailable, CheckpointError) as error:
-            show_store_error(error)
+        if not offered and not override:
+            show_problem("Not promoted.", f"Promotion {why}; tick the override to promote anyway.")
+        elif not reason.strip():
+            show_problem("Not promoted.", "A reason is required.")
         else:
-            st.success(f"{done.version} promoted; it is in use from now on.")
+            try:
+                logged = reason.strip() if offered else f"OVERRIDE ({why}): {reason.strip()}"
+                done = model_versions.promote(engine, labels[chosen].path, name, logged)
+            except (store.ValidationError, store.StoreUnavailable, CheckpointError) as error:
+                show_store_error(error)
+            else:
+                st.success(f"{done.version} promoted; it is in use from now on.")
+                st.session_state.pop("version_comparison", None)
+
+
+def _history_and_rollback(engine: Store) -> None:
+    """Every promotion, newest first, and rolling back to the previous version."""
     try:
         history = model_versions.promotion_history(engine)
     except store.StoreUnavailable as error:

@@ -38,14 +38,27 @@ def test_compare_promote_and_roll_back(app_env, monkeypatch, tiny_checkpoint, tm
     names = at.selectbox(key="version_a").options
     assert len(names) == 2 and at.selectbox(key="version_a").value.endswith("first.pth")
     assert at.selectbox(key="version_b").value.endswith("second.pth")
+    assert not any(b.label == "Promote" for b in at.button)  # offered only after a comparison
+    assert any("compare it first" in i.value for i in at.info)
     at.button(key="compare_versions").click().run()
     assert not at.exception
     assert any("Paired difference B - A" in m.value for m in at.markdown)
+    # no reviewed cases held out here: the comparison cannot support promotion, so it needs an override
+    assert any("Promotion not offered: 0 held-out reviewed case(s)" in w.value for w in at.warning)
     at.text_input(key="promote_name").input("Dr Lead")
+    at.text_area(key="promote_reason").input("validated elsewhere")
+    next(b for b in at.button if b.label == "Promote").click().run()
+    assert not at.exception and any("tick the override" in t.value for t in at.text)
+    engine = open_store()
+    assert not model_versions.promotion_history(engine)  # nothing promoted without the override
+    at.checkbox(key="promote_override").check()
     next(b for b in at.button if b.label == "Promote").click().run()
     assert not at.exception and any("promoted; it is in use" in s.value for s in at.success)
-    engine = open_store()
     assert model_versions.checkpoint_in_force(engine)[0].name == "second.pth"
+    logged = model_versions.promotion_history(engine)[0].reason
+    assert logged.startswith("OVERRIDE (not offered: 0 held-out reviewed case(s)") and logged.endswith(
+        "validated elsewhere"
+    )
     again = open_page("metrics")  # the page now serves the promoted version
     assert any(
         c.value.startswith(f"Model `{model_versions.promotion_history(engine)[0].version}`") for c in again.caption
