@@ -114,3 +114,16 @@ def shortfall(labels: np.ndarray, goal: Goal) -> str:
         f"{goal.confidence:.0%} confidence even with none missed; review at least {need - have} more "
         f"({need} in all)"
     )
+
+
+def paired_improvement_p(better: int, worse: int) -> float:
+    """One-sided exact McNemar p-value that a change helps: ``better`` cases right only after, ``worse`` only before.
+
+    Under "no difference" each discordant case is equally likely to go either way, so ``better`` is
+    binomial(better + worse, 1/2); ``1.0`` with no discordant case.
+    """
+    from scipy.stats import binomtest
+
+    if better + worse == 0:
+        return 1.0
+    return float(binomtest(better, better + worse, 0.5, alternative="greater").pvalue)

@@ -14,14 +14,14 @@ calibration fitted without it, so no case is used twice in fit and estimate.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from core.confident_goals import Goal, confident_threshold, lower_bound, shortfall
+from core.confident_goals import Goal, confident_threshold, lower_bound, paired_improvement_p, shortfall
 from core.metrics import (
     bootstrap_call_intervals,
     choose_threshold,
@@ -216,24 +216,70 @@ class SiteProposal:
     """The operating point in force, on all reviewed cases."""
     after: dict[str, Any]
     """The proposed one, estimated by cross-validation on the reviewed cases."""
+    paired: dict[str, dict[str, int]] = field(default_factory=dict)
+    """Per class (``"normal"``, ``"pneumonia"``): cases the proposal calls right and the point in force wrong
+    (``"better"``), and the reverse (``"worse"``), on the same reviewed cases."""
 
     def figures(self) -> dict[str, Any]:
         """JSON-ready record stored with the threshold change."""
-        return {"before": self.before, "after_cross_validated": self.after, "problems": self.problems()}
+        return {
+            "before": self.before,
+            "after_cross_validated": self.after,
+            "paired": self.paired,
+            "problems": self.problems(),
+        }
 
     def problems(self) -> list[str]:
         """Why saving this proposal needs an explicit override (empty when nothing speaks against it).
 
-        The cross-validated estimate must meet the goal, and neither one-sided lower bound (sensitivity,
-        specificity) may fall below that of the point in force on the same cases.
+        The point in force stays unless the proposal is better with confidence (``BOUND_CONFIDENCE``,
+        or the goal's own):
+
+        - its cross-validated estimate of the goal's figure must meet the goal;
+        - when the point in force meets the goal on these cases (its lower bound, for a goal with a
+          confidence), the proposal must be better on the other figure with confidence (one-sided exact
+          McNemar test on the cases where the two disagree);
+        - when it does not, the proposal must show the goal (its cross-validated lower bound) or be
+          better on the goal's own figure with confidence.
+
+        The proposal's threshold already meets the goal with the goal's confidence on the fitted cases
+        (:func:`threshold_between_cases`), so its own sensitivity may fall below the point in force's.
         """
+        try:
+            goal = Goal.parse(self.point.goal)
+        except ValueError:
+            return self._bounds_not_lower()
+        other = "specificity" if goal.metric == "sensitivity" else "sensitivity"
+        confidence = goal.confidence or BOUND_CONFIDENCE
         lines = []
-        goal = self.point.goal
-        if goal.startswith(("sensitivity>=", "specificity>=")):
-            metric, target = goal.split(">=", 1)[0], float(goal.split(">=", 1)[1].split("@", 1)[0])
-            estimate = self.after.get(metric)
-            if estimate is not None and estimate < target:
-                lines.append(f"the cross-validated {metric} {estimate:.3f} misses the goal {target:g}")
+        estimate = self.after.get(goal.metric)
+        if estimate is not None and estimate < goal.target:
+            lines.append(f"the cross-validated {goal.metric} {estimate:.3f} misses the goal {goal.target:g}")
+        then = self.after.get(f"{goal.metric}_lower" if goal.confidence else goal.metric)
+        in_force = self.before.get(f"{goal.metric}_lower" if goal.confidence else goal.metric)
+        if in_force is None:
+            return lines
+        if in_force >= goal.target:  # the goal is met already: the change must add on the other figure
+            lines.extend(self._not_better(other, confidence, "the point in force meets the goal already and"))
+        elif then is None or then < goal.target:  # neither shows the goal: it must at least catch more
+            lines.extend(self._not_better(goal.metric, confidence, "neither point shows the goal and"))
+        return lines
+
+    def _not_better(self, metric: str, confidence: float, why: str) -> list[str]:
+        """A line when the proposal is not better than the point in force on ``metric`` with ``confidence``."""
+        counts = self.paired.get("normal" if metric == "specificity" else "pneumonia", {})
+        better, worse = counts.get("better", 0), counts.get("worse", 0)
+        p = paired_improvement_p(better, worse)
+        if p <= 1 - confidence:
+            return []
+        return [
+            f"{why} the proposal is not better on {metric} with {confidence:.0%} confidence "
+            f"({better} case(s) better, {worse} worse; one-sided exact McNemar p = {p:.3f})"
+        ]
+
+    def _bounds_not_lower(self) -> list[str]:
+        """For goals without a target (``youden``): neither lower bound may fall below the point in force's."""
+        lines = []
         for metric in ("sensitivity", "specificity"):
             now, then = self.before.get(f"{metric}_lower"), self.after.get(f"{metric}_lower")
             if now is not None and then is not None and then < now:
@@ -241,6 +287,19 @@ class SiteProposal:
                     f"its {metric} lower bound {then:.3f} (cross-validated) is below the point in force's {now:.3f}"
                 )
         return lines
+
+
+def paired_changes(labels: np.ndarray, before_calls: np.ndarray, after_calls: np.ndarray) -> dict[str, dict[str, int]]:
+    """Per class, the cases right only after (``better``) and right only before (``worse``)."""
+    labels = np.asarray(labels, dtype=int)
+    right_before, right_after = before_calls == labels, after_calls == labels
+    return {
+        name: {
+            "better": int((right_after & ~right_before & (labels == value)).sum()),
+            "worse": int((right_before & ~right_after & (labels == value)).sum()),
+        }
+        for name, value in (("normal", 0), ("pneumonia", 1))
+    }
 
 
 def propose_site_operating_point(
@@ -256,13 +315,16 @@ def propose_site_operating_point(
     Raises:
         NotEnoughCases: fewer than ``min_per_class`` of either class.
     """
-    labels = np.asarray(labels, dtype=int)
+    margins, labels = np.asarray(margins, dtype=float), np.asarray(labels, dtype=int)
     check_counts(labels, min_per_class)
     point = fit_site_operating_point(margins, labels, goal, min_per_class)
+    _, after_calls = cross_validated_scores(margins, labels, goal, cross_validation_folds(labels))
+    before_calls = (current.p_pneumonia_from_margin(margins) >= current.threshold).astype(int)
     return SiteProposal(
         point,
         performance_at(current, margins, labels, bootstrap),
         cross_validated_performance(margins, labels, goal, bootstrap=bootstrap),
+        paired_changes(labels, before_calls, after_calls),
     )
 
 
