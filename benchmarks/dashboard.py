@@ -20,6 +20,20 @@ from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, start_dashboard  # n
 from tests.helpers import xray_like  # noqa: E402
 
 
+def _idle_cpu(pid: int, seconds: float = 20.0) -> float:
+    """The server's CPU use while nobody uses it, in % of one core (user + system time from /proc)."""
+    import os
+
+    def ticks() -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+
+    time.sleep(5)  # let the closed sessions wind down
+    before = ticks()
+    time.sleep(seconds)
+    return 100.0 * (ticks() - before) / os.sysconf("SC_CLK_TCK") / seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -79,6 +93,7 @@ def main() -> None:
                 f"(first visit {draws[0]:.2f} s)"
             )
             browser.close()
+        print(f"idle server: {_idle_cpu(process.pid):.1f} % of one core over 20 s (no page open)")
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -24,7 +24,7 @@ from torch import nn
 from core.checkpoint import CheckpointError, CheckpointMeta, file_sha256, load_checkpoint, model_version
 from core.input_checks import check_xray, load_xray
 from core.onnx_runtime import load_int8_network, load_onnx_network
-from core.operating_point import OperatingPoint, OperatingPointLookup, operating_point_in_force
+from core.operating_point import OperatingPoint, OperatingPointLookup, decision_text, operating_point_in_force
 from core.registry import DEFAULT_CHECKPOINT as DEFAULT_CHECKPOINT  # re-exported: older scripts import them here
 from core.registry import REPO_ROOT as REPO_ROOT
 from core.registry import default_checkpoint
@@ -75,6 +75,11 @@ class Prediction:
     def p_pneumonia(self) -> float:
         """Calibrated P(PNEUMONIA)."""
         return self.probabilities["PNEUMONIA"]
+
+    @property
+    def decision(self) -> str:
+        """The call with P(PNEUMONIA) and the threshold it was compared with (:func:`decision_text`)."""
+        return decision_text(self.p_pneumonia, self.threshold, self.label)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (``source`` is the input's name: the CLI's JSON interface since its first version)."""

@@ -149,3 +149,13 @@ def operating_point_in_force(
     """
     saved = lookup(checkpoint_sha256, float(meta.temperature)) if lookup is not None else None
     return saved if saved is not None else checkpoint_operating_point(meta)
+
+
+def decision_text(p_pneumonia: float, threshold: float, label: str) -> str:
+    """The call with the numbers behind it, in words a clinician reads.
+
+    ``"P(PNEUMONIA) 0.527 is below the threshold 0.773: NORMAL"``; the call always follows from the
+    numbers shown (never a "confidence" below one half for the class called).
+    """
+    relation = "is at or above" if p_pneumonia >= threshold else "is below"
+    return f"P(PNEUMONIA) {p_pneumonia:.3f} {relation} the threshold {threshold:.3f}: {label}"

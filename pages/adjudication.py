@@ -49,7 +49,7 @@ case = choices[st.selectbox("Case", list(choices), key="adjudication_case")]
 
 left, right = st.columns([3, 2])
 with left:
-    show_stored_xray(case.image_path, case.file_name, "adjudication", engine, case.model_label)
+    show_stored_xray(case.image_path, case.file_name, f"adjudication-{case.image_id}", engine, case.model_label)
 with right:
     st.subheader(f"Image #{case.image_id}: model says {case.model_label}")
     st.caption(

@@ -24,6 +24,8 @@ opacity = st.slider("Heat-map opacity", 0.0, 1.0, 0.4, 0.05, disabled=not show_h
 # Streamlit reruns this script on every interaction: log each upload once per session.
 logged: dict[str, object] = st.session_state.setdefault("logged_uploads", {})
 
+# Every call is drawn first; the heat maps (torch + Grad-CAM, the slow part) fill in afterwards.
+pending_maps: list[tuple[object, str, predictions.LoggedPrediction]] = []
 for upload in files or []:
     st.divider()
     data = upload.getvalue()
@@ -43,17 +45,12 @@ for upload in files or []:
         continue
     assert isinstance(entry, predictions.LoggedPrediction)
     result = entry.result
-    image = entry.image
     left, right = st.columns([1, 1])
-    with right:  # the call first: the heat map (torch + Grad-CAM) follows once it is computed
+    with right:
         st.subheader(f"Prediction: {result.label}")
-        st.metric("Confidence", f"{result.confidence:.4f}")
-        st.write(f"NORMAL: {result.probabilities['NORMAL']:.4f}")
-        st.write(f"PNEUMONIA: {result.probabilities['PNEUMONIA']:.4f}")
-        st.caption(
-            f"Model `{entry.model_version}` · threshold {result.threshold:.3f} · "
-            f"logged as prediction #{entry.prediction_id}"
-        )
+        st.metric("P(PNEUMONIA)", f"{result.p_pneumonia:.3f}", help="Calibrated probability of pneumonia")
+        st.write(result.decision)
+        st.caption(f"Model `{entry.model_version}` · logged as prediction #{entry.prediction_id}")
         st.page_link(
             "pages/review.py",
             label=f"Review prediction #{entry.prediction_id}",
@@ -62,12 +59,16 @@ for upload in files or []:
         )
     with left:
         st.text(upload.name)  # user text: shown as plain text, never Markdown
-        if show_heatmap:
-            from core.explain import gradcam, overlay  # imported on first use: it pulls in torch and grad-cam
+        slot = st.empty()
+        slot.image(entry.image)
+    if show_heatmap:
+        pending_maps.append((slot, key, entry))
 
-            cams = st.session_state.setdefault("heatmaps", {})
-            if key not in cams:
-                cams[key] = gradcam(predictor, image, result.label)
-            st.image(overlay(image, cams[key], opacity), caption=f"Grad-CAM for {result.label}")
-        else:
-            st.image(image)
+if pending_maps:
+    from core.explain import gradcam, overlay  # imported on first use: it pulls in torch and grad-cam
+
+    cams = st.session_state.setdefault("heatmaps", {})
+    for slot, key, entry in pending_maps:
+        if key not in cams:
+            cams[key] = gradcam(predictor, entry.image, entry.result.label)
+        slot.image(overlay(entry.image, cams[key], opacity), caption=f"Grad-CAM for {entry.result.label}")

@@ -107,7 +107,10 @@ def _next_case() -> None:
 left, right = st.columns([3, 2])
 with left:
     explain = None if blind_pending else case.predicted_label
-    show_stored_xray(case.image_path, case.file_name, "review", engine, explain)
+    # The file name can give the answer away (e.g. "person138_bacteria_658.jpeg"): hidden in a blind read.
+    shown_name = f"Case #{case.id}" if blind_pending else case.file_name
+    # One key per case: window / level start from the defaults on every new case.
+    show_stored_xray(case.image_path, shown_name, f"review-{case.id}", engine, explain)
 
 with right:
     if case.doubt:
@@ -122,11 +125,10 @@ with right:
             st.info("Type your name to start the blind read.")
             st.stop()
         blind_confidence = st.select_slider("Your confidence", CONFIDENCE, value="high", key="blind_confidence")
-        buttons = st.columns(2)
-        call = None
-        if buttons[0].button("NORMAL", shortcut="1", key="blind_normal", width="stretch"):
+        call = None  # one button per row, full width: the label is never cut
+        if st.button("NORMAL", shortcut="1", key="blind_normal", width="stretch"):
             call = "NORMAL"
-        if buttons[1].button("PNEUMONIA", shortcut="2", key="blind_pneumonia", width="stretch"):
+        if st.button("PNEUMONIA", shortcut="2", key="blind_pneumonia", width="stretch"):
             call = "PNEUMONIA"
         if call:
             try:
@@ -139,7 +141,7 @@ with right:
         st.stop()
 
     st.subheader(f"Case #{case.id}: model says {case.predicted_label}")
-    st.write(f"NORMAL: {case.p_normal:.4f} · PNEUMONIA: {case.p_pneumonia:.4f} · threshold {case.threshold:.3f}")
+    st.write(case.decision)
     st.caption(f"Model {case.model_version} · {case.created_at:%Y-%m-%d %H:%M} UTC")
     if blind_read is not None:
         st.info(
@@ -174,10 +176,10 @@ with right:
     form = st.session_state.setdefault("review_form", 0)
     confidence = st.select_slider("Your confidence", CONFIDENCE, value=start, key=f"confidence-{form}")
     notes = st.text_area("Notes", max_chars=MAX_NOTES, key=f"notes-{form}")
-    buttons = st.columns(3)
-    agree = buttons[0].button(f"Agree: {case.predicted_label}", shortcut="A", key="agree", type="primary")
-    disagree = buttons[1].button(f"Disagree: {other}", shortcut="D", key="disagree")
-    buttons[2].button("Next case", shortcut="N", key="skip", on_click=_next_case)
+    # One button per row, full width: what a click records is always readable, at any window size.
+    agree = st.button(f"Agree: {case.predicted_label}", shortcut="A", key="agree", type="primary", width="stretch")
+    disagree = st.button(f"Disagree: {other}", shortcut="D", key="disagree", width="stretch")
+    st.button("Next case", shortcut="N", key="skip", on_click=_next_case, width="stretch")
     if agree or disagree:
         try:
             reviews.submit_review(

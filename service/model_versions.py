@@ -52,13 +52,19 @@ def _view(row: Any) -> PromotionView:
 
 
 def promote(engine: Engine, checkpoint: str | Path, promoted_by: str, reason: str = "") -> PromotionView:
-    """Make a checkpoint the one in use (logged).
+    """Make a checkpoint the one in use (logged, with a required reason).
 
     Raises:
         core.checkpoint.CheckpointError: not a usable checkpoint (nothing logged).
-        store.ValidationError, store.StoreUnavailable: nothing logged.
+        store.ValidationError: no reason, or the checkpoint is the one in use already (nothing logged).
+        store.StoreUnavailable: nothing logged.
     """
+    if not reason.strip():
+        raise store.ValidationError("a reason is required to promote a model version")
     info = describe_checkpoint(checkpoint)
+    in_use, _ = checkpoint_in_force(engine)
+    if in_use.is_file() and file_sha256(in_use) == info.sha256:
+        raise store.ValidationError(f"{info.version} is the version in use already: nothing to promote")
     with store.transaction(engine) as session:
         model = repository.get_or_create_model(session, info.sha256, info.path.name, info.arch)
         row = repository.record_promotion(session, model, str(Path(checkpoint).resolve()), promoted_by, reason)

@@ -54,7 +54,7 @@ def _print_text(prediction: Prediction, many: bool) -> None:
     if many:
         print(f"== {printable(prediction.image_name)}")
     print(f"Prediction: {prediction.label}")
-    print(f"Confidence: {prediction.confidence:.4f}")
+    print(f"Decision: {prediction.decision}")
     for name, value in prediction.probabilities.items():
         print(f"{name}: {value:.4f}")
 

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, object_session
 
 from core.checkpoint import model_version
 from core.labels import CLASS_NAMES as LABELS
+from core.operating_point import decision_text
 from db import repository
 from db.models import Adjudication, Prediction, Review
 from db.repository import CONFIDENCE_LEVELS, MAX_NOTES, QueueFilters
@@ -79,6 +80,11 @@ class CaseView:
     """Why a training image is queued: its given label and the out-of-fold probability of it ("" otherwise)."""
     resolution: str = ""
     """The image's resolved label and its provenance ("" before any review)."""
+
+    @property
+    def decision(self) -> str:
+        """The model's call with P(PNEUMONIA) and the threshold it was compared with."""
+        return decision_text(self.p_pneumonia, self.threshold, self.predicted_label)
 
 
 def _review_view(review: Review) -> ReviewView:

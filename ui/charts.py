@@ -69,41 +69,65 @@ def confusion_figure(matrix: Sequence[Sequence[int]]) -> go.Figure:
     return fig
 
 
-def reliability_figure(labels: Sequence[int], curves: dict[str, Sequence[float]], bins: int = 15) -> go.Figure:
-    """Reliability diagram: observed PNEUMONIA rate against mean predicted probability, per bin."""
-    y = np.asarray(labels)
+def reliability_bins(labels: Sequence[int], scores: Sequence[float], bins: int = 10) -> list[dict[str, float]]:
+    """Equal-count bins of predicted P(PNEUMONIA): mean prediction, observed rate, its Wilson 95 % interval, n.
+
+    Equal-width bins left a few images in the sparse middle, whose observed rate jumped between 0 and 1;
+    with equal counts every point rests on about ``len(scores) / bins`` images, and says how many.
+    """
+    from core.agreement import wilson
+
+    y, p = np.asarray(labels, dtype=int), np.asarray(scores, dtype=float)
+    if not len(p):
+        return []
+    groups = np.array_split(np.argsort(p, kind="stable"), min(bins, len(p)))
+    rows = []
+    for group in groups:
+        observed = wilson(int(y[group].sum()), len(group))
+        rows.append(
+            {
+                "predicted": float(p[group].mean()),
+                "observed": float(observed.value),
+                "low": float(observed.low),
+                "high": float(observed.high),
+                "n": len(group),
+            }
+        )
+    return rows
+
+
+def reliability_figure(labels: Sequence[int], curves: dict[str, Sequence[float]], bins: int = 10) -> go.Figure:
+    """Reliability diagram: observed PNEUMONIA rate (with its 95 % interval) against mean predicted probability."""
     fig = go.Figure()
     fig.add_trace(
         go.Scatter(
             x=[0, 1], y=[0, 1], mode="lines", line={"dash": "dot", "color": "grey"}, name="perfect", hoverinfo="skip"
         )
     )
-    edges = np.linspace(0, 1, bins + 1)
     for name, scores in curves.items():
-        p = np.asarray(scores)
-        index = np.clip(np.digitize(p, edges[1:-1], right=True), 0, bins - 1)
-        xs, ys, ns = [], [], []
-        for b in range(bins):
-            mask = index == b
-            if mask.any():
-                xs.append(float(p[mask].mean()))
-                ys.append(float(y[mask].mean()))
-                ns.append(int(mask.sum()))
+        rows = reliability_bins(labels, scores, bins)
         fig.add_trace(
             go.Scatter(
-                x=xs,
-                y=ys,
+                x=[r["predicted"] for r in rows],
+                y=[r["observed"] for r in rows],
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [r["high"] - r["observed"] for r in rows],
+                    "arrayminus": [r["observed"] - r["low"] for r in rows],
+                },
                 mode="lines+markers",
-                name=name,
-                customdata=ns,
+                name=f"{name} ({len(rows)} bins of about {rows[0]['n'] if rows else 0} images)",
+                customdata=[r["n"] for r in rows],
                 hovertemplate="predicted %{x:.2f}<br>observed %{y:.2f}<br>n=%{customdata}",
             )
         )
     fig.update_layout(
         xaxis_title="predicted P(PNEUMONIA)",
-        yaxis_title="observed fraction PNEUMONIA",
+        yaxis_title="observed fraction PNEUMONIA (95 % interval)",
         height=380,
         margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        legend={"orientation": "h", "y": -0.25},
     )
     return fig
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
@@ -16,6 +17,9 @@ from core.images import ImageLoadError, apply_window, load_image
 from service.store import Store
 from ui.charts import VIEWER_CONFIG, xray_figure
 from ui.common import predictor_or_stop
+
+if TYPE_CHECKING:
+    from core.inference import Predictor
 
 HEAT_MODES = ["off", "side by side", "overlay"]
 
@@ -35,13 +39,34 @@ def show_stored_xray(path: Path, file_name: str, key: str, engine: Store, explai
         return
     heat_map = None
     if explain_label is not None:
+        label = explain_label
 
         def heat_map() -> np.ndarray:
-            from core.explain import gradcam  # imported on first use: it pulls in torch and grad-cam
-
-            return gradcam(predictor_or_stop(engine), image, explain_label)
+            predictor = predictor_or_stop(engine)
+            return _cached_heat_map(str(path), _modified(path), predictor.version, label, image, predictor)
 
     show_xray(image, key, heat_map)
+
+
+def _modified(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+@st.cache_data(show_spinner="Computing the heat map…", max_entries=64)
+def _cached_heat_map(
+    path: str, modified: int, version: str, label: str, _image: Image.Image, _predictor: Predictor
+) -> np.ndarray:
+    """Grad-CAM of a stored image, once per image file, model version and class (not on every viewer rerun).
+
+    The key holds the stored file (path and modification time) and the model version, so another
+    model or a changed file computes a new map; the image and model themselves are not hashed.
+    """
+    from core.explain import gradcam  # imported on first use: it pulls in torch and grad-cam
+
+    return gradcam(_predictor, _image, label)
 
 
 def show_xray(image: Image.Image, key: str, heat_map: Callable[[], np.ndarray] | None = None) -> None:

@@ -75,3 +75,12 @@ def test_in_force_prefers_the_saved_point():
     assert operating_point_in_force(meta, "b" * 64, lookup) is saved
     assert operating_point_in_force(meta, "a" * 64, lookup).origin == CHECKPOINT
     assert asked == ["b" * 64, "a" * 64]
+
+
+def test_decision_text_states_the_numbers_behind_the_call():
+    from core.operating_point import decision_text
+
+    assert decision_text(0.5274, 0.773, "NORMAL") == "P(PNEUMONIA) 0.527 is below the threshold 0.773: NORMAL"
+    assert (
+        decision_text(0.773, 0.773, "PNEUMONIA") == "P(PNEUMONIA) 0.773 is at or above the threshold 0.773: PNEUMONIA"
+    )

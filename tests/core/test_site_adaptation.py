@@ -114,20 +114,63 @@ def test_shift_warning_names_the_figure_and_both_values():
     assert lines == ["specificity on reviewed cases 0.740 (0.680-0.800) vs 0.995 on the held-out split"]
 
 
-def test_a_proposal_that_misses_its_goal_or_lowers_a_bound_lists_why():
+def _proposal(before: dict, after: dict, normal=(0, 0), pneumonia=(0, 0)):
     from core.operating_point import OperatingPoint
     from core.site_adaptation import SiteProposal
 
     point = OperatingPoint(threshold=0.6, temperature=1.0, goal="sensitivity>=0.95@0.9")
-    before = {"sensitivity": 0.97, "sensitivity_lower": 0.93, "specificity_lower": 0.70}
-    fine = SiteProposal(point, before, {"sensitivity": 0.96, "sensitivity_lower": 0.94, "specificity_lower": 0.75})
-    assert fine.problems() == []
-    worse = SiteProposal(point, before, {"sensitivity": 0.929, "sensitivity_lower": 0.88, "specificity_lower": 0.8})
-    assert worse.problems() == [
-        "the cross-validated sensitivity 0.929 misses the goal 0.95",
-        "its sensitivity lower bound 0.880 (cross-validated) is below the point in force's 0.930",
+    paired = {"normal": dict(zip(("better", "worse"), normal)), "pneumonia": dict(zip(("better", "worse"), pneumonia))}
+    return SiteProposal(point, before, after, paired)
+
+
+def test_with_the_goal_met_already_a_change_must_be_better_on_the_other_figure_with_confidence():
+    before = {"sensitivity": 0.99, "sensitivity_lower": 0.96}
+    after = {"sensitivity": 0.97, "sensitivity_lower": 0.945}  # lower than in force: allowed, the goal holds
+    assert _proposal(before, after, normal=(9, 1)).problems() == []  # p = 11/1024
+    weak = _proposal(before, after, normal=(3, 1))
+    assert weak.problems() == [
+        "the point in force meets the goal already and the proposal is not better on specificity with 90% "
+        "confidence (3 case(s) better, 1 worse; one-sided exact McNemar p = 0.312)"
     ]
-    assert worse.figures()["problems"] == worse.problems()
+    assert weak.figures()["problems"] == weak.problems() and weak.figures()["paired"]["normal"]["better"] == 3
+
+
+def test_a_cross_validated_estimate_below_the_goal_is_refused():
+    before = {"sensitivity": 0.99, "sensitivity_lower": 0.96}
+    missed = _proposal(before, {"sensitivity": 0.929, "sensitivity_lower": 0.88}, normal=(20, 0))
+    assert missed.problems() == ["the cross-validated sensitivity 0.929 misses the goal 0.95"]
+
+
+def test_with_the_goal_missed_in_force_a_change_must_show_it_or_catch_more():
+    before = {"sensitivity": 0.97, "sensitivity_lower": 0.93}  # 0.93 < 0.95: the point in force misses it
+    assert _proposal(before, {"sensitivity": 0.985, "sensitivity_lower": 0.955}).problems() == []
+    assert _proposal(before, {"sensitivity": 0.98, "sensitivity_lower": 0.94}, pneumonia=(4, 0)).problems() == []
+    stuck = _proposal(before, {"sensitivity": 0.97, "sensitivity_lower": 0.93}, normal=(10, 0))
+    assert stuck.problems() == [
+        "neither point shows the goal and the proposal is not better on sensitivity with 90% confidence "
+        "(0 case(s) better, 0 worse; one-sided exact McNemar p = 1.000)"
+    ]
+
+
+def test_paired_improvement_p_is_the_exact_binomial_tail():
+    from core.confident_goals import paired_improvement_p
+
+    assert paired_improvement_p(4, 0) == pytest.approx(1 / 16)
+    assert paired_improvement_p(5, 1) == pytest.approx(7 / 64)
+    assert paired_improvement_p(0, 0) == 1.0
+    assert paired_improvement_p(1, 5) == pytest.approx(63 / 64)
+
+
+def test_paired_changes_count_each_class_both_ways():
+    from core.site_adaptation import paired_changes
+
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    before = np.array([1, 1, 0, 1, 0, 1])
+    after = np.array([0, 1, 1, 1, 1, 0])
+    assert paired_changes(labels, before, after) == {
+        "normal": {"better": 1, "worse": 1},
+        "pneumonia": {"better": 1, "worse": 1},
+    }
 
 
 def test_goal_misses_reads_each_goal_in_a_recorded_goal_text():

@@ -27,7 +27,12 @@ def test_upload_predicts_logs_once_and_links_to_review(app_env):
         "NORMAL",
         "PNEUMONIA",
     )
-    assert any(m.label == "Confidence" for m in at.metric)
+    p = float(next(m.value for m in at.metric if m.label == "P(PNEUMONIA)"))
+    called = [s.value for s in at.subheader if s.value.startswith("Prediction:")][0].split(": ")[1]
+    decision = next(m.value for m in at.markdown if m.value.startswith("P(PNEUMONIA)"))
+    assert decision.startswith(f"P(PNEUMONIA) {p:.3f} ") and decision.endswith(f": {called}")  # numbers and call agree
+    threshold = float(decision.split("the threshold ")[1].split(":")[0])
+    assert (p >= threshold) == (called == "PNEUMONIA")
     assert any("logged as prediction #1" in c.value for c in at.caption)
     assert len(at.image) >= 1
     at.slider[0].set_value(0.8).run()  # a rerun must not log the same upload again

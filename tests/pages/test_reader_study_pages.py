@@ -62,11 +62,15 @@ def test_blind_read_hides_the_model_until_the_reviewer_calls(app_env):
     assert f"Case #{case}: your read first" in shown
     assert "model says" not in shown and "0.93" not in shown and "PNEUMONIA:" not in shown
     assert not at.dataframe  # other reviewers' calls hidden too
-    assert not [r for r in at.radio if r.key == "review_heat"]  # no heat map before the call
+    assert not [r for r in at.radio if r.key == f"review-{case}_heat"]  # no heat map before the call
+    assert "xray1.png" not in [t.value for t in at.text]  # the file name can give the answer away
+    assert [b.label for b in at.button if b.key in ("blind_normal", "blind_pneumonia")] == ["NORMAL", "PNEUMONIA"]
     at.button(key="blind_normal").click().run()
     assert not at.exception
     shown = _texts(at)
     assert f"Case #{case}: model says PNEUMONIA" in shown
+    assert "xray1.png" in [t.value for t in at.text]  # revealed with the model's output
+    assert "P(PNEUMONIA) 0.930 is at or above the threshold 0.500: PNEUMONIA" in [m.value for m in at.markdown]
     assert "Your unaided call: NORMAL (high)" in shown
     at.button(key="agree").click().run()  # changes their mind after seeing the AI
     with engine.connect() as connection:
@@ -89,17 +93,24 @@ def test_blind_read_needs_a_name_first(app_env):
 
 def test_viewer_shows_the_stored_resolution_with_window_level_and_heat_map(app_env):
     engine = _engine()
-    _xray_prediction(engine)
-    at = open_page("review")
+    first = _xray_prediction(engine)
+    second = _xray_prediction(engine, seed=2, p=0.2)
+    at = open_page("review", prediction=str(first))
     assert not at.exception
     assert any("320 × 320 px" in c.value for c in at.caption)
-    at.slider(key="review_window").set_value(64).run()
-    at.slider(key="review_level").set_value(100).run()
+    at.slider(key=f"review-{first}_window").set_value(64).run()
+    at.slider(key=f"review-{first}_level").set_value(100).run()
     assert not at.exception
-    at.radio(key="review_heat").set_value("side by side").run()
-    assert not at.exception and at.slider(key="review_opacity").value == 0.4
-    at.radio(key="review_heat").set_value("overlay").run()
+    at.radio(key=f"review-{first}_heat").set_value("side by side").run()
+    assert not at.exception and at.slider(key=f"review-{first}_opacity").value == 0.4
+    at.radio(key=f"review-{first}_heat").set_value("overlay").run()
     assert not at.exception
+    at.button(key="skip").click().run()  # the next case starts from the default window / level
+    shown = next(s.value for s in at.subheader if "model says" in s.value)
+    assert shown == f"Case #{second}: model says NORMAL"
+    assert (
+        at.slider(key=f"review-{second}_window").value == 256 and at.slider(key=f"review-{second}_level").value == 128
+    )
 
 
 def test_signed_in_identity_is_used_and_cannot_be_typed(app_env):

@@ -22,8 +22,8 @@ def two_versions(tmp_path, tiny_checkpoint):
     folder = tmp_path / "models"
     folder.mkdir()
     first = folder / "first.pth"
-    shutil.copy(tiny_checkpoint, first)
     model, meta = load_checkpoint(tiny_checkpoint)
+    save_checkpoint(first, model, CheckpointMeta(**{**meta.to_dict(), "threshold": 0.45}))  # not the default
     second = folder / "second.pth"
     save_checkpoint(second, model, CheckpointMeta(**{**meta.to_dict(), "temperature": 0.7, "threshold": 0.4}))
     return first, second
@@ -45,14 +45,28 @@ def test_promote_and_roll_back_are_logged(engine, two_versions, monkeypatch, tin
     history = model_versions.promotion_history(engine)
     assert [h.checkpoint_path for h in history] == [str(first.resolve()), str(second.resolve()), str(first.resolve())]
     with pytest.raises(store.ValidationError, match="name must not be empty"):
-        model_versions.promote(engine, second, "  ", "")
+        model_versions.promote(engine, second, "  ", "reason")
+    with pytest.raises(store.ValidationError, match="a reason is required"):
+        model_versions.promote(engine, second, "Dr Lead", "  ")
+    with pytest.raises(store.ValidationError, match="is the version in use already"):
+        model_versions.promote(engine, first, "Dr Lead", "again")
     assert len(model_versions.promotion_history(engine)) == 3
+
+
+def test_rolling_back_to_the_version_in_use_is_refused(engine, monkeypatch, tmp_path, tiny_checkpoint):
+    monkeypatch.setenv("PNEUMONIA_CHECKPOINT", str(tiny_checkpoint))
+    copy = tmp_path / "copy.pth"
+    shutil.copy(tiny_checkpoint, copy)
+    with pytest.raises(store.ValidationError, match="is the version in use already"):
+        model_versions.promote(engine, copy, "Dr Lead", "the same bytes")  # nothing promoted, nothing to undo
+    with pytest.raises(store.ValidationError, match="nothing to roll back"):
+        model_versions.rollback(engine, "Dr Lead")
 
 
 def test_a_changed_or_missing_promoted_file_is_not_used(engine, two_versions, monkeypatch, tiny_checkpoint):
     first, _ = two_versions
     monkeypatch.setenv("PNEUMONIA_CHECKPOINT", str(tiny_checkpoint))
-    model_versions.promote(engine, first, "Dr Lead")
+    model_versions.promote(engine, first, "Dr Lead", "site validation")
     with open(first, "ab") as handle:
         handle.write(b"tampered")
     path, why = model_versions.checkpoint_in_force(engine)
@@ -64,7 +78,7 @@ def test_a_changed_or_missing_promoted_file_is_not_used(engine, two_versions, mo
 
 def test_command_lines_use_the_promoted_version(engine, data_dir, two_versions, tmp_path):
     _, second = two_versions
-    promoted = model_versions.promote(engine, second, "Dr Lead")
+    promoted = model_versions.promote(engine, second, "Dr Lead", "better specificity")
     image = tmp_path / "x.png"
     image.write_bytes(png_bytes(1, 96))
     result = run_main("core.predict", image, "--json")

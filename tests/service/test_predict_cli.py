@@ -32,9 +32,13 @@ def test_text_output_format(tiny_checkpoint, tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0].split(": ")[1] in ("NORMAL", "PNEUMONIA")
-    assert [line.split(":")[0] for line in lines] == ["Prediction", "Confidence", "NORMAL", "PNEUMONIA"]
+    assert [line.split(":")[0] for line in lines] == ["Prediction", "Decision", "NORMAL", "PNEUMONIA"]
     normal, pneumonia = float(lines[2].split(": ")[1]), float(lines[3].split(": ")[1])
     assert abs(normal + pneumonia - 1) < 2e-4
+    decision = lines[1].removeprefix("Decision: ")  # the call with the numbers that make it
+    assert decision.startswith(f"P(PNEUMONIA) {pneumonia:.3f} ") and decision.endswith(lines[0].split(": ")[1])
+    threshold = float(decision.split("the threshold ")[1].split(":")[0])
+    assert (pneumonia >= threshold) == (lines[0].endswith("PNEUMONIA"))
 
 
 def test_json_many_formats(tiny_checkpoint, tmp_path):

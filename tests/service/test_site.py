@@ -95,20 +95,23 @@ def test_calibrate_from_reviews_saves_a_point_every_entry_point_uses(engine, rev
     with session_scope(engine) as session:
         assert repository.latest_threshold_change(session, predictor.checkpoint_sha256) is None
 
-    # This tiny model's proposal lowers the specificity bound: refused unless overridden, and then recorded.
+    # The checkpoint's point calls nothing PNEUMONIA here: a proposal that meets the goal is better, and saved.
+    assert _calibrate("--checkpoint", str(tiny_checkpoint), "--min-cases", "10", *sample, "--by", "Dr Lead") == 0
+    out = capsys.readouterr().out
+    assert "before (" in out and "after, 5-fold cross-validation" in out and "saved as threshold change #1" in out
+    # Proposing again from that point adds nothing with confidence: refused unless overridden, then recorded.
     assert _calibrate("--checkpoint", str(tiny_checkpoint), "--min-cases", "10", *sample, "--by", "Dr Lead") == 2
-    assert "error: refused: " in capsys.readouterr().err
+    assert "error: refused: the point in force meets the goal already" in capsys.readouterr().err
     assert (
         _calibrate("--checkpoint", str(tiny_checkpoint), "--min-cases", "10", *sample, "--by", "X", "--override") == 0
     )
-    out = capsys.readouterr().out
-    assert "before (" in out and "after, 5-fold cross-validation" in out and "saved as threshold change #1" in out
+    assert "saved as threshold change #2" in capsys.readouterr().out
     with session_scope(engine) as session:
         change = repository.latest_threshold_change(session, predictor.checkpoint_sha256)
         assert change.changed_by == "X" and change.temperature is not None and change.bias is not None
         assert len(change.metrics["review_ids"]) == 60 and change.metrics["n_cases"] == 60
-        assert {"before", "after_cross_validated"} <= set(change.metrics)
-        assert change.metrics["override"] and change.reason.startswith("OVERRIDE (its specificity lower bound")
+        assert {"before", "after_cross_validated", "paired"} <= set(change.metrics)
+        assert change.metrics["override"] and change.reason.startswith("OVERRIDE (the point in force meets the goal")
         saved = (change.threshold, change.temperature, change.bias)
     in_force = known_models.predictor_in_force(engine, predictor)
     assert (in_force.point.threshold, in_force.point.temperature, in_force.point.bias) == pytest.approx(saved)
