@@ -23,7 +23,11 @@ cols[0].metric("Predictions", summary["predictions"])
 cols[1].metric("Reviewed", summary["reviewed_predictions"])
 cols[2].metric("Current reviews", summary["reviews"])
 cols[3].metric("Disagreements", summary["disagreements"])
-cols[4].metric("Cohen's kappa (model vs reviewers)", "n/a" if summary["kappa"] is None else f"{summary['kappa']:.3f}")
+cols[4].metric(
+    "Kappa",
+    "n/a" if summary["kappa"] is None else f"{summary['kappa']:.3f}",
+    help="Cohen's kappa between the model and the reviewers",
+)
 st.caption(
     "Counts use each reviewer's latest review of a case; earlier ones stay in the history "
     f"({summary['all_reviews']} reviews in all)."

@@ -43,15 +43,20 @@ def render_report(report: dict[str, Any], threshold: float, key: str) -> float:
     predictions = report.get("predictions", [])
     labels = [p["label"] for p in predictions]
     scores = [p["p_pneumonia"] for p in predictions]
-    headline = st.columns(5)
-    headline[0].metric("Accuracy (95% CI)", _with_ci(report, "accuracy"))
-    headline[1].metric("ROC-AUC (95% CI)", _with_ci(report, "roc_auc"))
-    headline[2].metric("Sensitivity", _with_ci(report, "sensitivity"))
-    headline[3].metric("Specificity", _with_ci(report, "specificity"))
-    headline[4].metric(
-        "Images / patients", f"{report.get('n_images', len(predictions))} / {report.get('n_patients', '?')}"
+    # Short labels and bare values: an interval inside a metric was cut at every window size. The
+    # intervals follow in the caption, each beside its figure's name.
+    names = {"accuracy": "Accuracy", "roc_auc": "ROC-AUC", "sensitivity": "Sensitivity", "specificity": "Specificity"}
+    headline = st.columns(len(names) + 1)
+    for column, (key_name, shown) in zip(headline, names.items(), strict=False):
+        column.metric(shown, _fmt(report.get(key_name)))
+    headline[-1].metric("Images", str(report.get("n_images", len(predictions))))
+    intervals = report.get("confidence_intervals", {})
+    spans = [f"{shown} {intervals[k][0]:.3f}-{intervals[k][1]:.3f}" for k, shown in names.items() if intervals.get(k)]
+    st.caption(
+        f"At the report's threshold {report['threshold']:.3f}; {report.get('n_images', len(predictions))} images "
+        f"of {report.get('n_patients', '?')} patients. "
+        + (f"Bootstrap 95 % intervals: {' · '.join(spans)}." if spans else "No intervals in this report.")
     )
-    st.caption(f"Figures above at the report's threshold {report['threshold']:.3f}; intervals: bootstrap 95 %.")
     per_class = pd.DataFrame(report["per_class"]).T[["precision", "recall", "f1", "support"]]
     three = "{:.3f}"
     st.dataframe(per_class.style.format({"precision": three, "recall": three, "f1": three, "support": "{:.0f}"}))
@@ -98,7 +103,7 @@ def render_report(report: dict[str, Any], threshold: float, key: str) -> float:
     raw = [p.get("p_pneumonia_uncalibrated", p["p_pneumonia"]) for p in predictions]
     cols = st.columns(4)
     cols[0].metric("ECE before", _fmt(report.get("ece_uncalibrated")))
-    cols[1].metric("ECE after (temperature)", _fmt(report.get("ece")))
+    cols[1].metric("ECE after", _fmt(report.get("ece")), help="after temperature scaling")
     cols[2].metric("Brier before", _fmt(report.get("brier_uncalibrated")))
     cols[3].metric("Brier after", _fmt(report.get("brier")))
     st.plotly_chart(reliability_figure(labels, {"before": raw, "after": scores}), key=f"{key}_rel")

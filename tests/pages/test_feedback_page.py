@@ -40,5 +40,5 @@ def test_tables_with_user_text_neutralise_formulas_for_their_csv_download(app_en
 def test_empty_database(app_env):
     at = open_page("feedback")
     assert not at.exception
-    assert {m.label: m.value for m in at.metric}["Cohen's kappa (model vs reviewers)"] == "n/a"
+    assert {m.label: m.value for m in at.metric}["Kappa"] == "n/a"
     assert any("No reviewer disagrees" in i.value for i in at.info)
