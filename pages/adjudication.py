@@ -71,8 +71,7 @@ with right:
         ],
         key="adjudication_calls",
     )
-    st.write("Current resolution")
-    st.text(case.resolution)
+    st.text(case.resolution)  # the label and why, with names: plain text
     # Not cleared on submit: a refused submission (no reason yet) must keep the label that was chosen.
     with st.form("adjudication_form"):
         label = st.radio("Final label", list(LABELS), index=None, horizontal=True, key="final_label")

@@ -6,6 +6,7 @@ import streamlit as st
 
 from service import predictions, store
 from ui.common import engine_or_stop, page_header, predictor_or_stop, show_problem, show_store_error
+from ui.viewer import HEAT_LEGEND
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm"]
 
@@ -68,6 +69,7 @@ if pending_maps:
     from core.explain import gradcam, overlay  # imported on first use: it pulls in torch and grad-cam
 
     cams = st.session_state.setdefault("heatmaps", {})
+    st.caption(HEAT_LEGEND)
     for slot, key, entry in pending_maps:
         if key not in cams:
             cams[key] = gradcam(predictor, entry.image, entry.result.label)

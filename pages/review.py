@@ -78,7 +78,13 @@ except store.StoreUnavailable as error:
     show_store_error(error)
     st.stop()
 
-st.caption(f"{len(queue)} case(s) in the queue with these filters (unreviewed first, then most uncertain).")
+if case is not None and requested and str(case.id) == requested:
+    st.caption(
+        f"Prediction #{case.id}, opened from its link; {len(queue)} case(s) in the queue with these filters "
+        "(unreviewed first, then most uncertain)."
+    )
+else:
+    st.caption(f"{len(queue)} case(s) in the queue with these filters (unreviewed first, then most uncertain).")
 if selection == "audit":
     st.caption(
         "Audit case: drawn at random, not by uncertainty (PNEUMONIA_AUDIT_FRACTION), so that the site figures "

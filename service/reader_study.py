@@ -205,7 +205,7 @@ def _adjudication_case(
         prediction.threshold,
         model_version(prediction.model.arch, prediction.model.sha256),
         why,
-        resolution.provenance,
+        f"Resolved label: {resolution.label or 'none yet'} ({resolution.provenance})",
         views,
     )
 

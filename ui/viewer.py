@@ -22,6 +22,10 @@ if TYPE_CHECKING:
     from core.inference import Predictor
 
 HEAT_MODES = ["off", "side by side", "overlay"]
+HEAT_LEGEND = (
+    "Grad-CAM colours: red and yellow mark the regions that drove the model's call most, blue the least. "
+    "It shows where the model looked, not where the disease is."
+)
 
 
 def show_stored_xray(path: Path, file_name: str, key: str, engine: Store, explain_label: str | None) -> None:
@@ -92,6 +96,7 @@ def show_xray(image: Image.Image, key: str, heat_map: Callable[[], np.ndarray] |
     from core.explain import overlay  # imported on first use: it pulls in torch and grad-cam
 
     opacity = st.slider("Heat-map opacity", 0.0, 1.0, 0.4, 0.05, key=f"{key}_opacity")
+    st.caption(HEAT_LEGEND)
     blended = overlay(view.convert("RGB"), heat_map(), opacity)
     if mode == "overlay":
         st.plotly_chart(xray_figure(blended, "Grad-CAM overlay"), config=VIEWER_CONFIG, key=f"{key}_overlay")

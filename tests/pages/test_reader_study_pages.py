@@ -102,6 +102,7 @@ def test_viewer_shows_the_stored_resolution_with_window_level_and_heat_map(app_e
     at.slider(key=f"review-{first}_level").set_value(100).run()
     assert not at.exception
     at.radio(key=f"review-{first}_heat").set_value("side by side").run()
+    assert any(c.value.startswith("Grad-CAM colours: red and yellow") for c in at.caption)  # the heat map's legend
     assert not at.exception and at.slider(key=f"review-{first}_opacity").value == 0.4
     at.radio(key=f"review-{first}_heat").set_value("overlay").run()
     assert not at.exception
@@ -176,6 +177,7 @@ def test_adjudication_page_is_read_only_for_others(disagreement):
     calls = at.dataframe[0].value
     assert set(calls["reviewer"]) == {"Dr A (unverified)", "Dr B (unverified)"}
     assert "<b>lobar</b>" in set(calls["notes"])
+    assert any(t.value.startswith("Resolved label: none yet (") for t in at.text)  # the label, then why
     assert at.button[-1].disabled  # the form's submit button
 
 

@@ -58,6 +58,7 @@ def test_link_opens_a_case_and_shows_history(app_env):
     at = open_page("review", prediction=str(target))
     assert not at.exception
     assert at.subheader[0].value == f"Case #{target}: model says PNEUMONIA"
+    assert any(c.value.startswith(f"Prediction #{target}, opened from its link;") for c in at.caption)
     history = at.dataframe[0].value
     assert list(history["reviewer"]) == ["Dr A (unverified)"] and list(history["notes"]) == ["<i>looks fine</i>"]
     bad = open_page("review", prediction="abc")
