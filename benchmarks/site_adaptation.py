@@ -163,7 +163,9 @@ def _site_head_calls(url: str, env: dict[str, str], work: Path, rest: list[int],
     return (p >= meta.threshold).astype(int)
 
 
-def run_draws(site: Path, work: Path, sizes: list[int], draws: int, site_head: bool) -> dict[str, Any]:
+def run_draws(
+    site: Path, work: Path, sizes: list[int], draws: int, site_head: bool, chosen: list[str] | None = None
+) -> dict[str, Any]:
     """Every rule on every draw; returns ``{size: {rule: [figures per draw]}}``."""
     env, cases = _template(site, work)
     labels = np.array([c[1] for c in cases])
@@ -244,6 +246,7 @@ def main() -> None:
     parser.add_argument("--reviewed", default="100,300", help="comma list of reviewed-sample sizes")
     parser.add_argument("--draws", type=int, default=20)
     parser.add_argument("--site-head", action="store_true", help="also fit and judge a site head per draw")
+    parser.add_argument("--rules", default=None, help="comma list of rules to run (default: all)")
     parser.add_argument("--work", default=None, help="databases and results (default: SITE/../work)")
     args = parser.parse_args()
     if args.make_site:
@@ -255,7 +258,8 @@ def main() -> None:
     work = Path(args.work) if args.work else site.parent / "work"
     work.mkdir(parents=True, exist_ok=True)
     sizes = [int(s) for s in args.reviewed.split(",")]
-    results = run_draws(site, work, sizes, args.draws, args.site_head)
+    chosen = args.rules.split(",") if args.rules else None
+    results = run_draws(site, work, sizes, args.draws, args.site_head, chosen)
     (work / "results.json").write_text(json.dumps(results, indent=1))
     print_table(results, sum(1 for p in site.rglob("*") if p.is_file()))
 

@@ -236,11 +236,11 @@ class SiteProposal:
         or the goal's own):
 
         - its cross-validated estimate of the goal's figure must meet the goal;
-        - when the point in force meets the goal on these cases (its lower bound, for a goal with a
-          confidence), the proposal must be better on the other figure with confidence (one-sided exact
-          McNemar test on the cases where the two disagree);
-        - when it does not, the proposal must show the goal (its cross-validated lower bound) or be
-          better on the goal's own figure with confidence.
+        - when the point in force meets the goal on these cases (its point estimate), the proposal must
+          be better on the other figure with confidence (one-sided exact McNemar test on the cases where
+          the two disagree);
+        - when it misses the goal, the proposal must show the goal (its cross-validated lower bound) or
+          be better on the goal's own figure with confidence.
 
         The proposal's threshold already meets the goal with the goal's confidence on the fitted cases
         (:func:`threshold_between_cases`), so its own sensitivity may fall below the point in force's.
@@ -256,10 +256,13 @@ class SiteProposal:
         if estimate is not None and estimate < goal.target:
             lines.append(f"the cross-validated {goal.metric} {estimate:.3f} misses the goal {goal.target:g}")
         then = self.after.get(f"{goal.metric}_lower" if goal.confidence else goal.metric)
-        in_force = self.before.get(f"{goal.metric}_lower" if goal.confidence else goal.metric)
+        in_force = self.before.get(goal.metric)
         if in_force is None:
             return lines
-        if in_force >= goal.target:  # the goal is met already: the change must add on the other figure
+        # Nothing shows the point in force failing the goal: a change must add on the other figure. (Its
+        # lower bound alone falling short, on a few dozen cases, is no evidence of a failure: moving on that
+        # once traded 0.22 of specificity for 0.013 of sensitivity in benchmarks/site_adaptation.py.)
+        if in_force >= goal.target:
             lines.extend(self._not_better(other, confidence, "the point in force meets the goal already and"))
         elif then is None or then < goal.target:  # neither shows the goal: it must at least catch more
             lines.extend(self._not_better(goal.metric, confidence, "neither point shows the goal and"))

@@ -142,14 +142,23 @@ def test_a_cross_validated_estimate_below_the_goal_is_refused():
 
 
 def test_with_the_goal_missed_in_force_a_change_must_show_it_or_catch_more():
-    before = {"sensitivity": 0.97, "sensitivity_lower": 0.93}  # 0.93 < 0.95: the point in force misses it
+    before = {"sensitivity": 0.93, "sensitivity_lower": 0.88}  # the point in force misses the goal
     assert _proposal(before, {"sensitivity": 0.985, "sensitivity_lower": 0.955}).problems() == []
     assert _proposal(before, {"sensitivity": 0.98, "sensitivity_lower": 0.94}, pneumonia=(4, 0)).problems() == []
-    stuck = _proposal(before, {"sensitivity": 0.97, "sensitivity_lower": 0.93}, normal=(10, 0))
+    stuck = _proposal(before, {"sensitivity": 0.96, "sensitivity_lower": 0.93}, normal=(10, 0))
     assert stuck.problems() == [
         "neither point shows the goal and the proposal is not better on sensitivity with 90% confidence "
         "(0 case(s) better, 0 worse; one-sided exact McNemar p = 1.000)"
     ]
+
+
+def test_an_uncertain_lower_bound_alone_does_not_license_trading_specificity_away():
+    """In force: 0.985 on the sample, lower bound 0.93 (few positives): no evidence that it misses the goal."""
+    before = {"sensitivity": 0.985, "sensitivity_lower": 0.93}
+    catches_one = _proposal(before, {"sensitivity": 1.0, "sensitivity_lower": 0.96}, normal=(0, 9), pneumonia=(1, 0))
+    assert catches_one.problems()[0].startswith(
+        "the point in force meets the goal already and the proposal is not better on specificity"
+    )
 
 
 def test_paired_improvement_p_is_the_exact_binomial_tail():
