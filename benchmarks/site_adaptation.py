@@ -181,9 +181,8 @@ def run_draws(
     checkpoint_point = _checkpoint_predictor().point
     results: dict[str, Any] = {}
     for size in sizes:
-        per_rule: dict[str, list[dict[str, Any]]] = {
-            rule: [] for rule in (*RULES, *(("site head",) if site_head else ()))
-        }
+        rules = [r for r in ((*RULES, "site head") if site_head else RULES) if chosen is None or r in chosen]
+        per_rule: dict[str, list[dict[str, Any]]] = {rule: [] for rule in rules}
         for draw in range(draws):
             started = time.time()
             order = np.random.default_rng(draw).permutation(len(cases))
