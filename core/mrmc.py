@@ -43,10 +43,13 @@ class Ratings:
     def from_rows(cls, rows: list[dict[str, Any]]) -> Ratings:
         """From long-format rows ``reader, case, modality, truth, rating`` (every reader x case x modality once).
 
+        Modalities keep the order they first appear in (differences read first - second); readers and
+        cases are sorted (numbers as numbers).
+
         Raises:
             ValueError: a missing rating, a case with two truths, or one class only.
         """
-        modalities = sorted({str(r["modality"]) for r in rows}, key=_natural)
+        modalities = list(dict.fromkeys(str(r["modality"]) for r in rows))  # in the order they first appear
         readers = sorted({str(r["reader"]) for r in rows}, key=_natural)
         cases = sorted({str(r["case"]) for r in rows}, key=_natural)
         index = {(str(r["modality"]), str(r["reader"]), str(r["case"])): float(r["rating"]) for r in rows}

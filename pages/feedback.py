@@ -8,6 +8,7 @@ import streamlit as st
 
 from service import export, maintenance, reader_study, store
 from ui.common import engine_or_stop, page_header, show_store_error, user_text_table
+from ui.mrmc_section import mrmc_section
 
 page_header("Feedback & export")
 engine = engine_or_stop()
@@ -74,6 +75,8 @@ st.caption(
     if fleiss.cases < 2 or fleiss.kappa != fleiss.kappa
     else f"Fleiss' kappa {fleiss.kappa:.3f} over {fleiss.cases} cases read by {fleiss.readers_per_case} readers each"
 )
+
+mrmc_section(engine)
 
 st.subheader("Audit log")
 if log.ok:

@@ -308,7 +308,8 @@ def _reference(reader: str, calls: dict[str, Review], resolution: repository.Res
     return repository.resolve_label([r.call for name, r in calls.items() if name != reader])
 
 
-def _latest_blind_reads(session: Session) -> dict[tuple[int, str], BlindRead]:
+def latest_blind_reads(session: Session) -> dict[tuple[int, str], BlindRead]:
+    """Each reader's newest blind read of each image: ``(image id, reader) -> row`` (inside a transaction)."""
     rows = session.scalars(select(BlindRead).join(Prediction).order_by(BlindRead.id))
     return {(row.prediction.image_id, row.reviewer): row for row in rows}
 
@@ -319,7 +320,7 @@ def reader_performance(engine: Engine) -> ReaderReport:
     def action(session: Session) -> ReaderReport:
         scored: dict[tuple[str, str], list[tuple[str, str, str]]] = {}  # (reader, mode) -> (call, model, reference)
         shown: dict[str, str] = {}
-        blind = _latest_blind_reads(session)
+        blind = latest_blind_reads(session)
         resolved = repository.resolutions(session)
         for image_id, (calls, resolution) in resolved.items():
             readers = set(calls) | {reader for (image, reader) in blind if image == image_id}

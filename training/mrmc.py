@@ -1,6 +1,7 @@
 """Multi-reader multi-case analysis of a reader study from a ratings file (Obuchowski-Rockette, Hillis df).
 
     python -m training.mrmc --input ratings.csv [--json] [--endpoint auc|sensitivity|specificity --cut 3]
+    python -m training.mrmc --from-store [--json]     # the review store's blind (unaided) and aided reads
 
 ``ratings.csv`` is long format with a header: ``reader,case,modality,truth,rating``
 (truth 1 = abnormal; every reader rates every case in every modality; a higher rating
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from core.cli import report_error
 from core.mrmc import ENDPOINTS, Ratings, analyse
+from service.reader_mrmc import PNEUMONIA_CUT, reader_study_ratings
+from service.store import StoreUnavailable, open_store
 
 COLUMNS = ("reader", "case", "modality", "truth", "rating")
 
@@ -28,9 +31,18 @@ COLUMNS = ("reader", "case", "modality", "truth", "rating")
 def get_args_parser() -> argparse.ArgumentParser:
     """Arguments of the MRMC command."""
     parser = argparse.ArgumentParser(prog="python -m training.mrmc", description=__doc__.split("\n")[0])
-    parser.add_argument("--input", required=True, help="ratings CSV: reader,case,modality,truth,rating")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help="ratings CSV: reader,case,modality,truth,rating")
+    source.add_argument(
+        "--from-store",
+        action="store_true",
+        help="the review store's blind first reads (unaided) and the reviews after them (aided), $DATABASE_URL "
+        "(service.reader_mrmc: ratings 1-8 from call x confidence, PNEUMONIA at >= 5)",
+    )
     parser.add_argument("--endpoint", choices=ENDPOINTS, default="auc")
-    parser.add_argument("--cut", type=float, default=3.0, help="rating >= cut calls abnormal (binary endpoints)")
+    parser.add_argument(
+        "--cut", type=float, default=None, help="rating >= cut calls abnormal (binary endpoints; default 3, store 5)"
+    )
     parser.add_argument("--covariance", choices=("jackknife", "delong"), default="jackknife")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     return parser
@@ -58,12 +70,24 @@ def read_ratings(path: str | Path) -> Ratings:
     return Ratings.from_rows(rows)
 
 
+def _store_ratings() -> Ratings:
+    """The complete block of unaided and aided ratings in the review store."""
+    block = reader_study_ratings(open_store())
+    if len(block.readers) < 2 or not block.cases:
+        raise ValueError(
+            f"the store has {len(block.readers)} reader(s) with blind and aided reads of {len(block.cases)} shared "
+            "case(s); an MRMC analysis needs at least two readers on the same cases"
+        )
+    return Ratings.from_rows(block.rows)
+
+
 def main(args: argparse.Namespace) -> int:
     """Analyse and print; returns the exit status."""
     try:
-        ratings = read_ratings(args.input)
-        result = analyse(ratings, args.endpoint, args.cut, args.covariance)
-    except (OSError, ValueError) as error:
+        ratings = read_ratings(args.input) if args.input else _store_ratings()
+        cut = args.cut if args.cut is not None else (PNEUMONIA_CUT if args.from_store else 3.0)
+        result = analyse(ratings, args.endpoint, cut, args.covariance)
+    except (OSError, ValueError, StoreUnavailable) as error:
         report_error(error)
         return 2
     record = result.as_dict(ratings)

@@ -42,3 +42,19 @@ def test_empty_database(app_env):
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["Kappa"] == "n/a"
     assert any("No reviewer disagrees" in i.value for i in at.info)
+
+
+def test_unaided_vs_aided_mrmc_section(app_env):
+    from tests.service.test_reader_mrmc import _study
+
+    engine = init_db(make_engine())
+    at = open_page("feedback")
+    assert any("at least two readers who each read the same cases" in i.value for i in at.info)
+    _study(engine)
+    at = open_page("feedback")
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "aided - unaided (95 % CI)" in d.value.columns)
+    assert list(table["figure"]) == ["AUC", "sensitivity", "specificity"]
+    assert any("3 readers x 24 cases (12 PNEUMONIA)" in c.value and "Hillis" in c.value for c in at.caption)
+    download = next(b for b in at.download_button if b.label.startswith("Download the ratings"))
+    assert download.label == "Download the ratings (CSV for python -m training.mrmc --input)"
