@@ -4,9 +4,18 @@ import streamlit as st
 
 from ui.common import NAVIGATION
 
-PAGES = [
-    st.Page(entry.path, title=entry.title, icon=entry.icon, url_path=entry.url_path, default=index == 0)
-    for index, entry in enumerate(NAVIGATION)
-]
+PAGES = [st.Page(entry.path, title=entry.title, icon=entry.icon, url_path=entry.url_path) for entry in NAVIGATION]
 
-st.navigation(PAGES, position="hidden").run()
+
+def _home() -> None:
+    """The app root opens the first page under its own address (``/`` -> ``/metrics``).
+
+    Streamlit serves the default page at ``/`` only, so a default Metrics page answered ``/metrics``
+    (its sidebar link, a bookmark) with "Page not found".
+    """
+    st.switch_page(PAGES[0])
+
+
+st.navigation(
+    [st.Page(_home, title=NAVIGATION[0].title, url_path="home", default=True), *PAGES], position="hidden"
+).run()

@@ -20,6 +20,27 @@ from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, start_dashboard  # n
 from tests.helpers import xray_like  # noqa: E402
 
 
+def _many_at_once(browser: object, url: str, work: Path, first_id: int, count: int = 32) -> None:
+    """32 X-rays uploaded at once: when every call is shown, and when every heat map is."""
+    paths = []
+    for i in range(count):
+        path = work / f"batch_{i}.png"
+        xray_like(500 + i, i % 2 == 0, 224).save(path)
+        paths.append(str(path))
+    page = browser.new_page()  # type: ignore[attr-defined]
+    page.set_default_timeout(600_000)
+    page.goto(f"{url}/predict")
+    page.locator("input[type=file]").wait_for(state="attached")
+    begin = time.monotonic()
+    page.locator("input[type=file]").set_input_files(paths)
+    page.get_by_text(f"logged as prediction #{first_id + count - 1}").wait_for()
+    calls = time.monotonic() - begin
+    page.wait_for_function(f"document.body.innerText.split('Grad-CAM for').length > {count}")
+    maps = time.monotonic() - begin
+    print(f"{count} X-rays at once: every call shown after {calls:.1f} s, every heat map after {maps:.1f} s")
+    page.close()
+
+
 def _idle_cpu(pid: int, seconds: float = 20.0) -> float:
     """The server's CPU use while nobody uses it, in % of one core (user + system time from /proc)."""
     import os
@@ -92,6 +113,7 @@ def main() -> None:
                 f"first page drawn after the browser opens it: median {statistics.median(draws):.2f} s "
                 f"(first visit {draws[0]:.2f} s)"
             )
+            _many_at_once(browser, url, work, first_id=len(images) + 1)
             browser.close()
         print(f"idle server: {_idle_cpu(process.pid):.1f} % of one core over 20 s (no page open)")
     finally:

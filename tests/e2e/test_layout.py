@@ -141,3 +141,28 @@ def test_no_metric_button_label_or_header_is_cut_at_three_window_sizes(seeded_da
         browser.close()
     assert not found, "cut off: " + "; ".join(f"{where}: {', '.join(cut)}" for where, cut in found.items())
     assert len(list(folder.glob("*_*x*.png"))) == 6 * len(VIEWPORTS)  # every state checked was saved
+
+
+def test_every_page_opens_at_its_own_address(seeded_dashboard):
+    """``/metrics`` (the sidebar's link, a bookmark) showed "Page not found" while Metrics lived at ``/``."""
+    from playwright.sync_api import sync_playwright
+
+    url = seeded_dashboard
+    titles = {
+        "metrics": "Model performance on held-out patients",
+        "predict": "Predict",
+        "review": "Review",
+        "adjudication": "Adjudication",
+        "feedback": "Feedback & export",
+    }
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(180_000)
+        for path, title in (("", titles["metrics"]), *titles.items()):
+            page.goto(f"{url}/{path}")
+            page.get_by_role("heading", name=title, exact=True).wait_for()
+            _wait_idle(page)
+            assert "Page not found" not in page.inner_text("body"), path
+            assert page.url == f"{url}/{path or 'metrics'}"
+        browser.close()
