@@ -12,15 +12,15 @@ UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm"]
 
 page_header("Predict")
 engine = engine_or_stop()
+# The upload box first: the model (torch and its weights, seconds on a first visit) loads after it is drawn.
+files = st.file_uploader("Chest X-rays (PNG, JPEG or DICOM)", type=UPLOAD_TYPES, accept_multiple_files=True)
+show_heatmap = st.toggle("Show Grad-CAM heat map", value=True)
+opacity = st.slider("Heat-map opacity", 0.0, 1.0, 0.4, 0.05, disabled=not show_heatmap)
 predictor = predictor_or_stop(engine)
 st.caption(
     f"Model `{predictor.version}` · {predictor.point.describe()} on calibrated P(PNEUMONIA). "
     "Every prediction is stored for review."
 )
-
-files = st.file_uploader("Chest X-rays (PNG, JPEG or DICOM)", type=UPLOAD_TYPES, accept_multiple_files=True)
-show_heatmap = st.toggle("Show Grad-CAM heat map", value=True)
-opacity = st.slider("Heat-map opacity", 0.0, 1.0, 0.4, 0.05, disabled=not show_heatmap)
 
 # Streamlit reruns this script on every interaction: log each upload once per session.
 logged: dict[str, object] = st.session_state.setdefault("logged_uploads", {})
