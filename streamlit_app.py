@@ -13,7 +13,7 @@ def _home() -> None:
     Streamlit serves the default page at ``/`` only, so a default Metrics page answered ``/metrics``
     (its sidebar link, a bookmark) with "Page not found".
     """
-    st.switch_page(PAGES[0])
+    st.switch_page(PAGES[0], query_params=st.query_params.to_dict())  # a link's parameters go along
 
 
 st.navigation(

@@ -512,10 +512,16 @@ class Resolution:
     label: str
     """Adjudicated label if any, else the majority of reviewers' latest calls; ``""`` on a tie."""
     method: str
-    """``"adjudicated"``, ``"majority"`` or ``"tie"``."""
+    """``"adjudicated"``, ``"majority"``, ``"tie"`` or ``"reopened"`` (a later review disagrees with the
+    adjudicated label: no label until it is adjudicated again)."""
     provenance: str
     """Human-readable: "adjudicated by X on DATE: reason" or "majority of A, B (2 of 3)"."""
     adjudication: Adjudication | None = None
+
+
+def _naive(moment: datetime) -> datetime:
+    """SQLite returns naive UTC times, PostgreSQL aware ones: compare them alike."""
+    return moment.replace(tzinfo=None)
 
 
 def resolve(calls: dict[str, Review], adjudication: Adjudication | None) -> Resolution:
@@ -523,6 +529,17 @@ def resolve(calls: dict[str, Review], adjudication: Adjudication | None) -> Reso
     if adjudication is not None:
         who = shown_name(adjudication.adjudicator, adjudication.adjudicator_verified)
         when = adjudication.created_at.strftime("%Y-%m-%d %H:%M")
+        later = sorted(
+            shown_name(name, review.reviewer_verified)
+            for name, review in calls.items()
+            if _naive(review.created_at) >= _naive(adjudication.created_at) and review.call != adjudication.label
+        )
+        if later:  # the same rule re-queues the case for adjudication: no label until it is adjudicated again
+            provenance = (
+                f"re-opened: {', '.join(later)} called it otherwise after {adjudication.label} was adjudicated by "
+                f"{who} on {when} UTC; needs adjudication again"
+            )
+            return Resolution("", "reopened", provenance, adjudication)
         provenance = f"adjudicated by {who} on {when} UTC: {adjudication.reason}"
         return Resolution(adjudication.label, "adjudicated", provenance, adjudication)
     label = resolve_label([r.call for r in calls.values()])

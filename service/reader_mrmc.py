@@ -66,7 +66,7 @@ class ReaderStudyRatings:
 
 
 def _reference(session: Session, image_id: int, resolution: repository.Resolution) -> str:
-    if resolution.adjudication is not None:
+    if resolution.method == "adjudicated" and resolution.adjudication is not None:
         return resolution.adjudication.label
     image = session.get(Image, image_id)
     return (image.original_label or "") if image is not None else ""

@@ -162,20 +162,17 @@ def adjudication_queue(engine: Engine, include_model_disagreement: bool | None =
     def action(session: Session) -> list[AdjudicationCase]:
         cases = []
         for _image_id, (calls, resolution) in repository.resolutions(session).items():
+            if resolution.method == "adjudicated":
+                continue  # settled, and no later review disagrees with the final label
             why = _needs_adjudication(calls, with_model) if calls else ""
+            if resolution.method == "reopened":
+                why = why or "a review after the adjudication disagrees with its label"
             if not why:
-                continue
-            newest = max(calls.values(), key=lambda r: r.id)
-            if resolution.adjudication is not None and _after(resolution.adjudication.created_at, newest.created_at):
                 continue
             cases.append(_adjudication_case(session, calls, resolution, why))
         return cases
 
     return read(engine, action)
-
-
-def _after(first: datetime, second: datetime) -> bool:
-    return first.replace(tzinfo=None) >= second.replace(tzinfo=None)
 
 
 def _adjudication_case(
@@ -302,7 +299,7 @@ def _finite(value: float) -> float | None:
 
 
 def _reference(reader: str, calls: dict[str, Review], resolution: repository.Resolution) -> str:
-    adjudication = resolution.adjudication
+    adjudication = resolution.adjudication if resolution.method == "adjudicated" else None
     if adjudication is not None:
         return "" if adjudication.adjudicator.casefold() == reader.casefold() else adjudication.label
     return repository.resolve_label([r.call for name, r in calls.items() if name != reader])

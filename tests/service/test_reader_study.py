@@ -1,6 +1,7 @@
 """Reader study: blind reads, adjudication (queue, role, provenance), reader performance."""
 
 import csv
+import io
 
 import pytest
 
@@ -73,8 +74,24 @@ def test_disagreeing_reviewers_queue_a_case_until_an_adjudicator_settles_it(engi
     adjudicate(engine, queued.image_id, LEAD, "NORMAL", "lateral view clear")
     assert adjudication_queue(engine) == []
 
-    reviews.submit_review(engine, split, "C", True)  # a new call after the adjudication re-opens the case
-    assert [c.prediction_id for c in adjudication_queue(engine)] == [split]
+    reviews.submit_review(engine, split, "D", False, "NORMAL")  # a later call that agrees: still settled
+    assert adjudication_queue(engine) == []
+    assert reviews.load_case(engine, split).resolution.startswith("Resolved label: NORMAL (adjudicated by")
+
+    reviews.submit_review(engine, split, "C", True)  # a new call against the final label re-opens the case
+    (reopened,) = adjudication_queue(engine)
+    assert reopened.prediction_id == split and reopened.why == "reviewers disagree"
+    # ... and until it is adjudicated again, no page, export or site figure uses the old label
+    shown = reviews.load_case(engine, split).resolution
+    assert shown.startswith("Resolved label: none yet (re-opened: C (unverified) called it otherwise after NORMAL")
+    assert split not in {c.prediction_id for c in reviews.reviewed_cases(engine)}
+    buffer = io.StringIO()
+    export.write_relabel_export(engine, buffer)
+    row = next(r for r in csv.DictReader(io.StringIO(buffer.getvalue())) if r["resolution"] == "reopened")
+    assert row["resolved_label"] == ""
+    adjudicate(engine, queued.image_id, LEAD, "PNEUMONIA", "second look: consolidation")
+    assert adjudication_queue(engine) == []
+    assert reviews.load_case(engine, split).resolution.startswith("Resolved label: PNEUMONIA (adjudicated by")
 
 
 def test_the_adjudicated_label_wins_and_its_provenance_is_exported(engine, tmp_path):
