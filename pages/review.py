@@ -107,7 +107,7 @@ blind_pending = blind and blind_read is None
 def _next_case() -> None:
     skipped.add(case.id)
     st.session_state.pop("case_pick", None)
-    st.query_params.clear()
+    st.query_params.pop("prediction", None)  # the reviewer's name stays in the address (kept on reload)
 
 
 left, right = st.columns([3, 2])
@@ -208,5 +208,5 @@ with right:
                 st.session_state.pop(key, None)
             st.session_state["review_form"] = form + 1
             st.session_state.pop("case_pick", None)
-            st.query_params.clear()  # move on to the next case in the queue
+            st.query_params.pop("prediction", None)  # move on to the next case in the queue
             st.rerun()

@@ -213,11 +213,17 @@ def _read_json(path: str, _mtime: float) -> dict[str, Any] | None:
 
 
 def reviewer_name_input() -> str:
-    """A reviewer-name box remembered for the browser session."""
-    name = st.text_input(
-        "Reviewer name", value=st.session_state.get("reviewer_name", ""), max_chars=100, key="reviewer_name_box"
-    )
+    """A reviewer-name box remembered for the browser session and, through the address (``?reviewer=``), a reload.
+
+    Only for typed names (no sign-in configured): they are unverified anyway.
+    """
+    remembered = st.session_state.get("reviewer_name") or str(st.query_params.get("reviewer", ""))[:100]
+    name = st.text_input("Reviewer name", value=remembered, max_chars=100, key="reviewer_name_box")
     st.session_state["reviewer_name"] = name
+    if name.strip():
+        st.query_params["reviewer"] = name.strip()
+    else:
+        st.query_params.pop("reviewer", None)
     return name.strip()
 
 

@@ -162,3 +162,16 @@ def test_one_pick_in_five_is_an_audit_case_by_default(app_env):
     with engine.connect() as connection:
         selections = [r[0] for r in connection.execute(text("SELECT selection FROM reviews ORDER BY id"))]
     assert selections.count("audit") == 2 and selections.count("queue") == 8, selections
+
+
+def test_the_typed_reviewer_name_survives_a_reload(app_env):
+    engine = _engine()
+    add_prediction(engine, seed=1, p=0.6)
+    at = open_page("review")
+    at.text_input(key="reviewer_name_box").input("Dr Reload").run()
+    assert dict(at.query_params) == {"reviewer": "Dr Reload"}
+    again = open_page("review", reviewer="Dr Reload")  # a reload: a new session, the same address
+    assert again.text_input(key="reviewer_name_box").value == "Dr Reload"
+    again.button(key="agree").click().run()
+    assert not again.exception
+    assert dict(again.query_params) == {"reviewer": "Dr Reload"}  # kept on to the next case
