@@ -143,6 +143,7 @@ def test_upload_blind_read_review_adjudicate_in_a_real_browser(browser_page, das
     page.locator("input[type=file]").set_input_files(str(image))
     page.get_by_text("Prediction:").wait_for()
     page.get_by_text("logged as prediction #1").wait_for()
+    page.get_by_text("Grad-CAM for").wait_for()  # heat maps fill in after every call is shown
     assert _screenshot(page, "predict", tmp_path).stat().st_size > 10_000
 
     # First reader: blind first read, then the AI is revealed and they disagree with it.
