@@ -20,6 +20,29 @@ from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, start_dashboard  # n
 from tests.helpers import xray_like  # noqa: E402
 
 
+def _viewer_controls(browser: object, url: str) -> None:
+    """The Review page's viewer: each control's rerun, from the click until the page is idle again."""
+    from tests.e2e.test_browser import _wait_idle
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})  # type: ignore[attr-defined]
+    page.set_default_timeout(180_000)
+    page.goto(f"{url}/review?prediction=1")
+    page.get_by_text("Case #1: model says").wait_for()
+    _wait_idle(page)
+    timings: dict[str, list[float]] = {}
+    for _ in range(3):
+        for name in ("side by side", "overlay", "off"):
+            begin = time.monotonic()
+            page.get_by_text(name, exact=True).click()
+            _wait_idle(page)
+            timings.setdefault(f"heat map {name}", []).append(time.monotonic() - begin - 0.3)  # _wait_idle's pause
+    print(
+        "viewer controls (click -> page idle, median of 3; the first 'side by side' computes the heat map): "
+        + ", ".join(f"{k} {statistics.median(v):.2f} s (first {v[0]:.2f} s)" for k, v in timings.items())
+    )
+    page.close()
+
+
 def _many_at_once(browser: object, url: str, work: Path, first_id: int, count: int = 32) -> None:
     """32 X-rays uploaded at once: when every call is shown, and when every heat map is."""
     paths = []
@@ -113,6 +136,7 @@ def main() -> None:
                 f"first page drawn after the browser opens it: median {statistics.median(draws):.2f} s "
                 f"(first visit {draws[0]:.2f} s)"
             )
+            _viewer_controls(browser, url)
             _many_at_once(browser, url, work, first_id=len(images) + 1)
             browser.close()
         print(f"idle server: {_idle_cpu(process.pid):.1f} % of one core over 20 s (no page open)")
