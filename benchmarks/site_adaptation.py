@@ -41,6 +41,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -127,16 +128,11 @@ def _point_in_force(url: str) -> Any:
     return point
 
 
-_PREDICTOR: Any = None
-
-
+@lru_cache(maxsize=1)
 def _checkpoint_predictor() -> Any:
-    global _PREDICTOR
-    if _PREDICTOR is None:
-        from core.inference import Predictor
+    from core.inference import Predictor
 
-        _PREDICTOR = Predictor.from_checkpoint()
-    return _PREDICTOR
+    return Predictor.from_checkpoint()
 
 
 def _figures(calls: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -150,13 +146,14 @@ def _figures(calls: np.ndarray, labels: np.ndarray) -> dict[str, float]:
 def _site_head_calls(url: str, env: dict[str, str], work: Path, rest: list[int], features: np.ndarray) -> Any:
     """Run training.site_head on the draw; the head's calls on ``rest`` when it offers promotion, else None."""
     from core.checkpoint import load_checkpoint
+    from core.site_head import head_layer
 
     output = work / "site_head.pth"
     result = _run("-m", "training.site_head", "--output", str(output), env={**env, "DATABASE_URL": url}, check=False)
     if result.returncode or "promotion offered" not in result.stdout:
         return None
     model, meta = load_checkpoint(output)
-    layer = model.fc if hasattr(model, "fc") else model._fc
+    _, layer = head_layer(model)
     weight = (layer.weight[1] - layer.weight[0]).detach().numpy()
     bias = float(layer.bias[1] - layer.bias[0])
     p = 1.0 / (1.0 + np.exp(-(features[rest] @ weight + bias)))

@@ -199,12 +199,19 @@ def cross_validated_performance(
 
     Each case is scored by a calibration and threshold fitted on the other folds only.
     """
+    return _cross_validated(margins, labels, goal, folds, seed, bootstrap)[0]
+
+
+def _cross_validated(
+    margins: np.ndarray, labels: np.ndarray, goal: str, folds: int = 5, seed: int = 0, bootstrap: int = 1000
+) -> tuple[dict[str, Any], np.ndarray]:
+    """:func:`cross_validated_performance`'s figures and the out-of-fold calls they rest on."""
     margins, labels = np.asarray(margins, dtype=float), np.asarray(labels, dtype=int)
     splits = cross_validation_folds(labels, folds, seed)
     scores, calls = cross_validated_scores(margins, labels, goal, splits)
     figures = figures_with_intervals(labels, calls, scores, bootstrap)
     figures["estimate"] = f"{len(splits)}-fold cross-validation"
-    return figures
+    return figures, calls
 
 
 @dataclass(frozen=True)
@@ -321,12 +328,12 @@ def propose_site_operating_point(
     margins, labels = np.asarray(margins, dtype=float), np.asarray(labels, dtype=int)
     check_counts(labels, min_per_class)
     point = fit_site_operating_point(margins, labels, goal, min_per_class)
-    _, after_calls = cross_validated_scores(margins, labels, goal, cross_validation_folds(labels))
+    after, after_calls = _cross_validated(margins, labels, goal, bootstrap=bootstrap)
     before_calls = (current.p_pneumonia_from_margin(margins) >= current.threshold).astype(int)
     return SiteProposal(
         point,
         performance_at(current, margins, labels, bootstrap),
-        cross_validated_performance(margins, labels, goal, bootstrap=bootstrap),
+        after,
         paired_changes(labels, before_calls, after_calls),
     )
 

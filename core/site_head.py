@@ -112,8 +112,7 @@ def fit_site_head(features: np.ndarray, labels: np.ndarray, goal: str, min_per_c
     model = make_pipeline(StandardScaler(), LogisticRegression(C=chosen, max_iter=5000))
     out_of_fold = cross_val_predict(model, features, labels, cv=folds, method="predict_proba")[:, 1]
     threshold = threshold_between_cases(labels, out_of_fold, goal)
-    model.fit(features, labels)
-    scaler, regression = model[0], model[-1]
+    scaler, regression = searched[0], searched[-1]  # LogisticRegressionCV refits on every case at the chosen C
     weight = regression.coef_[0] / scaler.scale_
     bias = float(regression.intercept_[0] - np.sum(regression.coef_[0] * scaler.mean_ / scaler.scale_))
     return SiteHead(

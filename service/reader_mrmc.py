@@ -129,23 +129,36 @@ def _complete_block(paired: dict[tuple[int, str], tuple[int, int]], truth: dict[
     return ReaderStudyRatings(rows, chosen, cases, note)
 
 
-def reader_study_analysis(engine: Engine) -> dict[str, Any]:
-    """The MRMC analysis of unaided vs aided reading (AUC; sensitivity and specificity at the reader's calls).
+def complete_ratings(block: ReaderStudyRatings) -> Ratings:
+    """The block as :class:`core.mrmc.Ratings`.
 
     Raises:
         ValueError: fewer than two readers with paired reads of the same cases, or one class only.
     """
-    ratings = reader_study_ratings(engine)
-    if len(ratings.readers) < 2 or not ratings.cases:
+    if len(block.readers) < 2 or not block.cases:
         raise ValueError(
             f"an MRMC analysis needs at least two readers who each read the same cases blind and then aided; "
-            f"have {len(ratings.readers)} reader(s) and {len(ratings.cases)} shared case(s)"
+            f"have {len(block.readers)} reader(s) and {len(block.cases)} shared case(s)"
         )
-    data = Ratings.from_rows(ratings.rows)
+    return Ratings.from_rows(block.rows)
+
+
+def analyse_block(block: ReaderStudyRatings) -> dict[str, Any]:
+    """The MRMC analysis of unaided vs aided reading (AUC; sensitivity and specificity at the reader's calls).
+
+    Raises:
+        ValueError: see :func:`complete_ratings`.
+    """
+    data = complete_ratings(block)
     record: dict[str, Any] = {"auc": analyse(data).as_dict(data)}
     for endpoint in ("sensitivity", "specificity"):
         record[endpoint] = analyse(data, endpoint, PNEUMONIA_CUT).as_dict(data)
-    record["left_out"] = ratings.left_out
+    record["left_out"] = block.left_out
     record["rating_scale"] = "call x confidence: 1 = NORMAL high ... 8 = PNEUMONIA high; >= 5 calls PNEUMONIA"
     record["reference"] = "adjudicated label, else the label the image came with"
     return record
+
+
+def reader_study_analysis(engine: Engine) -> dict[str, Any]:
+    """:func:`analyse_block` of the store's complete block (:func:`reader_study_ratings`)."""
+    return analyse_block(reader_study_ratings(engine))

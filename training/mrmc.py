@@ -22,7 +22,7 @@ from pathlib import Path
 
 from core.cli import report_error
 from core.mrmc import ENDPOINTS, Ratings, analyse
-from service.reader_mrmc import PNEUMONIA_CUT, reader_study_ratings
+from service.reader_mrmc import PNEUMONIA_CUT, complete_ratings, reader_study_ratings
 from service.store import StoreUnavailable, open_store
 
 COLUMNS = ("reader", "case", "modality", "truth", "rating")
@@ -72,13 +72,7 @@ def read_ratings(path: str | Path) -> Ratings:
 
 def _store_ratings() -> Ratings:
     """The complete block of unaided and aided ratings in the review store."""
-    block = reader_study_ratings(open_store())
-    if len(block.readers) < 2 or not block.cases:
-        raise ValueError(
-            f"the store has {len(block.readers)} reader(s) with blind and aided reads of {len(block.cases)} shared "
-            "case(s); an MRMC analysis needs at least two readers on the same cases"
-        )
-    return Ratings.from_rows(block.rows)
+    return complete_ratings(reader_study_ratings(open_store()))
 
 
 def main(args: argparse.Namespace) -> int:

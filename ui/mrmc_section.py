@@ -29,8 +29,8 @@ def mrmc_section(engine: Store) -> None:
     """Unaided vs aided reading, readers and cases random: the difference in AUC, sensitivity and specificity."""
     st.subheader("Does the AI help? Unaided vs aided (MRMC)")
     try:
-        analysis = reader_mrmc.reader_study_analysis(engine)
-        ratings = reader_mrmc.reader_study_ratings(engine)
+        ratings = reader_mrmc.reader_study_ratings(engine)  # one read of the store for the table and the CSV
+        analysis = reader_mrmc.analyse_block(ratings)
     except store.StoreUnavailable as error:
         show_store_error(error)
         return
