@@ -18,6 +18,7 @@ from core.operating_point import validate_calibration
 if TYPE_CHECKING:  # torch is imported where weights are read or written, so metadata users need no torch
     from torch import nn
 
+    from core.domain import DomainDetector
     from core.transforms import EvalTransform
 
 __all__ = ["CheckpointError", "CheckpointMeta", "file_sha256", "load_checkpoint", "model_version", "save_checkpoint"]
@@ -56,6 +57,25 @@ class CheckpointMeta:
     """The accepted int8 ONNX model (``<name>.int8.onnx``): its hash, own temperature and threshold, checks."""
     intensity: str = "none"
     """Per-image intensity normalisation applied before the network (``core.transforms.INTENSITY_MODES``)."""
+    domain: dict[str, Any] = field(default_factory=dict)
+    """The out-of-domain detector's summary (``core.domain.DomainDetector.summary``); empty when none was fitted."""
+    domain_state: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    """Its arrays (tensors), saved beside the weights as the checkpoint's ``domain_state``, not in the metadata."""
+
+    def domain_detector(self) -> DomainDetector | None:
+        """The out-of-domain detector this checkpoint carries, or ``None``.
+
+        Raises:
+            CheckpointError: the statistics are there but do not fit together.
+        """
+        if not self.domain:
+            return None
+        from core.domain import DomainDetector
+
+        try:
+            return DomainDetector.from_parts(self.domain, self.domain_state)
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"checkpoint out-of-domain statistics are unusable ({error})") from None
 
     def eval_transform(self) -> EvalTransform:
         """The preprocessing this checkpoint's network expects (size, intensity normalisation, mean, std)."""
@@ -64,13 +84,19 @@ class CheckpointMeta:
         return eval_transform(self.image_size, self.mean, self.std, self.intensity)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-Python form, safe for ``weights_only`` loading and JSON."""
-        return asdict(self)
+        """Plain-Python form, safe for ``weights_only`` loading and JSON (without :attr:`domain_state`)."""
+        state, self.domain_state = self.domain_state, {}
+        try:
+            data = asdict(self)
+        finally:
+            self.domain_state = state
+        data.pop("domain_state")
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CheckpointMeta:
         """Rebuild from :meth:`to_dict` output, ignoring unknown keys."""
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(cls)} - {"domain_state"}
         missing = {"arch", "image_size", "mean", "std"} - set(data)
         if missing:
             raise CheckpointError(f"checkpoint metadata lacks {', '.join(sorted(missing))}")
@@ -126,6 +152,7 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: CheckpointMeta) ->
         "format_version": FORMAT_VERSION,
         "meta": meta.to_dict(),
         "state_dict": {k: v.detach().cpu() for k, v in module.state_dict().items()},
+        "domain_state": {k: torch.as_tensor(v).detach().cpu() for k, v in meta.domain_state.items()},
     }
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(payload, tmp)
@@ -168,6 +195,8 @@ def load_checkpoint(path: str | Path) -> tuple[nn.Module, CheckpointMeta]:
 
     payload = read_checkpoint(path)
     meta = CheckpointMeta.from_dict(payload["meta"])
+    state = payload.get("domain_state", {})
+    meta.domain_state = dict(state) if isinstance(state, dict) else {}
     try:
         model = get_model(meta.arch, pretrained=None, num_classes=len(meta.class_names))
         model.load_state_dict(payload["state_dict"])

@@ -22,6 +22,8 @@ from PIL import Image
 from torch import nn
 
 from core.checkpoint import CheckpointError, CheckpointMeta, file_sha256, load_checkpoint, model_version
+from core.domain import WARNING as OUT_OF_DOMAIN_WARNING
+from core.domain import DomainDetector, FeatureTap, network_sha256
 from core.input_checks import check_xray, load_xray
 from core.onnx_runtime import load_int8_network, load_onnx_network
 from core.operating_point import OperatingPoint, OperatingPointLookup, decision_text, operating_point_in_force
@@ -70,6 +72,10 @@ class Prediction:
     threshold: float
     image_name: str = ""
     """The file name or path the image came from (display only)."""
+    domain_score: float | None = None
+    """Out-of-domain score (``core.domain``); ``None`` when the model carries no detector."""
+    out_of_domain: bool | None = None
+    """True when the image lies outside the training images (the call is shown behind a warning)."""
 
     @property
     def p_pneumonia(self) -> float:
@@ -81,6 +87,11 @@ class Prediction:
         """The call with P(PNEUMONIA) and the threshold it was compared with (:func:`decision_text`)."""
         return decision_text(self.p_pneumonia, self.threshold, self.label)
 
+    @property
+    def warning(self) -> str | None:
+        """The out-of-domain warning for this image, or ``None``."""
+        return OUT_OF_DOMAIN_WARNING if self.out_of_domain else None
+
     def to_dict(self) -> dict[str, object]:
         """JSON-ready form (``source`` is the input's name: the CLI's JSON interface since its first version)."""
         return {
@@ -89,6 +100,8 @@ class Prediction:
             "confidence": self.confidence,
             "probabilities": self.probabilities,
             "threshold": self.threshold,
+            "out_of_domain": self.out_of_domain,
+            "domain_score": self.domain_score,
         }
 
 
@@ -114,6 +127,10 @@ class Predictor:
     """ONNX Runtime session used for forward passes when the checkpoint has a verified export (CPU)."""
     precision: str = "fp32"
     """``"int8"`` when the quantized model runs (chosen explicitly, never by default)."""
+    domain: DomainDetector | None = None
+    """The out-of-domain detector, scored on features of the same forward pass (``None``: no score)."""
+    domain_problem: str = ""
+    """Why the checkpoint's detector is not used (stale statistics, an export without features); empty if it is."""
     torch_lock: threading.RLock = field(default_factory=threading.RLock, repr=False, compare=False)
     """Held for every use of :attr:`model` (forward passes and Grad-CAM). The dashboard shares one loaded
     model between all sessions' threads; Grad-CAM hooks that model, so two runs at once would read each
@@ -148,6 +165,7 @@ class Predictor:
         """
         path = Path(path) if path is not None else default_checkpoint()
         model, meta = load_checkpoint(path)
+        domain, problem = _domain_detector(model, meta)
         torch_device = resolve_device(device)
         model = model.to(torch_device).to(memory_format=torch.channels_last).eval()
         sha256 = file_sha256(path)
@@ -158,7 +176,7 @@ class Predictor:
                 goal=f"{meta.threshold_goal} (int8)",
             )
             network = load_int8_network(path, meta)
-            return cls(
+            predictor = cls(
                 model,
                 meta,
                 torch.device("cpu"),
@@ -168,13 +186,26 @@ class Predictor:
                 onnx=network,
                 precision="int8",
             )
+            return predictor.with_domain(domain, problem)
         onnx = None
         if backend != "torch" and torch_device.type == "cpu":
             onnx = load_onnx_network(path, meta)
         if backend == "onnx" and onnx is None:
             raise CheckpointError(f"{path} has no ONNX export; make one with python -m core.onnx_export {path}")
         point = operating_point_in_force(meta, sha256, lookup)
-        return cls(model, meta, torch_device, str(path), sha256, operating_point=point, onnx=onnx)
+        predictor = cls(model, meta, torch_device, str(path), sha256, operating_point=point, onnx=onnx)
+        return predictor.with_domain(domain, problem)
+
+    def with_domain(self, domain: DomainDetector | None, problem: str = "") -> Predictor:
+        """Attach an out-of-domain detector (in place; returns ``self``), refusing it when the backend
+        cannot give its features in the same pass."""
+        if domain is not None and self.onnx is not None and not getattr(self.onnx, "has_features", False):
+            domain, problem = None, (
+                f"{Path(self.checkpoint_path).name}'s ONNX file has no out-of-domain features; "
+                f"re-export with python -m core.onnx_export {self.checkpoint_path}"
+            )
+        self.domain, self.domain_problem = domain, problem
+        return self
 
     @property
     def backend(self) -> str:
@@ -253,31 +284,61 @@ class Predictor:
 
     def logits_from_views(self, views: torch.Tensor) -> torch.Tensor:
         """Raw logits ``(N, 2)`` from ``(N, V, ...)`` view tensors (:meth:`view_tensors`), averaged over views."""
+        return self.outputs_from_views(views, features=False)[0]
+
+    def outputs_from_views(
+        self, views: torch.Tensor, features: bool = True
+    ) -> tuple[torch.Tensor, np.ndarray | None]:
+        """Raw logits ``(N, 2)`` and, when there is a detector and ``features``, the out-of-domain features
+        ``(N, D)`` of the same forward passes, both averaged over views."""
         n, v = views.shape[:2]
-        chunks = []
+        want = features and self.domain is not None
+        logit_chunks, feature_chunks = [], []
         flat = views.reshape(n * v, *views.shape[2:])
         step = self.batch_size * v
         for start in range(0, len(flat), step):
             chunk = flat[start : start + step]
             if self.onnx is not None:
-                chunks.append(self.onnx(chunk))
+                logits, chunk_features = self.onnx.outputs(chunk, features=want)  # type: ignore[attr-defined]
+                logit_chunks.append(logits)
+                feature_chunks.append(chunk_features)
+            elif want:
+                assert self.domain is not None
+                with self.torch_lock, FeatureTap(self.model, self.domain.layers) as tap:
+                    logit_chunks.append(forward_logits(self.model, chunk, self.device))
+                    feature_chunks.append(tap.take())
             else:
                 with self.torch_lock:
-                    chunks.append(forward_logits(self.model, chunk, self.device))
-        if not chunks:
-            return torch.empty(0, len(self.class_names))
-        return torch.cat(chunks).reshape(n, v, -1).mean(1)
+                    logit_chunks.append(forward_logits(self.model, chunk, self.device))
+        if not logit_chunks:
+            return torch.empty(0, len(self.class_names)), None
+        logits = torch.cat(logit_chunks).reshape(n, v, -1).mean(1)
+        if not want or any(f is None for f in feature_chunks):
+            return logits, None
+        stacked = np.concatenate([np.asarray(f, dtype=np.float32) for f in feature_chunks])
+        return logits, stacked.reshape(n, v, -1).mean(1)
 
-    def logits(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """Raw (uncalibrated) logits ``(N, 2)`` for PIL images."""
-        chunks = []
+    def outputs(self, images: Sequence[Image.Image], features: bool = True) -> tuple[torch.Tensor, np.ndarray | None]:
+        """Raw (uncalibrated) logits ``(N, 2)`` for PIL images, and their out-of-domain features (or ``None``)."""
+        logit_chunks, feature_chunks = [], []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
             views = self.empty_views(len(chunk))
             for image, slot in zip(chunk, views, strict=True):
                 self.view_arrays(image, slot)
-            chunks.append(self.logits_from_views(torch.from_numpy(views)))
-        return torch.cat(chunks) if chunks else torch.empty(0, len(self.class_names))
+            logits, chunk_features = self.outputs_from_views(torch.from_numpy(views), features)
+            logit_chunks.append(logits)
+            feature_chunks.append(chunk_features)
+        if not logit_chunks:
+            return torch.empty(0, len(self.class_names)), None
+        logits = torch.cat(logit_chunks)
+        if any(f is None for f in feature_chunks):
+            return logits, None
+        return logits, np.concatenate([f for f in feature_chunks if f is not None])
+
+    def logits(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """Raw (uncalibrated) logits ``(N, 2)`` for PIL images."""
+        return self.outputs(images, features=False)[0]
 
     def proba_from_logits(self, logits: torch.Tensor | np.ndarray) -> np.ndarray:
         """Calibrated probabilities ``(N, 2)`` from raw logits, at the operating point."""
@@ -296,12 +357,20 @@ class Predictor:
         return self.predictions([image], [image_name])[0]
 
     def predictions(self, images: Sequence[Image.Image], image_names: Iterable[str] = ()) -> list[Prediction]:
-        """:class:`Prediction` objects for several PIL images."""
-        probabilities = self.predict_proba(images)
-        names = list(image_names) or [""] * len(images)
+        """:class:`Prediction` objects for several PIL images, with their out-of-domain verdicts."""
+        logits, features = self.outputs(images)
+        return self.predictions_from_outputs(logits, features, list(image_names) or [""] * len(images))
+
+    def predictions_from_outputs(
+        self, logits: torch.Tensor, features: np.ndarray | None, image_names: Sequence[str]
+    ) -> list[Prediction]:
+        """:class:`Prediction` objects from :meth:`outputs` (the calibrated call and the domain verdict)."""
+        probabilities = self.proba_from_logits(logits)
+        verdicts = self.domain.verdicts(features) if self.domain is not None and features is not None else None
         results = []
-        for row, name in zip(probabilities, names, strict=True):
+        for index, (row, name) in enumerate(zip(probabilities, image_names, strict=True)):
             label = self.point.label(float(row[1]))
+            verdict = verdicts[index] if verdicts is not None else None
             results.append(
                 Prediction(
                     label=label,
@@ -309,6 +378,8 @@ class Predictor:
                     probabilities={n: float(v) for n, v in zip(self.class_names, row, strict=True)},
                     threshold=self.threshold,
                     image_name=name,
+                    domain_score=None if verdict is None else round(verdict.score, 4),
+                    out_of_domain=None if verdict is None else verdict.out_of_domain,
                 )
             )
         return results
@@ -324,7 +395,18 @@ class Predictor:
             "version": self.version,
             "tta": self.tta,
             "operating_point": self.point.to_dict(),
+            "out_of_domain": self.domain.summary_line() if self.domain is not None else self.domain_problem or "none",
         }
+
+
+def _domain_detector(model: nn.Module, meta: CheckpointMeta) -> tuple[DomainDetector | None, str]:
+    """The checkpoint's detector when its statistics belong to these weights, else ``None`` and why."""
+    detector = meta.domain_detector()
+    if detector is None:
+        return None, ""
+    if detector.network_sha256 and detector.network_sha256 != network_sha256(model):
+        return None, "the out-of-domain statistics were fitted on other weights; refit with python -m training.domain"
+    return detector, ""
 
 
 @lru_cache(maxsize=4)

@@ -7,6 +7,9 @@ CLASS_NAMES: tuple[str, str] = ("NORMAL", "PNEUMONIA")
 
 NORMAL, PNEUMONIA = 0, 1
 
+UNUSABLE = "UNUSABLE"
+"""A reviewer's answer that the image is not a usable chest X-ray: it leaves every figure and training set."""
+
 
 def parse_label(value: str | int) -> int:
     """Turn a class name (any case, surrounding spaces allowed) or index into 0/1.

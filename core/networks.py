@@ -35,6 +35,9 @@ class ModelSpec:
     """Dotted name of the last convolutional block, for Grad-CAM (comma-separated: several, averaged)."""
     stages: tuple[str, ...] = ()
     """Parameter-name prefixes from input to output, for freezing early stages."""
+    domain_layers: tuple[str, ...] = ()
+    """Modules whose channel means the out-of-domain score reads (``core.domain``): the last block, chosen by
+    ``benchmarks/out_of_domain.py`` (earlier blocks flag even faint noise; the pooled features miss textures)."""
 
 
 def _load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -113,6 +116,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
         IMAGENET_STD,
         "layer4",
         ("conv1.", "bn1.", "layer1.", "layer2.", "layer3.", "layer4."),
+        ("layer4",),
     ),
     # EfficientNet-Lite was trained on inputs scaled to [-1, 1]; Lite1 and Lite2 are deeper, at 240 / 260 px.
     **{
@@ -123,6 +127,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             (0.5, 0.5, 0.5),
             "_bn1",
             ("_conv_stem.", "_bn0.", *(f"_blocks.{i}." for i in range(blocks))),
+            (f"_blocks.{blocks - 1}",),
         )
         # variant, native input side, number of blocks
         for variant, size, blocks in ((0, 224, 16), (1, 240, 21), (2, 260, 21))
@@ -180,7 +185,8 @@ def get_spec(name: str) -> ModelSpec:
             return LogitEnsemble([spec.build(pretrained, num_classes) for _ in range(count)])
 
         cam_layers = ",".join(f"members.{i}.{spec.cam_layer}" for i in range(count))
-        return ModelSpec(build, spec.image_size, spec.mean, spec.std, cam_layers)
+        domain_layers = tuple(f"members.{i}.{name}" for i in range(count) for name in spec.domain_layers)
+        return ModelSpec(build, spec.image_size, spec.mean, spec.std, cam_layers, domain_layers=domain_layers)
     try:
         return MODEL_SPECS[name]
     except KeyError:

@@ -22,12 +22,28 @@ from core.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_
 from core.cli import report_error
 from core.data import load_split
 from core.images import load_image
-from core.onnx_runtime import int8_path, onnx_path
+from core.domain import FeatureTap, feature_layers
+from core.onnx_runtime import FEATURES_OUTPUT, int8_path, onnx_path
 from core.quantization import quantize_int8
+
+
+class _WithFeatures(torch.nn.Module):
+    """The network returning its logits and the out-of-domain features of the same pass (``core.domain``)."""
+
+    def __init__(self, model: torch.nn.Module, layers: list[str]):
+        super().__init__()
+        self.model, self.layers = model, layers
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        with FeatureTap(self.model, self.layers) as tap:
+            logits = self.model(images)
+        return logits, tap.take_tensor()
 
 
 def export_onnx(checkpoint: str | Path) -> Path:
     """Export the checkpoint's network (dynamic batch) and record the file's hash in the checkpoint.
+
+    The file has two outputs: ``logits`` and, for the out-of-domain score, ``features``.
 
     Returns:
         The ONNX file's path.
@@ -35,16 +51,18 @@ def export_onnx(checkpoint: str | Path) -> Path:
     model, meta = load_checkpoint(checkpoint)
     target = onnx_path(checkpoint)
     example = torch.zeros(1, 3, meta.image_size, meta.image_size)
+    layers = feature_layers(meta.arch)
+    network = _WithFeatures(model, layers) if layers else model
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated but exact for these CNNs
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model,
+            network,
             (example,),
             str(target),
             dynamo=False,
             input_names=["images"],
-            output_names=["logits"],
-            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}},
+            output_names=["logits", FEATURES_OUTPUT] if layers else ["logits"],
+            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}, FEATURES_OUTPUT: {0: "batch"}},
             opset_version=17,
         )
     meta.onnx_sha256 = file_sha256(target)

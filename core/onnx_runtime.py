@@ -28,6 +28,9 @@ def int8_path(checkpoint: str | Path) -> Path:
     return Path(checkpoint).with_suffix(INT8_SUFFIX)
 
 
+FEATURES_OUTPUT = "features"
+"""Output name of the out-of-domain features (``core.domain``) in an export that has them."""
+
 PIXELS_INPUT = "pixels"
 """Input name of an int8 model that takes raw ``(N, H, W, 3)`` uint8 pixels (``core.quantization``)."""
 
@@ -55,10 +58,17 @@ class OnnxNetwork:
         self.input_name = self.session.get_inputs()[0].name
         self.takes_pixels = self.input_name == PIXELS_INPUT
         """True for an int8 model given ``(N, H, W, 3)`` uint8 pixels rather than normalised float images."""
+        self.has_features = FEATURES_OUTPUT in {output.name for output in self.session.get_outputs()}
+        """True when the file also returns the out-of-domain features (exports made since ``core.domain``)."""
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
+        """Logits ``(N, 2)`` (see :meth:`outputs`)."""
+        return self.outputs(batch, features=False)[0]
+
+    def outputs(self, batch: torch.Tensor, features: bool = True) -> tuple[torch.Tensor, np.ndarray | None]:
         """Logits ``(N, 2)`` for ``(N, 3, H, W)`` normalised images, or ``(N, H, W, 3)`` uint8 pixels
-        when :attr:`takes_pixels`.
+        when :attr:`takes_pixels`, and the out-of-domain features of the same run (``None`` when not
+        asked for or the file has none).
 
         Raises:
             ValueError: float images given to a model that takes pixels.
@@ -67,7 +77,9 @@ class OnnxNetwork:
         if self.takes_pixels and array.dtype != np.uint8:
             raise ValueError(f"{self.path.name} takes uint8 pixels, not {array.dtype} images")
         array = np.ascontiguousarray(array, dtype=np.uint8 if self.takes_pixels else np.float32)
-        return torch.from_numpy(self.session.run(["logits"], {self.input_name: array})[0])
+        names = ["logits", FEATURES_OUTPUT] if features and self.has_features else ["logits"]
+        results = self.session.run(names, {self.input_name: array})
+        return torch.from_numpy(results[0]), (results[1] if len(results) > 1 else None)
 
 
 def load_onnx_network(checkpoint: str | Path, meta: Any) -> OnnxNetwork | None:

@@ -62,6 +62,11 @@ class Prediction(Base):
     predicted_label: Mapped[str] = mapped_column(String(16), index=True)
     channel: Mapped[str] = mapped_column(String(32), default="dashboard")
     """How the prediction was made: ``"dashboard"`` or ``"cli"``."""
+    domain_score: Mapped[float | None] = mapped_column(Float, default=None)
+    """Out-of-domain score (``core.domain``); ``None`` for older rows and models without a detector."""
+    out_of_domain: Mapped[bool | None] = mapped_column(Boolean, default=None)
+    """The image lay outside the training images: shown behind a warning, left out of site figures
+    and calibration unless a reviewer confirms it."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
 
     image: Mapped[Image] = relationship(back_populates="predictions")
@@ -91,12 +96,15 @@ class Review(Base):
     """How the case was chosen: ``"queue"`` (most uncertain first), ``"audit"`` (at random), ``"outside"``
     (a link, the command line, an import); ``None`` for reviews older than this record."""
 
+    domain_confirmed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    """The reviewer confirmed that an image flagged out of domain is a usable chest X-ray."""
+
     prediction: Mapped[Prediction] = relationship(back_populates="reviews")
     blind_read: Mapped[BlindRead | None] = relationship()
 
     @property
     def call(self) -> str:
-        """The label this reviewer says is right."""
+        """The label this reviewer says is right (``core.labels.UNUSABLE``: not a usable chest X-ray)."""
         return self.prediction.predicted_label if self.agrees else str(self.corrected_label)
 
 

@@ -6,6 +6,7 @@ anywhere leaves nothing half-written. Validation happens before any write.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import unicodedata
@@ -21,7 +22,7 @@ from sqlalchemy import Select, event, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from core.checkpoint import model_version
-from core.labels import CLASS_NAMES
+from core.labels import CLASS_NAMES, UNUSABLE
 from core.operating_point import validate_calibration
 from core.serialization import strict_json
 from db import audit
@@ -186,8 +187,11 @@ def log_prediction(
     threshold: float,
     predicted_label: str,
     channel: str = "dashboard",
+    domain_score: float | None = None,
+    out_of_domain: bool | None = None,
 ) -> Prediction:
-    """Store one prediction as it was shown to the user (the label is the caller's, not re-derived)."""
+    """Store one prediction as it was shown to the user (the label is the caller's, not re-derived), with
+    its out-of-domain score and flag when the model has a detector."""
     if not 0.0 <= p_pneumonia <= 1.0 or not 0.0 <= threshold <= 1.0:
         raise ValidationError("probability and threshold must lie in [0, 1]")
     prediction = Prediction(
@@ -198,6 +202,8 @@ def log_prediction(
         threshold=float(threshold),
         predicted_label=_label(predicted_label, "predicted label"),
         channel=channel[:32],
+        domain_score=None if domain_score is None else float(domain_score),
+        out_of_domain=None if out_of_domain is None else bool(out_of_domain),
     )
     session.add(prediction)
     session.flush()
@@ -231,8 +237,13 @@ def add_review(
     reviewer_verified: bool = False,
     blind_read_id: int | None = None,
     selection: str = "outside",
+    domain_confirmed: bool = False,
 ) -> Review:
     """Record a reviewer's verdict; their earlier review of the same prediction is superseded, not changed.
+
+    A corrected label of ``UNUSABLE`` says the image is not a usable chest X-ray. A NORMAL or
+    PNEUMONIA verdict on an image flagged out of domain needs ``domain_confirmed`` (the reviewer
+    confirms it is a usable chest X-ray), so no flagged image reaches the figures unconfirmed.
 
     Args:
         reviewer_verified: the name came from sign-in (a typed name is unverified).
@@ -256,10 +267,17 @@ def add_review(
         raise ValidationError(f"no prediction with id {prediction_id}")
     if agrees:
         corrected = None
+    elif (corrected_label or "").strip().upper() == UNUSABLE:
+        corrected = UNUSABLE
     else:
         corrected = _label(corrected_label, "corrected label")
         if corrected == prediction.predicted_label:
             raise ValidationError("a disagreeing review needs a label different from the model's")
+    if prediction.out_of_domain and corrected != UNUSABLE and not domain_confirmed:
+        raise ValidationError(
+            "this image was flagged outside the training images: confirm it is a usable chest X-ray, "
+            "or answer 'not a usable chest X-ray'"
+        )
     previous = session.scalar(
         select(Review)
         .where(Review.prediction_id == prediction_id, Review.reviewer == reviewer)
@@ -277,6 +295,7 @@ def add_review(
         reviewer_verified=bool(reviewer_verified),
         blind_read_id=_own_blind_read(session, blind_read_id, prediction_id, reviewer),
         selection=selection,
+        domain_confirmed=bool(domain_confirmed) and corrected != UNUSABLE,
     )
     session.add(review)
     session.flush()
@@ -460,7 +479,8 @@ def feedback_summary(session: Session) -> dict[str, Any]:
     """
     from sklearn.metrics import cohen_kappa_score
 
-    reviews = current_reviews(session)
+    everything = current_reviews(session)
+    reviews = [r for r in everything if r.call != UNUSABLE]  # "not usable" answers are counted, not scored
     per_reviewer: dict[str, dict[str, int]] = {}
     for review in reviews:
         name = shown_name(review.reviewer, review.reviewer_verified)
@@ -476,6 +496,7 @@ def feedback_summary(session: Session) -> dict[str, Any]:
     return {
         "predictions": session.scalar(select(func.count(Prediction.id))) or 0,
         "reviewed_predictions": len({r.prediction_id for r in reviews}),
+        "unusable": len({r.prediction.image_id for r in everything if r.call == UNUSABLE}),
         "reviews": len(reviews),
         "all_reviews": session.scalar(select(func.count(Review.id))) or 0,
         "disagreements": sum(not r.agrees for r in reviews),
@@ -486,7 +507,9 @@ def feedback_summary(session: Session) -> dict[str, Any]:
 
 def disagreements(session: Session) -> list[Review]:
     """Current reviews that disagree with the model, newest first."""
-    return sorted((r for r in current_reviews(session) if not r.agrees), key=lambda r: r.id, reverse=True)
+    return sorted(
+        (r for r in current_reviews(session) if not r.agrees and r.call != UNUSABLE), key=lambda r: r.id, reverse=True
+    )
 
 
 # ---------------------------------------------------------------- relabel export
@@ -517,6 +540,8 @@ class Resolution:
     provenance: str
     """Human-readable: "adjudicated by X on DATE: reason" or "majority of A, B (2 of 3)"."""
     adjudication: Adjudication | None = None
+    unusable_by: tuple[str, ...] = ()
+    """Reviewers whose latest answer is "not a usable chest X-ray" (shown names)."""
 
 
 def _naive(moment: datetime) -> datetime:
@@ -524,8 +549,27 @@ def _naive(moment: datetime) -> datetime:
     return moment.replace(tzinfo=None)
 
 
-def resolve(calls: dict[str, Review], adjudication: Adjudication | None) -> Resolution:
-    """The resolved label of one image from its reviewers' latest calls and the adjudication in force."""
+def resolve(
+    calls: dict[str, Review], adjudication: Adjudication | None, unusable: dict[str, Review] | None = None
+) -> Resolution:
+    """The resolved label of one image from its reviewers' latest calls and the adjudication in force.
+
+    Args:
+        calls: each reviewer's latest NORMAL / PNEUMONIA call.
+        unusable: each reviewer whose latest answer is "not a usable chest X-ray".
+    """
+    unusable = unusable or {}
+    unusable_by = tuple(sorted(shown_name(n, r.reviewer_verified) for n, r in unusable.items()))
+    if adjudication is None and unusable:
+        top = max(Counter(r.call for r in calls.values()).values(), default=0)
+        if len(unusable) > top:
+            provenance = f"not a usable chest X-ray: {', '.join(unusable_by)} ({len(unusable)} of {len(calls) + len(unusable)})"
+            return Resolution("", "unusable", provenance, None, unusable_by)
+    resolution = _resolve_label(calls, adjudication)
+    return dataclasses.replace(resolution, unusable_by=unusable_by) if unusable_by else resolution
+
+
+def _resolve_label(calls: dict[str, Review], adjudication: Adjudication | None) -> Resolution:
     if adjudication is not None:
         who = shown_name(adjudication.adjudicator, adjudication.adjudicator_verified)
         when = adjudication.created_at.strftime("%Y-%m-%d %H:%M")
@@ -552,31 +596,45 @@ def resolve(calls: dict[str, Review], adjudication: Adjudication | None) -> Reso
 def resolution_of_image(session: Session, image_id: int) -> Resolution | None:
     """One image's resolution (``None`` when nobody has reviewed or adjudicated it)."""
     query = select(Review).join(Prediction).where(Prediction.image_id == image_id).order_by(Review.id)
-    calls = {review.reviewer: review for review in session.scalars(query)}  # the latest per reviewer wins
+    latest = {review.reviewer: review for review in session.scalars(query)}  # the latest per reviewer wins
     adjudication = session.scalar(
         select(Adjudication).where(Adjudication.image_id == image_id).order_by(Adjudication.id.desc()).limit(1)
     )
-    if not calls and adjudication is None:
+    if not latest and adjudication is None:
         return None
-    return resolve(calls, adjudication)
+    calls, unusable = _split_unusable(latest)
+    return resolve(calls, adjudication, unusable)
+
+
+def _split_unusable(latest: dict[str, Review]) -> tuple[dict[str, Review], dict[str, Review]]:
+    """Label calls and "not usable" answers, each reviewer's latest."""
+    calls = {name: r for name, r in latest.items() if r.call != UNUSABLE}
+    return calls, {name: r for name, r in latest.items() if r.call == UNUSABLE}
 
 
 def resolutions(session: Session) -> dict[int, tuple[dict[str, Review], Resolution]]:
-    """Every reviewed or adjudicated image id -> (each reviewer's latest call, its resolution)."""
-    by_image = latest_calls_by_image(session)
+    """Every reviewed or adjudicated image id -> (each reviewer's latest NORMAL / PNEUMONIA call, its
+    resolution). "Not usable" answers are left out of the calls and counted in the resolution."""
+    latest = _latest_by_image(session)
     adjudicated = latest_adjudications(session)
-    return {
-        image_id: (by_image.get(image_id, {}), resolve(by_image.get(image_id, {}), adjudicated.get(image_id)))
-        for image_id in sorted(set(by_image) | set(adjudicated))
-    }
+    out = {}
+    for image_id in sorted(set(latest) | set(adjudicated)):
+        calls, unusable = _split_unusable(latest.get(image_id, {}))
+        out[image_id] = (calls, resolve(calls, adjudicated.get(image_id), unusable))
+    return out
 
 
-def latest_calls_by_image(session: Session) -> dict[int, dict[str, Review]]:
-    """For each reviewed image: each reviewer's newest review of any prediction of it."""
+def _latest_by_image(session: Session) -> dict[int, dict[str, Review]]:
     by_image: dict[int, dict[str, Review]] = {}
     for review in sorted(current_reviews(session), key=lambda r: r.id):
         by_image.setdefault(review.prediction.image_id, {})[review.reviewer] = review
     return by_image
+
+
+def latest_calls_by_image(session: Session) -> dict[int, dict[str, Review]]:
+    """For each reviewed image: each reviewer's newest NORMAL / PNEUMONIA review of any prediction of it."""
+    by_image = {image: _split_unusable(latest)[0] for image, latest in _latest_by_image(session).items()}
+    return {image: calls for image, calls in by_image.items() if calls}
 
 
 def relabel_rows(session: Session, only_disagreements: bool = False) -> list[dict[str, Any]]:
@@ -590,9 +648,9 @@ def relabel_rows(session: Session, only_disagreements: bool = False) -> list[dic
     for image_id, (calls, resolution) in resolutions(session).items():
         image = session.get(Image, image_id)
         assert image is not None  # reviews reference images through a foreign key
-        if not calls:
+        if not calls and resolution.method != "unusable":
             continue  # adjudicated without a review: nothing to export beside it
-        latest_prediction = max((r.prediction for r in calls.values()), key=lambda p: p.id)
+        latest_prediction = max(image.predictions, key=lambda p: p.id)
         disagreement = any(not r.agrees for r in calls.values())
         if only_disagreements and not disagreement:
             continue
@@ -606,9 +664,10 @@ def relabel_rows(session: Session, only_disagreements: bool = False) -> list[dic
                 "p_pneumonia": round(latest_prediction.p_pneumonia, 6),
                 "model_version": model_version(latest_prediction.model.arch, latest_prediction.model.sha256),
                 "reviewer_calls": "; ".join(
-                    f"{shown_name(name, r.reviewer_verified)}:{r.call}" for name, r in sorted(calls.items())
+                    [f"{shown_name(name, r.reviewer_verified)}:{r.call}" for name, r in sorted(calls.items())]
+                    + [f"{name}:{UNUSABLE}" for name in resolution.unusable_by]
                 ),
-                "n_reviewers": len(calls),
+                "n_reviewers": len(calls) + len(resolution.unusable_by),
                 "disagreement": disagreement,
                 "resolved_label": resolution.label,
                 "resolution": resolution.method,
