@@ -32,9 +32,7 @@ REFERENCE_POINTS = 201
 """Quantiles of the validation scores kept for percentiles and monitoring."""
 HEAD_INPUT = "head_input"
 """The layer name that stands for the input of the final linear layer (the pooled penultimate features)."""
-WARNING = (
-    "outside the images this model was trained on: adult, other view, not a chest X-ray, or another scanner"
-)
+WARNING = "outside the images this model was trained on: adult, other view, not a chest X-ray, or another scanner"
 """What a flagged image's call is shown behind."""
 
 
@@ -96,9 +94,7 @@ class DomainDetector:
         """A :class:`DomainVerdict` per image."""
         scores = self.scores(features)
         percentiles = np.interp(scores, self.reference, np.linspace(0, 1, len(self.reference)))
-        return [
-            DomainVerdict(float(s), bool(s > self.cut), float(p)) for s, p in zip(scores, percentiles, strict=True)
-        ]
+        return [DomainVerdict(float(s), bool(s > self.cut), float(p)) for s, p in zip(scores, percentiles, strict=True)]
 
     def summary_line(self) -> str:
         """One line for reports: the method, layers and cut."""

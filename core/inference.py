@@ -200,9 +200,12 @@ class Predictor:
         """Attach an out-of-domain detector (in place; returns ``self``), refusing it when the backend
         cannot give its features in the same pass."""
         if domain is not None and self.onnx is not None and not getattr(self.onnx, "has_features", False):
-            domain, problem = None, (
-                f"{Path(self.checkpoint_path).name}'s ONNX file has no out-of-domain features; "
-                f"re-export with python -m core.onnx_export {self.checkpoint_path}"
+            domain, problem = (
+                None,
+                (
+                    f"{Path(self.checkpoint_path).name}'s ONNX file has no out-of-domain features; "
+                    f"re-export with python -m core.onnx_export {self.checkpoint_path}"
+                ),
             )
         self.domain, self.domain_problem = domain, problem
         return self
@@ -286,9 +289,7 @@ class Predictor:
         """Raw logits ``(N, 2)`` from ``(N, V, ...)`` view tensors (:meth:`view_tensors`), averaged over views."""
         return self.outputs_from_views(views, features=False)[0]
 
-    def outputs_from_views(
-        self, views: torch.Tensor, features: bool = True
-    ) -> tuple[torch.Tensor, np.ndarray | None]:
+    def outputs_from_views(self, views: torch.Tensor, features: bool = True) -> tuple[torch.Tensor, np.ndarray | None]:
         """Raw logits ``(N, 2)`` and, when there is a detector and ``features``, the out-of-domain features
         ``(N, D)`` of the same forward passes, both averaged over views."""
         n, v = views.shape[:2]

@@ -13,10 +13,33 @@ from PIL import Image, ImageDraw, ImageFilter
 
 SIDE = 320
 
-_WORDS = (
-    "invoice total amount due payment reference customer number date quantity description unit price "
-    "tax subtotal account order delivery address terms conditions signature page report summary"
-).split()
+_WORDS = [
+    "invoice",
+    "total",
+    "amount",
+    "due",
+    "payment",
+    "reference",
+    "customer",
+    "number",
+    "date",
+    "quantity",
+    "description",
+    "unit",
+    "price",
+    "tax",
+    "subtotal",
+    "account",
+    "order",
+    "delivery",
+    "address",
+    "terms",
+    "conditions",
+    "signature",
+    "page",
+    "report",
+    "summary",
+]
 
 
 def _grey(array: np.ndarray) -> Image.Image:

@@ -21,8 +21,8 @@ import torch
 from core.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from core.cli import report_error
 from core.data import load_split
-from core.images import load_image
 from core.domain import FeatureTap, feature_layers
+from core.images import load_image
 from core.onnx_runtime import FEATURES_OUTPUT, int8_path, onnx_path
 from core.quantization import quantize_int8
 

@@ -241,9 +241,9 @@ def add_review(
 ) -> Review:
     """Record a reviewer's verdict; their earlier review of the same prediction is superseded, not changed.
 
-    A corrected label of ``UNUSABLE`` says the image is not a usable chest X-ray. A NORMAL or
-    PNEUMONIA verdict on an image flagged out of domain needs ``domain_confirmed`` (the reviewer
-    confirms it is a usable chest X-ray), so no flagged image reaches the figures unconfirmed.
+    A corrected label of ``UNUSABLE`` says the image is not a usable chest X-ray. An image flagged out
+    of domain counts in site figures and calibration only once a review has ``domain_confirmed`` (the
+    reviewer confirms it is a usable chest X-ray despite the flag).
 
     Args:
         reviewer_verified: the name came from sign-in (a typed name is unverified).
@@ -273,11 +273,6 @@ def add_review(
         corrected = _label(corrected_label, "corrected label")
         if corrected == prediction.predicted_label:
             raise ValidationError("a disagreeing review needs a label different from the model's")
-    if prediction.out_of_domain and corrected != UNUSABLE and not domain_confirmed:
-        raise ValidationError(
-            "this image was flagged outside the training images: confirm it is a usable chest X-ray, "
-            "or answer 'not a usable chest X-ray'"
-        )
     previous = session.scalar(
         select(Review)
         .where(Review.prediction_id == prediction_id, Review.reviewer == reviewer)
@@ -563,7 +558,9 @@ def resolve(
     if adjudication is None and unusable:
         top = max(Counter(r.call for r in calls.values()).values(), default=0)
         if len(unusable) > top:
-            provenance = f"not a usable chest X-ray: {', '.join(unusable_by)} ({len(unusable)} of {len(calls) + len(unusable)})"
+            provenance = (
+                f"not a usable chest X-ray: {', '.join(unusable_by)} ({len(unusable)} of {len(calls) + len(unusable)})"
+            )
             return Resolution("", "unusable", provenance, None, unusable_by)
     resolution = _resolve_label(calls, adjudication)
     return dataclasses.replace(resolution, unusable_by=unusable_by) if unusable_by else resolution

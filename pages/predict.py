@@ -17,6 +17,8 @@ files = st.file_uploader("Chest X-rays (PNG, JPEG or DICOM)", type=UPLOAD_TYPES,
 show_heatmap = st.toggle("Show Grad-CAM heat map", value=True)
 opacity = st.slider("Heat-map opacity", 0.0, 1.0, 0.4, 0.05, disabled=not show_heatmap)
 predictor = predictor_or_stop(engine)
+if predictor.domain_problem:
+    st.warning(f"No out-of-domain check for this model: {predictor.domain_problem}")
 st.caption(
     f"Model `{predictor.version}` · {predictor.point.describe()} on calibrated P(PNEUMONIA). "
     "Every prediction is stored for review."
@@ -48,7 +50,14 @@ for upload in files or []:
     result = entry.result
     left, right = st.columns([1, 1])
     with right:
-        st.subheader(f"Prediction: {result.label}")
+        if result.out_of_domain:  # the call is still shown, behind the warning and marked as such
+            st.warning(
+                f"Out of domain: {result.warning} (score {result.domain_score:.2f}). Treat the call below as "
+                "unreliable; a reviewer can mark the image as not a usable chest X-ray."
+            )
+            st.subheader(f"Prediction: {result.label} (out of domain, for reference only)")
+        else:
+            st.subheader(f"Prediction: {result.label}")
         st.metric("P(PNEUMONIA)", f"{result.p_pneumonia:.3f}", help="Calibrated probability of pneumonia")
         st.write(result.decision)
         st.caption(f"Model `{entry.model_version}` · logged as prediction #{entry.prediction_id}")

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, time
 import streamlit as st
 
 from service import known_models, reader_study, reviews, store
-from service.reviews import CONFIDENCE_LEVELS, MAX_NOTES
+from service.reviews import CONFIDENCE_LEVELS, MAX_NOTES, OUT_OF_DOMAIN_WARNING, UNUSABLE
 from ui.case_pick import pick_case
 from ui.common import current_identity, engine_or_stop, page_header, show_store_error, user_text_table
 from ui.viewer import show_stored_xray
@@ -146,6 +146,12 @@ with right:
         st.button("Next case", shortcut="N", key="skip_blind", on_click=_next_case)
         st.stop()
 
+    if case.out_of_domain:
+        st.warning(
+            f"Out of domain: {OUT_OF_DOMAIN_WARNING} (score {case.domain_score:.2f}). The call below is shown "
+            "for reference only; this image stays out of the site figures and calibration unless you confirm "
+            "it is a usable chest X-ray."
+        )
     st.subheader(f"Case #{case.id}: model says {case.predicted_label}")
     st.write(case.decision)
     st.caption(f"Model {case.model_version} · {case.created_at:%Y-%m-%d %H:%M} UTC")
@@ -165,7 +171,9 @@ with right:
                     "when": r.created_at.strftime("%Y-%m-%d %H:%M"),
                     "reviewer": r.shown_reviewer,
                     "blind call": r.blind_call or "",
-                    "verdict": "agrees" if r.agrees else f"says {r.corrected_label}",
+                    "verdict": "agrees"
+                    if r.agrees
+                    else ("not a usable chest X-ray" if r.corrected_label == UNUSABLE else f"says {r.corrected_label}"),
                     "confidence": r.confidence,
                     "notes": r.notes,
                     "superseded": r.id in superseded,
@@ -182,29 +190,34 @@ with right:
     form = st.session_state.setdefault("review_form", 0)
     confidence = st.select_slider("Your confidence", CONFIDENCE, value=start, key=f"confidence-{form}")
     notes = st.text_area("Notes", max_chars=MAX_NOTES, key=f"notes-{form}")
+    confirmed = False
+    if case.out_of_domain:
+        confirmed = st.checkbox("I confirm this is a usable chest X-ray", key=f"domain-confirmed-{form}")
     # One button per row, full width: what a click records is always readable, at any window size.
     agree = st.button(f"Agree: {case.predicted_label}", shortcut="A", key="agree", type="primary", width="stretch")
     disagree = st.button(f"Disagree: {other}", shortcut="D", key="disagree", width="stretch")
+    unusable = st.button("Not a usable chest X-ray", shortcut="U", key="unusable", width="stretch")
     st.button("Next case", shortcut="N", key="skip", on_click=_next_case, width="stretch")
-    if agree or disagree:
+    if agree or disagree or unusable:
         try:
             reviews.submit_review(
                 engine,
                 case.id,
                 reviewer,
                 bool(agree),
-                None if agree else other,
+                None if agree else (UNUSABLE if unusable else other),
                 confidence,
                 notes,
                 reviewer_verified=bool(identity and identity.verified),
                 blind_read_id=blind_read.id if blind_read is not None else None,
                 selection=selection,
+                domain_confirmed=confirmed,
             )
         except (store.ValidationError, store.StoreUnavailable) as error:
             show_store_error(error)
         else:
             st.session_state["last_saved"] = f"Review of case #{case.id} saved."
-            for key in (f"notes-{form}", f"confidence-{form}"):
+            for key in (f"notes-{form}", f"confidence-{form}", f"domain-confirmed-{form}"):
                 st.session_state.pop(key, None)
             st.session_state["review_form"] = form + 1
             st.session_state.pop("case_pick", None)

@@ -54,6 +54,8 @@ def _print_text(prediction: Prediction, many: bool) -> None:
     if many:
         print(f"== {printable(prediction.image_name)}")
     print(f"Prediction: {prediction.label}")
+    if prediction.warning:
+        print(f"warning: {prediction.warning} (out-of-domain score {prediction.domain_score:.2f})")
     print(f"Decision: {prediction.decision}")
     for name, value in prediction.probabilities.items():
         print(f"{name}: {value:.4f}")
@@ -100,6 +102,8 @@ def main(args: argparse.Namespace) -> int:
     except StoreUnavailable as error:
         report_error(error)
         return 2
+    if predictor.domain_problem:
+        print(f"warning: no out-of-domain check: {predictor.domain_problem}", file=sys.stderr)
     failures = 0
     many = len(args.images) > 1
     for path in args.images:
@@ -113,6 +117,8 @@ def main(args: argparse.Namespace) -> int:
             report_error(error)
             failures += 1
             continue
+        if prediction.warning and args.json:  # the JSON line carries the flag; stderr tells a person
+            print(f"warning: {printable(path)}: {prediction.warning}", file=sys.stderr)
         if args.json:
             print(
                 json.dumps(

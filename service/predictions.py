@@ -83,5 +83,7 @@ def store_and_log(
         threshold=result.threshold,
         predicted_label=result.label,
         channel=channel,
+        domain_score=result.domain_score,
+        out_of_domain=result.out_of_domain,
     )
     return image_row, row

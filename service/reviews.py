@@ -10,7 +10,9 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, object_session
 
 from core.checkpoint import model_version
+from core.domain import WARNING as OUT_OF_DOMAIN_WARNING
 from core.labels import CLASS_NAMES as LABELS
+from core.labels import UNUSABLE
 from core.operating_point import decision_text
 from db import repository
 from db.models import Adjudication, Prediction, Review
@@ -22,6 +24,8 @@ __all__ = [
     "CONFIDENCE_LEVELS",
     "LABELS",
     "MAX_NOTES",
+    "OUT_OF_DOMAIN_WARNING",
+    "UNUSABLE",
     "CaseView",
     "QueueFilters",
     "audit_fraction",
@@ -80,6 +84,9 @@ class CaseView:
     """Why a training image is queued: its given label and the out-of-fold probability of it ("" otherwise)."""
     resolution: str = ""
     """The image's resolved label and its provenance ("" before any review)."""
+    out_of_domain: bool | None = None
+    """The image was flagged outside the training images (``None``: not checked)."""
+    domain_score: float | None = None
 
     @property
     def decision(self) -> str:
@@ -118,6 +125,8 @@ def _case_view(prediction: Prediction) -> CaseView:
         created_at=prediction.created_at,
         reviews=[_review_view(r) for r in prediction.reviews],
         image_id=prediction.image_id,
+        out_of_domain=prediction.out_of_domain,
+        domain_score=prediction.domain_score,
         original_label=prediction.image.original_label,
         doubt=_doubt(prediction),
         resolution=_resolution_text(repository.resolution_of_image(session, prediction.image_id)),
@@ -175,8 +184,11 @@ def submit_review(
     reviewer_verified: bool = False,
     blind_read_id: int | None = None,
     selection: str = "outside",
+    domain_confirmed: bool = False,
 ) -> ReviewView:
     """Record a review (validated before anything is written).
+
+    A ``corrected_label`` of ``core.labels.UNUSABLE`` answers "not a usable chest X-ray".
 
     Args:
         reviewer_verified: the name came from sign-in; a typed name is stored as unverified.
@@ -196,6 +208,7 @@ def submit_review(
             reviewer_verified=reviewer_verified,
             blind_read_id=blind_read_id,
             selection=selection,
+            domain_confirmed=domain_confirmed,
         )
         session.refresh(review, ["prediction"])
         return _review_view(review)
@@ -252,6 +265,8 @@ def reviewed_cases(engine: Engine, model_sha256: str | None = None) -> list[Revi
             if not predictions:
                 continue
             newest = max(predictions, key=lambda p: p.id)
+            if newest.out_of_domain and not any(r.domain_confirmed for r in calls.values()):
+                continue  # flagged out of domain and no reviewer has confirmed it is a usable chest X-ray
             cases.append(
                 ReviewedCase(
                     image.sha256,

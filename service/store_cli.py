@@ -7,6 +7,7 @@
     python -m db backup OUT.db
     python -m db restore BACKUP.db
     python -m db verify [--quick] [--head HASH]
+    python -m db monitor [--json] [--since DATE] [--window 7d]
 
 Every failure is one ``error:`` line on stderr and exit status 2.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from core.cli import report_error
 from db.engine import current_revision
@@ -56,7 +58,39 @@ def get_args_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--quick", action="store_true", help="skip re-hashing the stored image files")
     verify.add_argument("--head", default=None, help="a head hash kept from an earlier run: it must still be there")
+    watch = commands.add_parser(
+        "monitor", help="label-free site monitoring: each window of predictions against the held-out images"
+    )
+    watch.add_argument("--json", action="store_true", help="one JSON object (with an 'alarms' list)")
+    watch.add_argument("--since", default=None, help="first day to include (YYYY-MM-DD)")
+    watch.add_argument("--window", default="7d", help="window length: 7d, 24h, 90m (default 7d)")
     return parser
+
+
+def _monitor(engine: Any, args: argparse.Namespace) -> int:
+    from service.monitoring import monitor_in_force, parse_since, parse_window
+
+    report = monitor_in_force(engine, parse_window(args.window), parse_since(args.since))
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=1, allow_nan=False, default=str))
+        return 0
+    ref = report.reference
+    print(
+        f"model {report.model}; held-out reference: {ref['images']} images, {ref['flagged_share']:.1%} flagged, "
+        f"{ref['pneumonia_share']:.1%} PNEUMONIA, mean P {ref['mean_p']:.3f}"
+    )
+    for w in report.windows:
+        sens = w.estimated_sensitivity
+        est = f", estimated sensitivity {sens[0]:.3f} ({sens[1]:.3f}-{sens[2]:.3f})" if sens else ""
+        print(
+            f"{w.start:%Y-%m-%d %H:%M}: {w.count} predictions, {w.flagged_share:.1%} out of domain, "
+            f"{w.pneumonia_share:.1%} PNEUMONIA, mean P {w.mean_p:.3f}{est}{'' if w.tested else ' (too few to test)'}"
+        )
+    for alarm in report.alarms:
+        print(f"ALARM {alarm['alarm']}; {alarm['recommendation']}")
+    if not report.alarms:
+        print("no alarms")
+    return 0
 
 
 def main(args: argparse.Namespace) -> int:
@@ -79,6 +113,8 @@ def main(args: argparse.Namespace) -> int:
             if report.fixed:
                 return 0 if report.database_ok and not report.rows_without_files else 1
             return 0 if report.clean else 1
+        elif args.command == "monitor":
+            return _monitor(engine, args)
         elif args.command == "backup":
             print(f"backed up to {backup(engine, args.output)}")
         elif args.command == "restore":
@@ -86,7 +122,7 @@ def main(args: argparse.Namespace) -> int:
         else:
             count = write_relabel_export(engine, args.output, args.only_disagreements, args.images_dir)
             print(f"wrote {count} rows to {args.output}")
-    except (StoreUnavailable, OSError) as error:
+    except (StoreUnavailable, OSError, ValueError) as error:  # ValueError: bad --since / --window, no reference
         report_error(error)
         return 2
     return 0

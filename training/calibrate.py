@@ -32,21 +32,35 @@ from core.calibration import fit_temperature
 from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.cli import report_error, report_warning
 from core.data import XrayDataset, collate_readable, load_split
+from core.domain import feature_layers
 from core.inference import resolve_device
 from core.metrics import choose_threshold, classification_report
 from core.shifts import stress_names
 from core.site_adaptation import DEFAULT_MIN_PER_CLASS
 from core.transforms import eval_transform
+from training.domain import domain_loader, features_and_logits, refit_domain
 from training.loop import collect_logits
 
 
 def calibrate_checkpoint(
-    path: Path, val_loader: DataLoader, device: torch.device, goal: str, show: bool = False, note: str = ""
+    path: Path,
+    val_loader: DataLoader,
+    device: torch.device,
+    goal: str,
+    show: bool = False,
+    note: str = "",
+    domain_train: DataLoader | None = None,
+    domain_val: DataLoader | None = None,
 ) -> dict[str, Any]:
-    """Fit the temperature, choose the threshold for ``goal``, and rewrite the checkpoint.
+    """Fit the temperature, choose the threshold for ``goal``, refit the out-of-domain statistics, and
+    rewrite the checkpoint.
 
     Args:
         note: appended to the recorded goal (what the scores were fitted on, when not plain validation).
+        domain_train: training images for the out-of-domain statistics (``training.domain``); without
+            them the checkpoint keeps the statistics it has.
+        domain_val: the plain validation images that cut them (default ``val_loader``; give it when
+            ``val_loader`` holds shifted copies).
 
     Returns:
         The validation report at the chosen threshold, on calibrated scores.
@@ -65,6 +79,15 @@ def calibrate_checkpoint(
         "ece_uncalibrated": before["ece"],
         "brier_uncalibrated": before["brier"],
     }
+    if domain_train is not None:
+        val_features, val_logits, _ = features_and_logits(
+            model, feature_layers(meta.arch), domain_val or val_loader, device, show
+        )
+        try:
+            refit_domain(model, meta, domain_train, val_features, val_logits, device, show)
+        except ValueError as error:  # too few images (a smoke-test run): no detector rather than a poor one
+            meta.domain, meta.domain_state = {}, {}
+            tqdm.write(f"out-of-domain statistics not fitted: {error}")
     meta.created_at = datetime.now(UTC).isoformat(timespec="seconds")
     save_checkpoint(path, model, meta)
     tqdm.write(
@@ -231,7 +254,8 @@ def main(args: argparse.Namespace) -> int:
         if not args.checkpoint or not args.data_dir or not args.split_file:
             raise ValueError("give --checkpoint, --data-dir and --split-file, or --from-reviews")
         _, meta = load_checkpoint(args.checkpoint)
-        records = load_split(args.split_file, args.data_dir)["val"]
+        parts = load_split(args.split_file, args.data_dir)
+        records = parts["val"]
         dataset = validation_set(
             records, meta.image_size, meta.mean, meta.std, stress_names(args.stress_val), meta.intensity
         )
@@ -244,6 +268,8 @@ def main(args: argparse.Namespace) -> int:
             args.threshold_goal or VALIDATION_GOAL,
             True,
             note,
+            domain_train=domain_loader(parts["train"], meta.eval_transform()) if parts.get("train") else None,
+            domain_val=domain_loader(records, meta.eval_transform(), limit=10**9) if args.stress_val else None,
         )
     except (CheckpointError, FileNotFoundError, KeyError, ValueError, RuntimeError) as error:
         # RuntimeError: service.StoreUnavailable

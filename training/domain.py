@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,12 +38,16 @@ REFERENCE_MARGINS = 2000
 
 
 def domain_loader(
-    records: list[ImageRecord], meta: CheckpointMeta, batch_size: int = 32, workers: int = 0, limit: int = TRAIN_IMAGES
+    records: list[ImageRecord],
+    transform: Callable[[Any], torch.Tensor],
+    batch_size: int = 32,
+    workers: int = 0,
+    limit: int = TRAIN_IMAGES,
 ) -> DataLoader:
-    """A loader over a seeded sample of ``records`` with the checkpoint's evaluation transform."""
+    """A loader over a seeded sample of ``records`` with the checkpoint's evaluation ``transform``."""
     sample = random.Random(0).sample(records, min(limit, len(records)))
     return DataLoader(
-        XrayDataset(sample, meta.eval_transform()),
+        XrayDataset(sample, transform),
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=collate_readable,
@@ -122,9 +128,13 @@ def main(args: argparse.Namespace) -> int:
         model = model.to(device).eval()
         show = not args.no_progress
         val_features, val_logits, _ = features_and_logits(
-            model, feature_layers(meta.arch), domain_loader(parts["val"], meta, args.batch_size, limit=10**9), device, show
+            model,
+            feature_layers(meta.arch),
+            domain_loader(parts["val"], meta.eval_transform(), args.batch_size, limit=10**9),
+            device,
+            show,
         )
-        train = domain_loader(parts["train"], meta, args.batch_size, limit=args.train_images)
+        train = domain_loader(parts["train"], meta.eval_transform(), args.batch_size, limit=args.train_images)
         refit_domain(model, meta, train, val_features, val_logits, device, show)
         save_checkpoint(path, model.cpu(), meta)
         if not args.no_export:
@@ -140,10 +150,7 @@ def _reexport(path: Path, meta: CheckpointMeta, args: argparse.Namespace) -> Non
     from core.onnx_export import export_onnx
     from core.onnx_runtime import onnx_path
 
-    had_int8 = bool(meta.int8)
-    if meta.onnx_sha256 or onnx_path(path).is_file():
-        print(f"exported {export_onnx(path)}")
-    if had_int8:
+    if meta.int8:  # re-made from a fresh ONNX export, with its own calibration and acceptance checks
         from core.onnx_export import main as export_main
 
         export_main(
@@ -155,6 +162,8 @@ def _reexport(path: Path, meta: CheckpointMeta, args: argparse.Namespace) -> Non
                 calibration_images=128,
             )
         )
+    elif meta.onnx_sha256 or onnx_path(path).is_file():
+        print(f"exported {export_onnx(path)}")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from core.data import XrayDataset, collate_readable, load_split
 from core.inference import resolve_device
 from core.networks import LogitEnsemble, ensemble_name
 from training.calibrate import calibrate_checkpoint
+from training.domain import domain_loader
 
 
 def get_args_parser() -> argparse.ArgumentParser:
@@ -90,7 +91,14 @@ def main(args: argparse.Namespace) -> int:
         device = resolve_device(args.device)
         val = XrayDataset(parts["val"], meta.eval_transform())
         loader = DataLoader(val, batch_size=args.batch_size, num_workers=args.workers, collate_fn=collate_readable)
-        calibrate_checkpoint(output, loader, device, args.threshold_goal, show=not args.no_progress)
+        calibrate_checkpoint(
+            output,
+            loader,
+            device,
+            args.threshold_goal,
+            show=not args.no_progress,
+            domain_train=domain_loader(parts["train"], meta.eval_transform()) if parts.get("train") else None,
+        )
         if args.onnx:
             from core.onnx_export import export_onnx
 

@@ -62,6 +62,7 @@ from core.transforms import INTENSITY_MODES, eval_transform, train_transform
 from service.store import StoreUnavailable
 from training import distributed
 from training.calibrate import calibrate_checkpoint
+from training.domain import domain_loader
 from training.loop import collect_logits, train_one_epoch
 from training.reviewed import load_reviewed, merge_training_records
 
@@ -499,7 +500,10 @@ def train(args: argparse.Namespace) -> int:
             break
 
     if rank == 0:
-        calibrate_checkpoint(out / "best_model.pth", val_loader, device, args.threshold_goal, show)
+        domain_train = domain_loader(parts["train"], eval_transform(size, spec.mean, spec.std, intensity))
+        calibrate_checkpoint(
+            out / "best_model.pth", val_loader, device, args.threshold_goal, show, domain_train=domain_train
+        )
         if args.onnx:  # the serving copy, its hash recorded in the checkpoint (core.onnx_export)
             tqdm.write(f"exported {export_onnx(out / 'best_model.pth')}")
     distributed.barrier()
