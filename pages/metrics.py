@@ -6,6 +6,7 @@ import streamlit as st
 
 from service.evaluation import report_beside
 from ui.common import engine_or_stop, load_report, page_header, predictor_or_stop
+from ui.monitor_section import monitoring_section
 from ui.report_view import (
     DATA_CARD,
     evaluate_folder_section,
@@ -40,6 +41,7 @@ else:
     save_threshold_form(engine, predictor, report, chosen)
     robustness_section(stored)
 reviewed_cases_section(engine, predictor, report)
+monitoring_section(engine, predictor)
 site_proposal_section(engine, predictor)
 restore_section(engine, predictor)
 versions_section(engine, predictor)

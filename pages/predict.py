@@ -53,11 +53,9 @@ for upload in files or []:
         if result.out_of_domain:  # the call is still shown, behind the warning and marked as such
             st.warning(
                 f"Out of domain: {result.warning} (score {result.domain_score:.2f}). Treat the call below as "
-                "unreliable; a reviewer can mark the image as not a usable chest X-ray."
+                "unreliable (for reference only); a reviewer can mark the image as not a usable chest X-ray."
             )
-            st.subheader(f"Prediction: {result.label} (out of domain, for reference only)")
-        else:
-            st.subheader(f"Prediction: {result.label}")
+        st.subheader(f"Prediction: {result.label}")
         st.metric("P(PNEUMONIA)", f"{result.p_pneumonia:.3f}", help="Calibrated probability of pneumonia")
         st.write(result.decision)
         st.caption(f"Model `{entry.model_version}` · logged as prediction #{entry.prediction_id}")

@@ -250,8 +250,8 @@ def monitor(
             .order_by(Prediction.created_at)
         )
         if since is not None:
-            query = query.where(Prediction.created_at >= since.replace(tzinfo=None))
-        return [tuple(row) for row in session.execute(query)]
+            query = query.where(Prediction.created_at >= since.astimezone(UTC).replace(tzinfo=None))
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in session.execute(query)]
 
     rows = read(engine, action)
     windows = []

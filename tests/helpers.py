@@ -187,3 +187,19 @@ def run_subprocess(module: str, *args: object, env: dict[str, str] | None = None
         env=env,
     )
     return CliResult(result.returncode, result.stdout, result.stderr)
+
+
+SHARED_XRAYS = REPO_ROOT.parent / "shared" / "data" / "chest_xray" / "train"
+
+
+def real_xrays(count: int, label: str | None = None) -> list[Path]:
+    """The first ``count`` real X-rays of the shipped model's held-out test part (``models/split.json``),
+    or skip when the workplace's image folder is not here."""
+    import json
+
+    test = json.loads((REPO_ROOT / "models" / "split.json").read_text())["test"]
+    paths = [SHARED_XRAYS / r["path"] for r in test if label is None or r["path"].startswith(label + "/")]
+    paths = [p for p in paths[:count] if p.is_file()]
+    if len(paths) < count:
+        pytest.skip(f"{SHARED_XRAYS} is not in this workplace")
+    return paths

@@ -38,13 +38,22 @@ def add_prediction(
     threshold: float = 0.5,
     name: str | None = None,
     original_label: str | None = None,
+    out_of_domain: bool | None = None,
+    domain_score: float | None = None,
 ) -> int:
     with session_scope(engine) as session:
         image = repository.store_image(session, png_bytes(seed), name or f"img{seed}.png", original_label)
         model = repository.get_or_create_model(session, "f" * 64, "best_model.pth", "resnet18")
         label = "PNEUMONIA" if p >= threshold else "NORMAL"
         return repository.log_prediction(
-            session, image=image, model=model, p_pneumonia=p, threshold=threshold, predicted_label=label
+            session,
+            image=image,
+            model=model,
+            p_pneumonia=p,
+            threshold=threshold,
+            predicted_label=label,
+            out_of_domain=out_of_domain,
+            domain_score=domain_score,
         ).id
 
 

@@ -152,3 +152,31 @@ def test_backend_int8_only_when_asked(tmp_path, shipped_checkpoint, monkeypatch)
     quantized = json.loads(run_predict(image, "--json", "--checkpoint", shipped_checkpoint, "--backend", "int8").stdout)
     assert not default["model"].endswith("int8") and quantized["model"].endswith(" int8")
     assert quantized["threshold"] != default["threshold"]  # its own validation-fitted operating point
+
+
+def test_out_of_domain_images_get_a_warning_line_and_json_fields_and_are_stored(shipped_checkpoint, tmp_path, engine):
+    from sqlalchemy import select
+
+    from core.non_xrays import non_xray_images
+    from db.models import Prediction
+    from tests.helpers import real_xrays
+
+    page = tmp_path / "invoice.png"
+    non_xray_images()["invoice"].save(page)
+    real = real_xrays(1)[0]
+    text = run_predict(page, "--checkpoint", shipped_checkpoint)
+    assert text.returncode == 0, text.stderr
+    lines = text.stdout.splitlines()
+    assert lines[0].startswith("Prediction: ") and lines[1].startswith("warning: outside the images this model")
+    assert "warning:" not in run_predict(real, "--checkpoint", shipped_checkpoint).stdout
+    result = run_predict(page, real, "--json", "--log", "--checkpoint", shipped_checkpoint)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["out_of_domain"] for r in rows] == [True, False]
+    assert rows[0]["domain_score"] > rows[1]["domain_score"]
+    assert "warning: " in result.stderr and "invoice.png" in result.stderr  # stdout stays one JSON object per line
+    with engine.connect() as connection:
+        stored = connection.execute(select(Prediction.out_of_domain, Prediction.domain_score).order_by(Prediction.id))
+        assert [(flag, round(score, 4)) for flag, score in stored] == [
+            (r["out_of_domain"], r["domain_score"]) for r in rows
+        ]
