@@ -189,3 +189,42 @@ def test_report_without_stress_says_how_to_add_it(app_env, monkeypatch, tmp_path
     monkeypatch.setenv("PNEUMONIA_CHECKPOINT", str(checkpoint))
     at = open_page("metrics")
     assert not at.exception and any("--stress" in i.value for i in at.info)
+
+
+def _log_shipped(count, flagged):
+    from core.hashing import file_sha256
+    from db import repository
+    from db.engine import init_db, make_engine, session_scope
+    from tests.helpers import png_bytes
+
+    engine = init_db(make_engine())
+    sha = file_sha256(REPO_ROOT / "models" / "best_model.pth")
+    with session_scope(engine) as session:
+        model = repository.get_or_create_model(session, sha, "best_model.pth", "efficientnet_lite0")
+        for i in range(count):
+            image = repository.store_image(session, png_bytes(i), f"m{i}.png", None)
+            repository.log_prediction(
+                session,
+                image=image,
+                model=model,
+                p_pneumonia=0.9,
+                threshold=0.77,
+                predicted_label="PNEUMONIA",
+                out_of_domain=flagged,
+                domain_score=5.0 if flagged else -1.0,
+            )
+
+
+def test_monitoring_section_shows_windows_and_names_the_alarm(app_env):
+    _log_shipped(40, flagged=True)
+    at = open_page("metrics")
+    assert not at.exception
+    assert any(h.value == "Site monitoring (no labels needed)" for h in at.header)
+    alarms = [w.value for w in at.warning if w.value.startswith("Alarm: out of domain: 100.0% of 40 flagged")]
+    assert alarms and "audit sample" in alarms[0]
+
+
+def test_monitoring_section_with_no_predictions_says_so(app_env):
+    at = open_page("metrics")
+    assert not at.exception
+    assert any(i.value.startswith("No predictions by efficientnet_lite0@") for i in at.info)

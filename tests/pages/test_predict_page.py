@@ -121,3 +121,17 @@ def test_a_dicom_with_an_unknown_vr_is_one_line_and_the_batch_goes_on(app_env):
     detail = next(t.value for t in at.text if "unreadable DICOM header" in t.value)
     assert "\n" not in detail and detail.startswith("odd\\nvr.dcm: ")
     assert _count("predictions") == 1  # the PNG after it was still predicted and logged
+
+
+def test_an_image_outside_the_training_images_is_called_behind_a_warning_and_stored_flagged(app_env):
+    from core.non_xrays import non_xray_images
+
+    buffer = io.BytesIO()
+    non_xray_images()["text page"].save(buffer, "PNG")
+    at = open_page("predict")
+    at.file_uploader[0].upload("page.png", buffer.getvalue(), "image/png").run()
+    assert not at.exception and not at.error
+    assert any(w.value.startswith("Out of domain: outside the images this model was trained on") for w in at.warning)
+    assert [s.value for s in at.subheader if s.value.startswith("Prediction:")]  # the call is still shown
+    with make_engine().connect() as connection:
+        assert connection.execute(text("SELECT out_of_domain FROM predictions")).scalar() in (True, 1)

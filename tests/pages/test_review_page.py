@@ -175,3 +175,39 @@ def test_the_typed_reviewer_name_survives_a_reload(app_env):
     again.button(key="agree").click().run()
     assert not again.exception
     assert dict(again.query_params) == {"reviewer": "Dr Reload"}  # kept on to the next case
+
+
+def test_a_flagged_case_is_shown_behind_a_warning_and_can_be_marked_not_usable(app_env):
+    engine = _engine()
+    flagged = add_prediction(engine, seed=5, p=0.9, out_of_domain=True, domain_score=6.2)
+    at = open_page("review", prediction=str(flagged))
+    assert not at.exception
+    assert any(w.value.startswith("Out of domain: outside the images this model was trained on") for w in at.warning)
+    assert any("6.20" in w.value for w in at.warning)
+    at.text_input(key="reviewer_name_box").input("Dr A").run()
+    at.button(key="unusable").click().run()
+    assert not at.exception and not at.error
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT agrees, corrected_label, domain_confirmed FROM reviews")).one()
+    assert tuple(row) == (False, "UNUSABLE", False)
+
+
+def test_confirming_a_flagged_case_is_recorded_with_the_review(app_env):
+    engine = _engine()
+    flagged = add_prediction(engine, seed=6, p=0.9, out_of_domain=True, domain_score=3.0)
+    at = open_page("review", prediction=str(flagged))
+    at.text_input(key="reviewer_name_box").input("Dr B").run()
+    at.checkbox(key="domain-confirmed-0").check().run()
+    at.button(key="agree").click().run()
+    assert not at.exception and not at.error
+    with engine.connect() as connection:
+        row = connection.execute(text("SELECT agrees, corrected_label, domain_confirmed FROM reviews")).one()
+    assert tuple(row) == (True, None, True)
+
+
+def test_an_in_domain_case_has_no_warning_and_no_confirmation_box(app_env):
+    engine = _engine()
+    case = add_prediction(engine, seed=7, p=0.9, out_of_domain=False, domain_score=-1.0)
+    at = open_page("review", prediction=str(case))
+    assert not at.exception and not [w for w in at.warning if w.value.startswith("Out of domain")]
+    assert not [c for c in at.checkbox if c.key and c.key.startswith("domain-confirmed")]
