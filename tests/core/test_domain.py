@@ -110,3 +110,22 @@ def test_an_onnx_file_without_features_gives_no_score_rather_than_a_second_pass(
 
 def test_meta_without_statistics_has_no_detector():
     assert CheckpointMeta("resnet18", 224, [0.5] * 3, [0.5] * 3).domain_detector() is None
+
+
+def test_the_onnx_export_returns_the_same_features_as_the_torch_pass(tiny_checkpoint, tmp_path):
+    import shutil
+
+    import onnxruntime as ort
+
+    from core.onnx_export import export_onnx
+
+    checkpoint = tmp_path / "tiny.pth"
+    shutil.copy(tiny_checkpoint, checkpoint)
+    session = ort.InferenceSession(str(export_onnx(checkpoint)), providers=["CPUExecutionProvider"])
+    assert [o.name for o in session.get_outputs()] == ["logits", "features"]
+    model, meta = load_checkpoint(checkpoint)
+    batch = torch.rand(3, 3, meta.image_size, meta.image_size)
+    with torch.no_grad(), FeatureTap(model, meta.domain.get("layers") or ["layer4"]) as tap:
+        model(batch)
+    logits, features = session.run(None, {"images": batch.numpy()})
+    assert np.allclose(features, tap.take(), atol=1e-4) and features.shape == (3, 512)
