@@ -9,8 +9,8 @@ from sqlalchemy import update
 
 from core.checkpoint import CheckpointMeta
 from core.operating_point import OperatingPoint
-from db.models import Prediction
 from db.engine import session_scope
+from db.models import Prediction
 from service.monitoring import estimated_intervals, expected_rates, monitor, parse_window
 from tests.db.conftest import add_prediction
 from tests.helpers import run_main
