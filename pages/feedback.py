@@ -31,7 +31,8 @@ cols[4].metric(
 )
 st.caption(
     "Counts use each reviewer's latest review of a case; earlier ones stay in the history "
-    f"({summary['all_reviews']} reviews in all)."
+    f"({summary['all_reviews']} reviews in all). {summary['unusable']} image(s) marked not a usable chest X-ray "
+    "by a reviewer: counted here, left out of every figure and training set."
 )
 
 if summary["per_reviewer"]:

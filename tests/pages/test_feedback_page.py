@@ -58,3 +58,17 @@ def test_unaided_vs_aided_mrmc_section(app_env):
     assert any("3 readers x 24 cases (12 PNEUMONIA)" in c.value and "Hillis" in c.value for c in at.caption)
     download = next(b for b in at.download_button if b.label.startswith("Download the ratings"))
     assert download.label == "Download the ratings (CSV for python -m training.mrmc --input)"
+
+
+def test_not_usable_answers_are_counted_and_left_out_of_the_figures(app_env):
+    from service import reviews
+
+    engine = init_db(make_engine())
+    kept = add_prediction(engine, seed=1, p=0.9)
+    dropped = add_prediction(engine, seed=2, p=0.9)
+    reviews.submit_review(engine, kept, "ana", True)
+    reviews.submit_review(engine, dropped, "ana", False, reviews.UNUSABLE)
+    at = open_page("feedback")
+    assert not at.exception
+    assert next(m.value for m in at.metric if m.label == "Current reviews") == "1"
+    assert any("1 image(s) marked not a usable chest X-ray" in c.value for c in at.caption)
