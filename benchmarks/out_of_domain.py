@@ -170,7 +170,8 @@ def main() -> None:
     detectors["Mahalanobis _blocks.15 + penultimate (max)"] = _combined(train, val, ["_blocks.15", HEAD_INPUT])
     names = list(sets)
     print(
-        f"1. Detector comparison: flag rates at the validation {CUT_QUANTILE:.1%} cut ({len(train_records)} training images)"
+        f"1. Detector comparison: flag rates at the validation {CUT_QUANTILE:.1%} cut "
+        f"({len(train_records)} training images)"
     )
     print("| detector | " + " | ".join(names) + " |")
     print("| --- |" + " --- |" * len(names))
