@@ -33,7 +33,9 @@ from db.models import (
     Image,
     ModelPromotion,
     Prediction,
+    ReaderStudy,
     Review,
+    StudyRead,
     SuspectedLabelIssue,
     ThresholdChange,
     utcnow,
@@ -150,6 +152,31 @@ def _label_issue(row: SuspectedLabelIssue) -> dict[str, Any]:
     }
 
 
+def _reader_study(row: ReaderStudy) -> dict[str, Any]:
+    return {
+        "name": row.name,
+        "created_by": row.created_by,
+        "reference": row.reference,
+        "washout_days": row.washout_days,
+        "seed": row.seed,
+        "cases": [[c.image_id, c.prediction_id, c.reference_label, c.position] for c in row.cases],
+        "readers": [r.reader for r in row.readers],
+        "created_at": _time(row.created_at),
+    }
+
+
+def _study_read(row: StudyRead) -> dict[str, Any]:
+    return {
+        "study_id": row.study_id,
+        "case_id": row.case_id,
+        "reader": row.reader,
+        "modality": row.modality,
+        "rating": row.rating,
+        "washout_override": row.washout_override,
+        "created_at": _time(row.created_at),
+    }
+
+
 RECORDED: dict[str, tuple[Any, Any]] = {
     "image": (Image, _image),
     "prediction": (Prediction, _prediction),
@@ -159,6 +186,8 @@ RECORDED: dict[str, tuple[Any, Any]] = {
     "threshold_change": (ThresholdChange, _threshold_change),
     "model_promotion": (ModelPromotion, _promotion),
     "label_issue": (SuspectedLabelIssue, _label_issue),
+    "reader_study": (ReaderStudy, _reader_study),
+    "study_read": (StudyRead, _study_read),
 }
 """Entity name -> (table, the fields the log records)."""
 

@@ -217,3 +217,70 @@ class StoreIdentity(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     token: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ReaderStudy(Base):
+    """A named reader study: a frozen set of cases read by named readers unaided, then aided after a washout."""
+
+    __tablename__ = "reader_studies"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    created_by: Mapped[str] = mapped_column(String(100))
+    reference: Mapped[str] = mapped_column(String(16))
+    """``"adjudicated"`` (only adjudicated cases) or ``"resolved"`` (adjudicated, else the reviewers' majority)."""
+    washout_days: Mapped[int] = mapped_column(Integer)
+    seed: Mapped[int] = mapped_column(Integer)
+    """Seeds the case draw and each reader's reading order."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    cases: Mapped[list[StudyCase]] = relationship(order_by="StudyCase.position")
+    readers: Mapped[list[StudyReader]] = relationship(order_by="StudyReader.id")
+
+
+class StudyCase(Base):
+    """One case of a study, with the reference label frozen when the study was made."""
+
+    __tablename__ = "study_cases"
+    __table_args__ = (UniqueConstraint("study_id", "image_id", name="uq_study_case_image"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("reader_studies.id", ondelete="RESTRICT"), index=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="RESTRICT"))
+    prediction_id: Mapped[int] = mapped_column(ForeignKey("predictions.id", ondelete="RESTRICT"))
+    """The model's output shown in the aided session."""
+    reference_label: Mapped[str] = mapped_column(String(16))
+    position: Mapped[int] = mapped_column(Integer)
+
+    image: Mapped[Image] = relationship()
+    prediction: Mapped[Prediction] = relationship()
+
+
+class StudyReader(Base):
+    """A reader named when the study was made."""
+
+    __tablename__ = "study_readers"
+    __table_args__ = (UniqueConstraint("study_id", "reader", name="uq_study_reader"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("reader_studies.id", ondelete="RESTRICT"), index=True)
+    reader: Mapped[str] = mapped_column(String(100))
+
+
+class StudyRead(Base):
+    """One reader's read of one study case in one session (final: a case is read once per session)."""
+
+    __tablename__ = "study_reads"
+    __table_args__ = (UniqueConstraint("case_id", "reader", "modality", name="uq_study_read"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    study_id: Mapped[int] = mapped_column(ForeignKey("reader_studies.id", ondelete="RESTRICT"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("study_cases.id", ondelete="RESTRICT"), index=True)
+    reader: Mapped[str] = mapped_column(String(100))
+    modality: Mapped[str] = mapped_column(String(16))
+    """``"unaided"`` (first session, no AI) or ``"aided"`` (after the washout, with the AI's output)."""
+    rating: Mapped[int] = mapped_column(Integer)
+    """1 definitely normal .. 5 definitely pneumonia; the call is PNEUMONIA from 3 up."""
+    washout_override: Mapped[str] = mapped_column(Text, default="")
+    """Why an aided read was made before the washout ended (empty when it was respected)."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -56,6 +56,16 @@ def _label(value: str | None, what: str) -> str:
     return text
 
 
+def clean_name(value: str, what: str) -> str:
+    """A required one-line name (a person, a study), validated like a reviewer's name."""
+    return _clean_text(value, MAX_REVIEWER, what, required=True)
+
+
+def clean_text(value: str, what: str) -> str:
+    """Optional free text (notes, reasons), validated like review notes."""
+    return _clean_text(value, MAX_NOTES, what, multiline=True)
+
+
 def _clean_text(value: str, limit: int, what: str, required: bool = False, multiline: bool = False) -> str:
     if not isinstance(value, str) and value is not None:
         raise ValidationError(f"{what} must be text")

@@ -2,6 +2,7 @@
 
     python -m training.mrmc --input ratings.csv [--json] [--endpoint auc|sensitivity|specificity --cut 3]
     python -m training.mrmc --from-store [--json]     # the review store's blind (unaided) and aided reads
+    python -m training.mrmc --study NAME [--json]     # a named reader study (service.reader_studies)
 
 ``ratings.csv`` is long format with a header: ``reader,case,modality,truth,rating``
 (truth 1 = abnormal; every reader rates every case in every modality; a higher rating
@@ -39,6 +40,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         help="the review store's blind first reads (unaided) and the reviews after them (aided), $DATABASE_URL "
         "(service.reader_mrmc: ratings 1-8 from call x confidence, PNEUMONIA at >= 5)",
     )
+    source.add_argument("--study", help="a named reader study in the review store (ratings 1-5, PNEUMONIA at >= 3)")
     parser.add_argument("--endpoint", choices=ENDPOINTS, default="auc")
     parser.add_argument(
         "--cut", type=float, default=None, help="rating >= cut calls abnormal (binary endpoints; default 3, store 5)"
@@ -78,7 +80,12 @@ def _store_ratings() -> Ratings:
 def main(args: argparse.Namespace) -> int:
     """Analyse and print; returns the exit status."""
     try:
-        ratings = read_ratings(args.input) if args.input else _store_ratings()
+        if args.study:
+            from service.reader_studies import study_ratings
+
+            ratings = study_ratings(open_store(), args.study)
+        else:
+            ratings = read_ratings(args.input) if args.input else _store_ratings()
         cut = args.cut if args.cut is not None else (PNEUMONIA_CUT if args.from_store else 3.0)
         result = analyse(ratings, args.endpoint, cut, args.covariance)
     except (OSError, ValueError, StoreUnavailable) as error:
