@@ -41,6 +41,7 @@ NAVIGATION = [
     PageEntry("pages/review.py", "Review", ":material/rate_review:", "review"),
     PageEntry("pages/adjudication.py", "Adjudication", ":material/gavel:", "adjudication"),
     PageEntry("pages/feedback.py", "Feedback & export", ":material/download:", "feedback"),
+    PageEntry("pages/reader_study.py", "Reader study", ":material/groups:", "reader-study"),
 ]
 """The one list of pages: the router and the sidebar links both read it."""
 
