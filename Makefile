@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run test lint bench clean pacs
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,6 +17,9 @@ setup: $(STAMP)
 run: setup
 	$(PY) -m streamlit run streamlit_app.py --server.headless true --server.address 127.0.0.1
 
+
+pacs: setup  # a local Orthanc PACS with DICOMweb for a demo: DICOMWEB_URL=http://127.0.0.1:8042/dicom-web
+	$(PY) -m pacs.orthanc --storage data/pacs
 
 test: setup
 	$(PY) -m pytest

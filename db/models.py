@@ -284,3 +284,25 @@ class StudyRead(Base):
     washout_override: Mapped[str] = mapped_column(Text, default="")
     """Why an aided read was made before the washout ended (empty when it was respected)."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PacsInstance(Base):
+    """A DICOM instance pulled from the PACS, the prediction made of it, and what was pushed back."""
+
+    __tablename__ = "pacs_instances"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sop_instance_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    """An instance already logged is never logged again."""
+    study_instance_uid: Mapped[str] = mapped_column(String(64), index=True)
+    series_instance_uid: Mapped[str] = mapped_column(String(64))
+    prediction_id: Mapped[int] = mapped_column(ForeignKey("predictions.id", ondelete="RESTRICT"), index=True)
+    result_sr_uid: Mapped[str | None] = mapped_column(String(64), default=None)
+    """The measurement report pushed to the PACS (``None``: not pushed yet)."""
+    result_sr_series_uid: Mapped[str | None] = mapped_column(String(64), default=None)
+    overlay_sc_uid: Mapped[str | None] = mapped_column(String(64), default=None)
+    reviews_pushed: Mapped[int] = mapped_column(Integer, default=0)
+    """How many of the prediction's reviews have a review SR in the PACS."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+    prediction: Mapped[Prediction] = relationship()

@@ -156,7 +156,7 @@ class CliResult:
     stderr: str
 
 
-ENTRY_POINT_ALIASES = {"db": "service.store_cli", "core.predict": "service.predict_cli"}
+ENTRY_POINT_ALIASES = {"db": "service.store_cli", "core.predict": "service.predict_cli", "pacs": "pacs.__main__"}
 """Old command names and the modules they run (``python -m db`` and ``python -m core.predict`` still work)."""
 
 

@@ -42,6 +42,7 @@ NAVIGATION = [
     PageEntry("pages/adjudication.py", "Adjudication", ":material/gavel:", "adjudication"),
     PageEntry("pages/feedback.py", "Feedback & export", ":material/download:", "feedback"),
     PageEntry("pages/reader_study.py", "Reader study", ":material/groups:", "reader-study"),
+    PageEntry("pages/worklist.py", "Worklist (PACS)", ":material/list_alt:", "worklist"),
 ]
 """The one list of pages: the router and the sidebar links both read it."""
 

@@ -10,7 +10,7 @@ def test_default_is_a_sqlite_file_in_the_data_dir_with_wal_and_foreign_keys(data
     with engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-    assert current_revision(engine) == head_revision() == "0009"
+    assert current_revision(engine) == head_revision() == "0010"
 
 
 def test_database_url_setting(data_dir, monkeypatch, tmp_path):
@@ -52,7 +52,7 @@ def test_upgrade_from_first_schema_keeps_rows(data_dir):
             )
         )
     init_db(engine)  # what the app does on start
-    assert current_revision(engine) == head_revision() == "0009"
+    assert current_revision(engine) == head_revision() == "0010"
     with engine.connect() as connection:
         row = connection.execute(text("SELECT predicted_label, channel FROM predictions")).one()
     assert tuple(row) == ("PNEUMONIA", "dashboard")

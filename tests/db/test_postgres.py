@@ -11,7 +11,7 @@ from tests.db.conftest import add_prediction
 
 def test_postgres_round_trip(postgres_url, data_dir):
     engine = init_db(make_engine(postgres_url))
-    assert current_revision(engine) == head_revision() == "0009"
+    assert current_revision(engine) == head_revision() == "0010"
     prediction_id = add_prediction(engine, p=0.6)
     with session_scope(engine) as session:
         repository.add_review(session, prediction_id, "Dr Ü", False, "NORMAL", notes="<b>ok</b> 'quoted'")
