@@ -25,7 +25,7 @@ from core.checkpoint import model_version
 from core.labels import CLASS_NAMES, UNUSABLE
 from core.operating_point import validate_calibration
 from core.serialization import strict_json
-from db import audit
+from db import audit, remote_images
 from db.models import (
     Adjudication,
     BlindRead,
@@ -111,6 +111,8 @@ def store_image(
             session.flush()
             audit.record(session, existing, "label", "store")
         _stage_file(session, Path(store_dir or image_store_dir()) / existing.storage_path, data)
+        if remote_images.enabled():
+            remote_images.put(data, digest)  # a no-op when the PACS has it; brings back one it lost
         return existing
     try:  # the header only: format and size, no pixel decoding
         with PILImage.open(io.BytesIO(data)) as probe:
@@ -131,6 +133,8 @@ def store_image(
     session.flush()
     audit.record(session, image, "store", "store")
     _stage_file(session, Path(store_dir or image_store_dir()) / relative, data)
+    if remote_images.enabled():  # the shared store: in the PACS before the row commits (a refusal fails both)
+        remote_images.put(data, digest)
     return image
 
 
@@ -167,7 +171,14 @@ def display_name(file_name: str) -> str:
 
 def image_path(image: Image, store_dir: Path | None = None) -> Path:
     """Where an image's bytes are on disk."""
-    return Path(store_dir or image_store_dir()) / image.storage_path
+    path = Path(store_dir or image_store_dir()) / image.storage_path
+    if remote_images.enabled() and not path.exists():  # another replica stored it: the local folder is a cache
+        data = remote_images.fetch(image.sha256)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        staged = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        staged.write_bytes(data)
+        staged.replace(path)
+    return path
 
 
 def get_or_create_model(session: Session, sha256: str, name: str, arch: str) -> ModelVersion:

@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from db.engine import DatabaseReplacedError, NewerSchemaError, has_schema, init_db, make_engine, session_scope
+from db.remote_images import RemoteImageStoreError
 from db.repository import ValidationError
 from db.settings import database_configured
 
@@ -37,6 +38,8 @@ class StoreUnavailable(RuntimeError):
 
 
 def _store_message(error: Exception) -> str:
+    if isinstance(error, RemoteImageStoreError):
+        return f"Nothing was saved: {error}"
     if isinstance(error, OperationalError) and "locked" in str(error).lower():
         return "The database is busy (locked by another writer). Nothing was saved; please try again."
     cause = getattr(error, "orig", None)
