@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from typing import Any
 
 PRIVATE_GROUP = 0x0099
 PRIVATE_CREATOR = "PNEUMONIA_REVIEW_IMAGE"
@@ -41,7 +42,7 @@ def uids(sha256: str) -> tuple[str, str, str]:
     )  # type: ignore[return-value]
 
 
-def _client():  # type: ignore[no-untyped-def]
+def _client() -> Any:
     from dicomweb_client.api import DICOMwebClient
     from dicomweb_client.session_utils import create_session_from_user_pass
 
@@ -58,16 +59,16 @@ def _one_line(what: str, error: BaseException) -> RemoteImageStoreError:
     return RemoteImageStoreError(f"the image store (PACS) {what} failed ({text})")
 
 
-def wrap(data: bytes, sha256: str):  # type: ignore[no-untyped-def]
+def wrap(data: bytes, sha256: str) -> Any:
     """The Secondary Capture that carries ``data`` (pixels for PACS viewers, the file's bytes in a private element)."""
     import numpy as np
     from PIL import Image
     from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian
+    from pydicom.uid import UID, ExplicitVRLittleEndian
 
-    study, series, sop = uids(sha256)
+    study, series, sop = (UID(u) for u in uids(sha256))
     meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = SECONDARY_CAPTURE, sop
+    meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = UID(SECONDARY_CAPTURE), sop
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     ds = FileDataset("image.dcm", {}, file_meta=meta, preamble=b"\0" * 128)
     ds.SOPClassUID, ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID = SECONDARY_CAPTURE, sop, study, series
