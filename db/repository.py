@@ -147,7 +147,7 @@ def _stage_file(session: Session, target: Path, data: bytes) -> None:
     if target.exists():
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    staged = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+    staged = _part_file(target)
     staged.write_bytes(data)
 
     def publish(_session: Session) -> None:
@@ -158,6 +158,11 @@ def _stage_file(session: Session, target: Path, data: bytes) -> None:
 
     event.listen(session, "after_commit", publish, once=True)
     event.listen(session, "after_rollback", discard, once=True)
+
+
+def _part_file(target: Path) -> Path:
+    """A temporary name beside ``target`` (``python -m db check --fix`` removes leftovers)."""
+    return target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
 
 
 def display_name(file_name: str) -> str:
@@ -175,7 +180,7 @@ def image_path(image: Image, store_dir: Path | None = None) -> Path:
     if remote_images.enabled() and not path.exists():  # another replica stored it: the local folder is a cache
         data = remote_images.fetch(image.sha256)
         path.parent.mkdir(parents=True, exist_ok=True)
-        staged = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        staged = _part_file(path)
         staged.write_bytes(data)
         staged.replace(path)
     return path

@@ -88,21 +88,28 @@ def result_sr(
             hd.sr.Measurement(_code(THRESHOLD), float(threshold), hd.sr.CodedConcept("1", "UCUM", "no units")),
         ],
     )
+    return _measurement_report(
+        source, _device_context(model_version), group, SR_SERIES_NUMBER, "AI result: pneumonia (not for diagnosis)"
+    )
+
+
+def _measurement_report(evidence: Dataset, context: Any, group: Any, series_number: int, description: str) -> Dataset:
+    """A TID 1500 measurement report of one group, in a new series, with ``evidence`` referenced."""
+    import highdicom as hd
+
     report = hd.sr.MeasurementReport(
-        observation_context=_device_context(model_version),
-        procedure_reported=_code(CHEST_XRAY),
-        imaging_measurements=[group],
+        observation_context=context, procedure_reported=_code(CHEST_XRAY), imaging_measurements=[group]
     )
     return hd.sr.Comprehensive3DSR(
-        evidence=[source],
+        evidence=[evidence],
         content=report,
         series_instance_uid=generate_uid(),
-        series_number=SR_SERIES_NUMBER,
+        series_number=series_number,
         sop_instance_uid=generate_uid(),
         instance_number=1,
         manufacturer=MANUFACTURER,
         is_complete=True,
-        series_description="AI result: pneumonia (not for diagnosis)",
+        series_description=description,
     )
 
 
@@ -176,19 +183,8 @@ def review_sr(first_sr: Dataset, decision: str, final_label: str, reviewer: str,
             observer_identifying_attributes=hd.sr.PersonObserverIdentifyingAttributes(name=_person_name(reviewer)),
         )
     )
-    report = hd.sr.MeasurementReport(
-        observation_context=context, procedure_reported=_code(CHEST_XRAY), imaging_measurements=[group]
-    )
-    return hd.sr.Comprehensive3DSR(
-        evidence=[first_sr],
-        content=report,
-        series_instance_uid=generate_uid(),
-        series_number=REVIEW_SERIES_NUMBER,
-        sop_instance_uid=generate_uid(),
-        instance_number=1,
-        manufacturer=MANUFACTURER,
-        is_complete=True,
-        series_description=f"Review of the AI result ({model_version})",
+    return _measurement_report(
+        first_sr, context, group, REVIEW_SERIES_NUMBER, f"Review of the AI result ({model_version})"
     )
 
 

@@ -394,14 +394,13 @@ def study_ratings(engine: Engine, name: str) -> Ratings:
     Raises:
         ValidationError: reads are missing (the message says whose and how many).
     """
-    study = get_study(engine, name)
     missing = [
         f"{p.reader}: {p.cases - p.unaided} unaided, {p.cases - p.aided} aided"
         for p in progress(engine, name)
         if p.unaided < p.cases or p.aided < p.cases
     ]
     if missing:
-        raise ValidationError(f"the study {study.name!r} is not complete; missing reads: {'; '.join(missing)}")
+        raise ValidationError(f"the study {name.strip()!r} is not complete; missing reads: {'; '.join(missing)}")
     rows = study_rows(engine, name)
     order = {m: i for i, m in enumerate(MODALITIES)}
     return Ratings.from_rows(sorted(rows, key=lambda r: order[r["modality"]]))
