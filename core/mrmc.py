@@ -14,7 +14,8 @@ Three analyses of the modality difference (Hillis 2007; Hillis, Berbaum & Metz 2
 random readers and cases (RRRC: F with Hillis' denominator degrees of freedom), fixed
 readers (FRRC: chi-square), fixed cases (RRFC: F on the reader-by-modality mean square).
 ``cov2 - cov3`` is floored at zero, as the literature does. Validated against the
-published analysis of Van Dyke et al. (1993) in ``tests/core/test_mrmc.py``.
+published analyses of Van Dyke et al. (1993) and Zanca et al. (2009, five
+modalities) in ``tests/core/test_mrmc.py``.
 """
 
 from __future__ import annotations
