@@ -233,7 +233,8 @@ def analyse(ratings: Ratings, endpoint: str = "auc", cut: float = 3.0, covarianc
     """Obuchowski-Rockette analysis of every pair of modalities: RRRC (Hillis df), FRRC and RRFC.
 
     Raises:
-        ValueError: fewer than two modalities or readers, an unknown endpoint, or DeLong for a binary endpoint.
+        ValueError: fewer than two modalities or readers, an unknown endpoint, DeLong for a binary endpoint,
+            or figures with no variance to test against (every reader rating alike).
     """
     if endpoint not in ENDPOINTS:
         raise ValueError(f"unknown endpoint {endpoint!r}: use one of {', '.join(ENDPOINTS)}")
@@ -248,6 +249,10 @@ def analyse(ratings: Ratings, endpoint: str = "auc", cut: float = 3.0, covarianc
     between_readers = max(parts.cov2 - parts.cov3, 0.0)
     rrrc_denominator = parts.ms_tr + r * between_readers
     frrc_denominator = parts.var_error - parts.cov1 + (r - 1) * between_readers
+    if min(rrrc_denominator, frrc_denominator, parts.ms_tr) <= 0 and parts.ms_t == 0:
+        raise ValueError(f"the {endpoint} does not vary between readers, modalities or cases: nothing to test")
+    if min(rrrc_denominator, frrc_denominator) <= 0:
+        raise ValueError(f"the {endpoint} has no case or reader variance to test against (every figure alike)")
     rrrc_df = rrrc_denominator**2 / (parts.ms_tr**2 / ((t - 1) * (r - 1))) if parts.ms_tr > 0 else float("inf")
     result = MrmcResult(endpoint, theta, parts)
     result.overall = {

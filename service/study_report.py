@@ -44,8 +44,8 @@ def build_report(engine: Engine, name: str) -> dict[str, Any]:
         results = {"auc": analyse(ratings).as_dict(ratings)}
         for endpoint in ("sensitivity", "specificity"):
             results[endpoint] = analyse(ratings, endpoint, float(CALL_CUT)).as_dict(ratings)
-    except ZeroDivisionError:  # every reader rated alike in both sessions: no variance to test against
-        raise ValidationError("the ratings do not vary between readers or sessions; nothing to test") from None
+    except ValueError as error:  # e.g. every reader rated alike in both sessions: no variance to test against
+        raise ValidationError(str(error)) from None
     curves: dict[str, Any] = {}
     for m, modality in enumerate(ratings.modalities):
         for r, reader in enumerate(ratings.readers):

@@ -203,3 +203,9 @@ def test_zanca_fixed_readers_and_fixed_cases_pairs_match_the_published_tables(za
     rrfc = next(c for c in zanca.comparisons if c.modalities == ("3", "4") and c.method == "OR RRFC")
     assert (rrfc.se, rrfc.df, rrfc.p_value) == pytest.approx((0.0152, 12, 0.0200), abs=5e-5)
     assert rrfc.ci == pytest.approx((-0.07386, -0.00761), abs=5e-6)
+
+
+def test_figures_with_no_variance_are_refused_in_one_line():
+    values = [[[1, 5, 1, 5], [1, 5, 1, 5]], [[1, 5, 1, 5], [1, 5, 1, 5]]]  # perfect and identical everywhere
+    with pytest.raises(ValueError, match="does not vary"):
+        analyse(_small(values, [0, 1, 0, 1]))

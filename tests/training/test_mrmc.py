@@ -40,3 +40,8 @@ def test_bad_ratings_files_are_one_line(tmp_path):
     assert result.returncode == 2 and "line 2: truth must be 0 or 1" in result.stderr
     result = run_main("training.mrmc", "--input", tmp_path / "absent.csv")
     assert result.returncode == 2 and result.stderr.count("\n") == 1
+    flat = tmp_path / "flat.csv"
+    rows = [f"{r},{k},{m},{k % 2},{1 + 4 * (k % 2)}" for m in ("A", "B") for r in (1, 2) for k in range(6)]
+    flat.write_text("reader,case,modality,truth,rating\n" + "\n".join(rows) + "\n")
+    result = run_main("training.mrmc", "--input", flat)
+    assert result.returncode == 2 and "does not vary" in result.stderr and "Traceback" not in result.stderr
