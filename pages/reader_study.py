@@ -134,6 +134,9 @@ else:
             f"{comparison['method']}: AUC {' - '.join(comparison['modalities'])} = {comparison['difference']:+.4f} "
             f"(95 % CI {low:+.4f} to {high:+.4f}, p = {comparison['p_value']:.4f})"
         )
+    for endpoint, result in report["results"].items():
+        if "not_testable" in result:
+            st.caption(f"{endpoint.capitalize()} at the readers' calls: not testable ({result['not_testable']}).")
     st.caption(f"AI alone on the same cases: AUC {report['ai_auc']:.4f}")
     cols = st.columns(3)
     cols[0].download_button(

@@ -41,11 +41,14 @@ def build_report(engine: Engine, name: str) -> dict[str, Any]:
     progress = reader_studies.progress(engine, name)
     truth, ai = reader_studies.ai_scores(engine, name)
     try:
-        results = {"auc": analyse(ratings).as_dict(ratings)}
-        for endpoint in ("sensitivity", "specificity"):
-            results[endpoint] = analyse(ratings, endpoint, float(CALL_CUT)).as_dict(ratings)
+        results: dict[str, dict[str, Any]] = {"auc": analyse(ratings).as_dict(ratings)}
     except ValueError as error:  # e.g. every reader rated alike in both sessions: no variance to test against
         raise ValidationError(str(error)) from None
+    for endpoint in ("sensitivity", "specificity"):
+        try:
+            results[endpoint] = analyse(ratings, endpoint, float(CALL_CUT)).as_dict(ratings)
+        except ValueError as error:  # a small study can leave one binary endpoint flat; the AUC still stands
+            results[endpoint] = {"endpoint": endpoint, "not_testable": str(error), "comparisons": []}
     curves: dict[str, Any] = {}
     for m, modality in enumerate(ratings.modalities):
         for r, reader in enumerate(ratings.readers):
@@ -112,6 +115,11 @@ def report_markdown(report: dict[str, Any]) -> str:
                 f"{comparison['difference']:.4f} | {comparison['ci'][0]:.4f} to {comparison['ci'][1]:.4f} | "
                 f"{_num(statistic)} | {_num(comparison.get('df', ''))} | {_num(comparison['p_value'])} |"
             )
+    lines += [
+        f"\n{endpoint}: not testable: {result['not_testable']}."
+        for endpoint, result in report["results"].items()
+        if "not_testable" in result
+    ]
     lines += ["", f"AI alone on the same cases: AUC {report['ai_auc']:.4f}.", ""]
     modalities = auc.get("modalities", {})
     if modalities:

@@ -41,10 +41,11 @@ NAVIGATION = [
     PageEntry("pages/review.py", "Review", ":material/rate_review:", "review"),
     PageEntry("pages/adjudication.py", "Adjudication", ":material/gavel:", "adjudication"),
     PageEntry("pages/feedback.py", "Feedback & export", ":material/download:", "feedback"),
-    PageEntry("pages/reader_study.py", "Reader study", ":material/groups:", "reader-study"),
+    PageEntry("pages/reader_study.py", "Reader study", ":material/groups:", "reader_study"),
     PageEntry("pages/worklist.py", "Worklist (PACS)", ":material/list_alt:", "worklist"),
 ]
-"""The one list of pages: the router and the sidebar links both read it."""
+"""The one list of pages: the router and the sidebar links both read it. Addresses have no hyphen:
+Streamlit 1.x answers ``/reader-study`` with "Page not found" while it runs the page."""
 
 
 def page_header(title: str) -> None:

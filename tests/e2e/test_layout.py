@@ -18,6 +18,7 @@ from db import repository
 from db.engine import init_db, make_engine, session_scope
 from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, _wait_idle, start_dashboard
 from tests.helpers import REPO_ROOT, skip_unless_available, xray_like
+from ui.common import NAVIGATION
 
 VIEWPORTS = [(1024, 768), (1400, 1000), (1920, 1080)]
 
@@ -154,7 +155,10 @@ def test_every_page_opens_at_its_own_address(seeded_dashboard):
         "review": "Review",
         "adjudication": "Adjudication",
         "feedback": "Feedback & export",
+        "reader_study": "Reader study",
+        "worklist": "Worklist",
     }
+    assert set(titles) == {entry.url_path for entry in NAVIGATION}  # every page of the one list
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})

@@ -134,3 +134,25 @@ def test_ratings_feed_the_analysis_and_the_report(engine, tmp_path):
 
 def test_roc_points_run_from_origin_to_one():
     assert study_report.roc_points([0, 1, 1, 0], [1, 3, 2, 2]) == [[0.0, 0.0], [0.0, 0.5], [0.5, 1.0], [1.0, 1.0]]
+
+
+def test_a_flat_binary_endpoint_is_reported_not_testable_while_the_auc_stands(engine):
+    _adjudicated(engine, count=8, normal_every=2)
+    reader_studies.create_study(engine, "tiny", 4, ["Ana", "Ben"], "Dr Lead", washout_days=0, seed=1)
+    with session_scope(engine) as session:
+        from db.models import StudyCase
+
+        truth = {c.id: c.reference_label == "PNEUMONIA" for c in session.query(StudyCase).all()}
+    for offset, reader in enumerate(("Ana", "Ben")):
+        for _ in range(8):
+            step = reader_studies.next_read(engine, "tiny", reader)
+            high, spread = truth[step.case.case_id], (step.case.position + offset) % 2
+            if step.modality == "unaided" and (step.case.position + offset) % 3 == 0:
+                high = not high  # an unaided miss
+            rating = 4 + spread if high else 1 + spread
+            reader_studies.record_read(engine, "tiny", reader, step.case.case_id, step.modality, rating)
+    report = study_report.build_report(engine, "tiny")
+    assert report["results"]["auc"]["comparisons"]
+    flat = [e for e, r in report["results"].items() if "not_testable" in r]
+    assert flat and all("variance" in report["results"][e]["not_testable"] for e in flat)
+    assert all(f"{e}: not testable" in study_report.report_markdown(report) for e in flat)
