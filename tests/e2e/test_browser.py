@@ -34,8 +34,8 @@ CHROMIUM_ARGS = [
 def start_dashboard(data_dir: Path, **settings: str) -> tuple[subprocess.Popen, str, float]:
     """Start ``streamlit run`` on a free loopback port; returns (process, url, seconds to healthy)."""
     port = free_port()
-    env = {**os.environ, "PNEUMONIA_DATA_DIR": str(data_dir), **settings}
-    env.pop("DATABASE_URL", None)
+    env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}  # SQLite unless asked
+    env.update({"PNEUMONIA_DATA_DIR": str(data_dir), **settings})
     started = time.monotonic()
     data_dir.mkdir(parents=True, exist_ok=True)
     log_path = data_dir / "streamlit.log"

@@ -1,0 +1,1 @@
+"""Deployment helpers: the reverse-proxy configuration for several dashboard replicas."""
