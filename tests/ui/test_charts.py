@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tests.helpers import REPO_ROOT
 from ui.charts import reliability_bins, reliability_figure
 
 
@@ -24,3 +25,15 @@ def test_the_figure_carries_counts_and_intervals():
     curve = figure.data[1]
     assert list(curve.customdata) == [2, 2, 2] and curve.error_y.array is not None
     assert curve.name == "after (3 bins of about 2 images)"
+
+
+def test_pandas_is_whole_before_any_figure_can_be_built():
+    """Plotly's validators read ``sys.modules["pandas"]`` without importing it: a figure built while another
+    session's thread was half-way through importing pandas drew a traceback. Importing the chart module
+    must finish pandas first (a fresh interpreter, so nothing else imported it)."""
+    import subprocess
+    import sys
+
+    code = "import sys, ui.charts; p = sys.modules.get('pandas'); print(p is not None and hasattr(p, 'Series'))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.stdout.strip() == "True", result.stderr
