@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from core.hashing import file_sha256
@@ -227,10 +227,26 @@ def entry_hash(
     return hashlib.sha256(f"{prev_hash}\n{body}".encode()).hexdigest()
 
 
+APPEND_LOCK = 0x50_4E_45_55_4D_4F_4E
+"""PostgreSQL advisory lock key held while an entry is appended (any constant shared by every process)."""
+
+
+def _serialise_appends(session: Session) -> None:
+    """Make appends from several processes take turns until their transactions end.
+
+    Each entry's id and hash follow the last one. On PostgreSQL two transactions (two dashboard replicas)
+    read the same last entry and the second insert failed on the primary key, losing that review; the
+    advisory lock makes the second wait for the first to commit. SQLite takes one writer at a time already.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK})
+
+
 def record(session: Session, row: Any, action: str, actor: str) -> AuditEntry:
     """Append the log entry for ``row`` (already flushed) in the caller's transaction."""
     entity = ENTITY_OF[type(row)]
     content = canonical(RECORDED[entity][1](row))
+    _serialise_appends(session)
     last = session.execute(select(AuditEntry.id, AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)).first()
     entry_id, prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS)
     created_at = utcnow()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
 # Imported here, in full, before any figure is built. Plotly's validators read pandas from sys.modules
 # without importing it; while one session's thread was importing pandas, another session's figure met
 # the half-initialised module and drew a traceback (seen with four reviewers on two replicas at once).

@@ -99,3 +99,20 @@ def postgres_url():
         [*as_user, str(bindir / "pg_ctl"), "-D", str(datadir), "-m", "immediate", "stop"], capture_output=True
     )
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture()
+def fresh_postgres_url(postgres_url):
+    """A database of its own on the throw-away server (the shared one carries other tests' rows and edits)."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    name = f"test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

@@ -65,3 +65,39 @@ def test_postgres_check_runs_amcheck_and_the_identity_is_checked(postgres_url, d
     with pytest.raises(store.StoreUnavailable, match="identity row changed"):
         reviews.submit_review(engine, 1, "Dr P", True)
     engine.dispose()
+
+
+def test_postgres_appends_from_several_processes_at_once_all_land_on_one_chain(fresh_postgres_url, data_dir):
+    """Two dashboard replicas are two processes with their own connections: every review they save at
+    once must be stored and logged (the second insert of an entry id used to fail on the primary key)."""
+    import threading
+
+    from service.maintenance import verify_log
+
+    engine = init_db(make_engine(fresh_postgres_url))
+    predictions = [add_prediction(engine, seed=40 + i, p=0.7) for i in range(4)]
+    replicas = [make_engine(fresh_postgres_url) for _ in range(4)]  # separate pools: separate server sessions
+    barrier, failures = threading.Barrier(len(replicas)), []
+
+    def review(index: int) -> None:
+        barrier.wait()
+        for prediction_id in predictions:
+            try:
+                with session_scope(replicas[index]) as session:
+                    repository.add_review(session, prediction_id, f"Dr Replica {index}", True)
+            except Exception as error:  # noqa: BLE001 - collected for the assertion
+                failures.append(repr(error)[:200])
+
+    threads = [threading.Thread(target=review, args=(i,)) for i in range(len(replicas))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    with engine.connect() as connection:
+        stored = connection.execute(text("SELECT count(*) FROM reviews WHERE reviewer LIKE 'Dr Replica %'")).scalar()
+    assert stored == len(replicas) * len(predictions)
+    assert verify_log(engine, files=False).ok
+    for replica in replicas:
+        replica.dispose()
+    engine.dispose()

@@ -14,17 +14,16 @@ import shutil
 import subprocess
 import time
 import urllib.request
-import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from db import repository
 from db.engine import init_db, make_engine, session_scope
 from deploy.nginx import COOKIE, render
 from pacs import orthanc
-from tests.db.conftest import postgres_url  # noqa: F401 - the fixture
+from tests.db.conftest import fresh_postgres_url, postgres_url  # noqa: F401 - the fixtures
 from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, start_dashboard
 from tests.helpers import free_port, skip_unless_available, xray_like
 
@@ -34,16 +33,12 @@ REVIEWERS = ("Dr Ana", "Dr Ben", "Dr Cy", "Dr Dee")
 
 
 @pytest.fixture()
-def shared_stores(postgres_url, tmp_path, monkeypatch):  # noqa: F811 - the fixture above
+def shared_stores(fresh_postgres_url, tmp_path, monkeypatch):  # noqa: F811 - the fixture imported above
     """A fresh PostgreSQL database and a fresh Orthanc, with CASES predictions whose images live in the PACS."""
     skip_unless_available(orthanc.available(), "Orthanc with DICOMweb", "apt-get install orthanc orthanc-dicomweb")
     skip_unless_available(Path(NGINX).exists(), "Debian's nginx", "apt-get install nginx (.ci/run does)")
     skip_unless_available(Path(CHROMIUM).exists(), "Debian's chromium", "apt-get install chromium (.ci/run does)")
-    name = f"replicas_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    database_url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    database_url = fresh_postgres_url
     pacs, dicomweb_url = orthanc.start(tmp_path / "orthanc")
     settings = {"DATABASE_URL": database_url, "IMAGE_STORE": "dicomweb", "DICOMWEB_URL": dicomweb_url}
     for key, value in settings.items():
@@ -70,9 +65,6 @@ def shared_stores(postgres_url, tmp_path, monkeypatch):  # noqa: F811 - the fixt
     yield settings, engine, hashes
     engine.dispose()
     orthanc.stop(pacs)
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture()
