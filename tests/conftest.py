@@ -5,12 +5,16 @@ No test reads the shared training images; everything here is generated.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# No background model loads in tests (each AppTest run and each test server would start one);
+# tests/pages/test_predict_page.py turns it on to test it.
+os.environ.setdefault("PNEUMONIA_MODEL_WARM_UP", "0")
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 

@@ -5,8 +5,11 @@ Pages call ``core`` and ``service`` (the use-case layer) only; never torch, SQL 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -108,12 +111,64 @@ def access_gate() -> None:
     st.stop()
 
 
+_WARM_UPS: dict[str, Future[Predictor]] = {}
+"""Loads started by :func:`warm_up_model`, until :func:`get_predictor` takes them."""
+_WARMED: set[str] = set()
+"""Checkpoints warmed up once already in this process (never again: a cleared cache loads afresh)."""
+_WARM_UPS_LOCK = threading.Lock()
+
+
+def _load_predictor(path: str) -> Predictor:
+    from core.inference import Predictor  # torch is imported here, never by a page that does not need the model
+
+    return Predictor.from_checkpoint(path, "auto")
+
+
+def warm_up_model(engine: Store) -> None:
+    """Start loading the checkpoint in force in a background thread, once per server process.
+
+    The first page a browser opens draws while torch and the weights load on the other core, so the
+    first upload does not wait for all of it. ``PNEUMONIA_MODEL_WARM_UP=0`` turns it off (the tests do:
+    each AppTest would load the model in the background).
+    """
+    if os.environ.get("PNEUMONIA_MODEL_WARM_UP", "1") == "0":
+        return
+    try:
+        path = str(model_versions.checkpoint_in_force(engine)[0])
+    except Exception:  # noqa: BLE001 - a page says what is wrong; warming up is only an optimisation
+        return
+    with _WARM_UPS_LOCK:
+        if path in _WARMED:
+            return
+        _WARMED.add(path)
+        future: Future[Predictor] = Future()
+        _WARM_UPS[path] = future
+
+    def load() -> None:
+        try:
+            future.set_result(_load_predictor(path))
+        except BaseException as error:  # noqa: BLE001 - handed to the page that waits for it
+            future.set_exception(error)
+            return
+        with contextlib.suppress(Exception):
+            import core.explain  # noqa: F401 - Grad-CAM's imports too, so the first heat map does not pay them
+
+    threading.Thread(target=load, name="model-warm-up", daemon=True).start()
+
+
 @st.cache_resource(show_spinner="Loading the model…")
 def get_predictor(path: str | None = None) -> Predictor:
-    """The checkpoint, loaded once per server process (at the checkpoint's own operating point)."""
-    from core.inference import Predictor  # torch is imported here, on the first page that needs the model
-
-    return Predictor.from_checkpoint(path or default_checkpoint(), "auto")
+    """The checkpoint, loaded once per server process (at the checkpoint's own operating point); a load that
+    :func:`warm_up_model` started is waited for, not repeated (its error, if any, is raised by a fresh load)."""
+    path = str(path or default_checkpoint())
+    with _WARM_UPS_LOCK:
+        warming = _WARM_UPS.pop(path, None)
+    if warming is not None:
+        try:
+            return warming.result()
+        except Exception:  # noqa: BLE001 - load again here, so the page shows this run's error
+            pass
+    return _load_predictor(path)
 
 
 @st.cache_resource(show_spinner=False)

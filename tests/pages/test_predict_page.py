@@ -135,3 +135,27 @@ def test_an_image_outside_the_training_images_is_called_behind_a_warning_and_sto
     assert [s.value for s in at.subheader if s.value.startswith("Prediction:")]  # the call is still shown
     with make_engine().connect() as connection:
         assert connection.execute(text("SELECT out_of_domain FROM predictions")).scalar() in (True, 1)
+
+
+def test_the_model_warms_up_once_in_the_background_and_the_page_takes_that_load(app_env, monkeypatch):
+    """The router starts loading the model in force while the first page draws; the page waits for that
+    load instead of starting its own, and later runs never start another."""
+    import threading
+
+    from ui import common
+
+    monkeypatch.setenv("PNEUMONIA_MODEL_WARM_UP", "1")
+    monkeypatch.setattr(common, "_WARMED", set())
+    monkeypatch.setattr(common, "_WARM_UPS", {})
+    loads: list[str] = []
+    real = common._load_predictor
+
+    def spy(path: str):
+        loads.append(threading.current_thread().name)
+        return real(path)
+
+    monkeypatch.setattr(common, "_load_predictor", spy)
+    at = open_page("predict")
+    assert not at.exception
+    at.run()  # a rerun warms nothing up again
+    assert loads == ["model-warm-up"]
