@@ -81,6 +81,7 @@ def _idle_cpu(pid: int, seconds: float = 20.0) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--start-only", action="store_true", help="stop after the first prediction (start-up runs)")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -109,6 +110,9 @@ def main() -> None:
                 f"(model load and first inference included; browser up at {launched:.1f} s, "
                 f"upload box drawn at {drawn:.1f} s)"
             )
+            if args.start_only:
+                browser.close()
+                return
             trips, maps = [], []
             for i, image in enumerate(images[1:], start=2):
                 page.goto(f"{url}/predict")
