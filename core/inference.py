@@ -8,33 +8,37 @@ way. Training-time validation shares :func:`forward_logits`.
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import nn
 
 from core.checkpoint import CheckpointError, CheckpointMeta, file_sha256, load_checkpoint, model_version
 from core.domain import WARNING as OUT_OF_DOMAIN_WARNING
 from core.domain import DomainDetector, FeatureTap, network_sha256
 from core.input_checks import check_xray, load_xray
-from core.onnx_runtime import load_int8_network, load_onnx_network
+from core.onnx_runtime import load_int8_network, load_onnx_network, read_serving_manifest, write_serving_manifest
 from core.operating_point import OperatingPoint, OperatingPointLookup, decision_text, operating_point_in_force
 from core.registry import DEFAULT_CHECKPOINT as DEFAULT_CHECKPOINT  # re-exported: older scripts import them here
 from core.registry import REPO_ROOT as REPO_ROOT
 from core.registry import default_checkpoint
 from core.transforms import EvalTransform
 
+if TYPE_CHECKING:  # torch loads where a tensor or the network is needed: calls served by ONNX never need it
+    import torch
+    from torch import nn
+
 
 def resolve_device(name: str = "auto") -> torch.device:
     """``"auto"`` picks CUDA when present, else CPU; other names pass through."""
+    import torch
+
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
@@ -55,10 +59,31 @@ TTA_VIEWS: tuple[Callable[[Image.Image], Image.Image], ...] = (
 """Views averaged by test-time augmentation; no flips (they mirror the anatomy)."""
 
 
-@torch.inference_mode()
-def forward_logits(model: nn.Module, batch: torch.Tensor, device: torch.device) -> torch.Tensor:
+def forward_logits(model: nn.Module, batch: torch.Tensor, device: torch.device | str) -> torch.Tensor:
     """Raw logits of one batch on the CPU, run channels-last (several times faster on CPU)."""
-    return model(batch.to(device, memory_format=torch.channels_last)).float().cpu()
+    import torch
+
+    with torch.inference_mode():
+        return model(batch.to(device, memory_format=torch.channels_last)).float().cpu()
+
+
+class _LazyNetwork:
+    """The torch network of a predictor whose calls ONNX Runtime serves: read from the checkpoint (torch
+    imported) on first use, for Grad-CAM, fine-tuning or the site head. Copies made by
+    :meth:`Predictor.at` share it, so it loads once."""
+
+    def __init__(self, path: Path):
+        self.path, self.lock = path, threading.Lock()
+        self.module: nn.Module | None = None
+
+    def get(self) -> nn.Module:
+        with self.lock:
+            if self.module is None:
+                import torch
+
+                model, _ = load_checkpoint(self.path)
+                self.module = model.to(memory_format=torch.channels_last).eval()
+            return self.module
 
 
 @dataclass
@@ -113,9 +138,11 @@ class Predictor:
     follow scikit-learn's conventions (column 1 is PNEUMONIA).
     """
 
-    model: nn.Module
+    model: nn.Module = field(repr=False, compare=False)
+    """The torch network; loaded on first use when ONNX Runtime serves the calls (see :meth:`from_checkpoint`)."""
     meta: CheckpointMeta
-    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    device: Any = "cpu"
+    """A ``torch.device`` or its name."""
     checkpoint_path: str = ""
     checkpoint_sha256: str = ""
     batch_size: int = 32
@@ -137,10 +164,20 @@ class Predictor:
     other's activations (a heat map from another patient's image) or crash libtorch. ONNX Runtime's
     ``run`` is thread-safe and needs no lock. :meth:`at` copies share this lock with the model."""
     _transform: EvalTransform | None = field(default=None, repr=False, compare=False)
+    _lazy_network: _LazyNetwork | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.operating_point is None:
             self.operating_point = operating_point_in_force(self.meta, self.checkpoint_sha256)
+        if self.model is None and self._lazy_network is not None:
+            del self.__dict__["model"]  # found by __getattr__ from now on, loaded on first use
+
+    def __getattr__(self, name: str) -> Any:
+        # Only reached for attributes not set on the instance: ``model`` of a predictor that loads it lazily.
+        lazy = self.__dict__.get("_lazy_network")
+        if name == "model" and lazy is not None:
+            return lazy.get()
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @classmethod
     def from_checkpoint(
@@ -164,6 +201,12 @@ class Predictor:
             CheckpointError: unusable checkpoint, or a stale/swapped ONNX file.
         """
         path = Path(path) if path is not None else default_checkpoint()
+        if backend in ("auto", "onnx") and device == "cpu":
+            served = cls._served_without_torch(path, lookup)
+            if served is not None:
+                return served
+        import torch
+
         model, meta = load_checkpoint(path)
         domain, problem = _domain_detector(model, meta)
         torch_device = resolve_device(device)
@@ -196,6 +239,31 @@ class Predictor:
         predictor = cls(model, meta, torch_device, str(path), sha256, operating_point=point, onnx=onnx)
         return predictor.with_domain(domain, problem)
 
+    @classmethod
+    def _served_without_torch(cls, path: Path, lookup: OperatingPointLookup | None) -> Predictor | None:
+        """A predictor whose calls ONNX Runtime serves from the checkpoint's serving manifest, torch not
+        imported (the network loads on first use), or ``None`` when the manifest is missing or stale."""
+        served = read_serving_manifest(path)
+        if served is None:
+            return None
+        meta, sha256, problem = served
+        network = load_onnx_network(path, meta)
+        if network is None:
+            return None
+        domain = None if problem else meta.domain_detector()
+        point = operating_point_in_force(meta, sha256, lookup)
+        predictor = cls(
+            None,  # type: ignore[arg-type]  # loaded on first use
+            meta,
+            "cpu",
+            str(path),
+            sha256,
+            operating_point=point,
+            onnx=network,
+            _lazy_network=_LazyNetwork(path),
+        )
+        return predictor.with_domain(domain, problem)
+
     def with_domain(self, domain: DomainDetector | None, problem: str = "") -> Predictor:
         """Attach an out-of-domain detector (in place; returns ``self``), refusing it when the backend
         cannot give its features in the same pass."""
@@ -217,7 +285,9 @@ class Predictor:
 
     def at(self, operating_point: OperatingPoint) -> Predictor:
         """The same loaded model at another operating point (the model is shared, not copied)."""
-        return dataclasses.replace(self, operating_point=operating_point)
+        other = copy.copy(self)  # not dataclasses.replace: that would read (and so load) a lazy network
+        other.operating_point = operating_point
+        return other
 
     @property
     def point(self) -> OperatingPoint:
@@ -283,6 +353,8 @@ class Predictor:
 
     def view_tensors(self, image: Image.Image) -> torch.Tensor:
         """:meth:`view_arrays` as a tensor (no copy)."""
+        import torch
+
         return torch.from_numpy(self.view_arrays(image))
 
     def logits_from_views(self, views: torch.Tensor) -> torch.Tensor:
@@ -292,6 +364,8 @@ class Predictor:
     def outputs_from_views(self, views: torch.Tensor, features: bool = True) -> tuple[torch.Tensor, np.ndarray | None]:
         """Raw logits ``(N, 2)`` and, when there is a detector and ``features``, the out-of-domain features
         ``(N, D)`` of the same forward passes, both averaged over views."""
+        import torch
+
         n, v = views.shape[:2]
         want = features and self.domain is not None
         logit_chunks, feature_chunks = [], []
@@ -321,6 +395,8 @@ class Predictor:
 
     def outputs(self, images: Sequence[Image.Image], features: bool = True) -> tuple[torch.Tensor, np.ndarray | None]:
         """Raw (uncalibrated) logits ``(N, 2)`` for PIL images, and their out-of-domain features (or ``None``)."""
+        import torch
+
         logit_chunks, feature_chunks = [], []
         for start in range(0, len(images), self.batch_size):
             chunk = images[start : start + self.batch_size]
@@ -336,6 +412,27 @@ class Predictor:
         if any(f is None for f in feature_chunks):
             return logits, None
         return logits, np.concatenate([f for f in feature_chunks if f is not None])
+
+    def output_arrays(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`outputs` as NumPy arrays, run by ONNX Runtime without importing torch (the dashboard's and
+        the command line's call path). The same batches, views and averaging as :meth:`outputs`."""
+        assert self.onnx is not None, "output_arrays needs an ONNX backend"
+        want = self.domain is not None
+        logit_chunks, feature_chunks = [], []
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            views = self.empty_views(len(chunk))
+            for image, slot in zip(chunk, views, strict=True):
+                self.view_arrays(image, slot)
+            n, v = views.shape[:2]
+            logits, found = self.onnx.run(views.reshape(n * v, *views.shape[2:]), features=want)  # type: ignore[attr-defined]
+            logit_chunks.append(logits.reshape(n, v, -1).mean(1))
+            feature_chunks.append(None if found is None else np.asarray(found, np.float32).reshape(n, v, -1).mean(1))
+        if not logit_chunks:
+            return np.empty((0, len(self.class_names)), np.float32), None
+        if any(f is None for f in feature_chunks):
+            return np.concatenate(logit_chunks), None
+        return np.concatenate(logit_chunks), np.concatenate([f for f in feature_chunks if f is not None])
 
     def logits(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Raw (uncalibrated) logits ``(N, 2)`` for PIL images."""
@@ -359,11 +456,11 @@ class Predictor:
 
     def predictions(self, images: Sequence[Image.Image], image_names: Iterable[str] = ()) -> list[Prediction]:
         """:class:`Prediction` objects for several PIL images, with their out-of-domain verdicts."""
-        logits, features = self.outputs(images)
+        logits, features = self.output_arrays(images) if self.onnx is not None else self.outputs(images)
         return self.predictions_from_outputs(logits, features, list(image_names) or [""] * len(images))
 
     def predictions_from_outputs(
-        self, logits: torch.Tensor, features: np.ndarray | None, image_names: Sequence[str]
+        self, logits: torch.Tensor | np.ndarray, features: np.ndarray | None, image_names: Sequence[str]
     ) -> list[Prediction]:
         """:class:`Prediction` objects from :meth:`outputs` (the calibrated call and the domain verdict)."""
         probabilities = self.proba_from_logits(logits)
@@ -408,6 +505,16 @@ def _domain_detector(model: nn.Module, meta: CheckpointMeta) -> tuple[DomainDete
     if detector.network_sha256 and detector.network_sha256 != network_sha256(model):
         return None, "the out-of-domain statistics were fitted on other weights; refit with python -m training.domain"
     return detector, ""
+
+
+def write_serving_files(checkpoint: str | Path, model: nn.Module, meta: CheckpointMeta) -> Path:
+    """The serving manifest of a checkpoint just saved with its ONNX export (see :meth:`Predictor.from_checkpoint`):
+    whether its out-of-domain statistics fit these weights is decided now, with the network at hand."""
+    try:
+        _, problem = _domain_detector(model, meta)
+    except CheckpointError as error:
+        problem = str(error)
+    return write_serving_manifest(checkpoint, meta, problem)
 
 
 @lru_cache(maxsize=4)

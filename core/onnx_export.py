@@ -2,7 +2,9 @@
 
 The export sits beside the checkpoint (``best_model.pth`` -> ``best_model.onnx``)
 and its SHA-256 is recorded in the checkpoint, so a stale or swapped file is
-refused rather than used. PyTorch stays for training and Grad-CAM.
+refused rather than used. A serving manifest (``best_model.serving.json`` and
+``best_model.domain.npz``) lets a server answer calls before torch is imported.
+PyTorch stays for training and Grad-CAM.
 
     python -m core.onnx_export models/best_model.pth      # export an existing checkpoint
     python -m core.onnx_export CHECKPOINT --int8 --data-dir DIR --split-file SPLIT   # also int8 (core.quantization)
@@ -23,6 +25,7 @@ from core.cli import report_error
 from core.data import load_split
 from core.domain import FeatureTap, feature_layers
 from core.images import load_image
+from core.inference import write_serving_files
 from core.onnx_runtime import FEATURES_OUTPUT, int8_path, onnx_path
 from core.quantization import quantize_int8
 
@@ -67,6 +70,7 @@ def export_onnx(checkpoint: str | Path) -> Path:
         )
     meta.onnx_sha256 = file_sha256(target)
     save_checkpoint(checkpoint, model, meta)
+    write_serving_files(checkpoint, model, meta)  # calls served without torch (core.onnx_runtime.serving_path)
     return target
 
 

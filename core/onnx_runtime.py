@@ -8,12 +8,14 @@ A file whose SHA-256 is not the one the checkpoint recorded is refused.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from core.checkpoint import CheckpointError, file_sha256
+
+if TYPE_CHECKING:  # the serving path runs on NumPy arrays; torch only converts for its callers
+    import torch
 
 INT8_SUFFIX = ".int8.onnx"
 
@@ -73,13 +75,23 @@ class OnnxNetwork:
         Raises:
             ValueError: float images given to a model that takes pixels.
         """
-        array = batch.detach().cpu().numpy()
+        import torch
+
+        logits, found = self.run(batch.detach().cpu().numpy(), features)
+        return torch.from_numpy(logits), found
+
+    def run(self, array: np.ndarray, features: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`outputs` on NumPy arrays, without torch: logits ``(N, 2)`` and the features (or ``None``).
+
+        Raises:
+            ValueError: float images given to a model that takes pixels.
+        """
         if self.takes_pixels and array.dtype != np.uint8:
             raise ValueError(f"{self.path.name} takes uint8 pixels, not {array.dtype} images")
         array = np.ascontiguousarray(array, dtype=np.uint8 if self.takes_pixels else np.float32)
         names = ["logits", FEATURES_OUTPUT] if features and self.has_features else ["logits"]
         results = self.session.run(names, {self.input_name: array})
-        return torch.from_numpy(results[0]), (results[1] if len(results) > 1 else None)
+        return results[0], (results[1] if len(results) > 1 else None)
 
 
 def load_onnx_network(checkpoint: str | Path, meta: Any) -> OnnxNetwork | None:
@@ -118,3 +130,73 @@ def load_int8_network(checkpoint: str | Path, meta: Any) -> OnnxNetwork:
     if file_sha256(path) != meta.int8.get("sha256"):
         raise CheckpointError(f"{path} is not the int8 model recorded in {checkpoint} (stale or swapped)")
     return OnnxNetwork(path)
+
+
+SERVING_SUFFIX = ".serving.json"
+DOMAIN_ARRAYS_SUFFIX = ".domain.npz"
+
+
+def serving_path(checkpoint: str | Path) -> Path:
+    """Where a checkpoint's serving manifest lives (written by :func:`core.onnx_export.export_onnx`)."""
+    return Path(checkpoint).with_suffix(SERVING_SUFFIX)
+
+
+def write_serving_manifest(checkpoint: str | Path, meta: Any, domain_problem: str = "") -> Path:
+    """Describe the checkpoint for serving without torch: its metadata, both files' SHA-256 and the
+    out-of-domain arrays (``.domain.npz``, NumPy only), so a server answers calls before torch loads.
+
+    Args:
+        domain_problem: why the detector must not be used (statistics fitted on other weights), if so.
+    """
+    import json
+
+    path, arrays = serving_path(checkpoint), Path(checkpoint).with_suffix(DOMAIN_ARRAYS_SUFFIX)
+    state = {k: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v) for k, v in meta.domain_state.items()}
+    if state:
+        with arrays.open("wb") as handle:
+            np.savez(handle, **state)  # type: ignore[arg-type]  # numpy stubs take the first keyword for allow_pickle
+    manifest = {
+        "format": 1,
+        "checkpoint_sha256": file_sha256(checkpoint),
+        "onnx_sha256": meta.onnx_sha256,
+        "domain_arrays_sha256": file_sha256(arrays) if state else "",
+        "domain_problem": domain_problem,
+        "meta": meta.to_dict(),
+    }
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(manifest, indent=1))
+    temporary.replace(path)
+    return path
+
+
+def read_serving_manifest(checkpoint: str | Path) -> tuple[Any, str, str] | None:
+    """``(meta, checkpoint SHA-256, domain problem)`` from the serving manifest, or ``None`` when there is
+    none or it no longer describes these files (then the caller loads the checkpoint with torch).
+
+    The arrays are read with ``allow_pickle=False``; every file is checked against its recorded hash.
+    """
+    import json
+
+    from core.checkpoint import CheckpointMeta
+
+    path = serving_path(checkpoint)
+    if not path.is_file() or not onnx_path(checkpoint).is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+        sha256 = file_sha256(checkpoint)
+        if manifest.get("format") != 1 or manifest.get("checkpoint_sha256") != sha256:
+            return None
+        meta = CheckpointMeta.from_dict(manifest["meta"])
+        if not meta.onnx_sha256 or meta.onnx_sha256 != manifest.get("onnx_sha256"):
+            return None
+        if manifest.get("domain_arrays_sha256"):
+            arrays = Path(checkpoint).with_suffix(DOMAIN_ARRAYS_SUFFIX)
+            if file_sha256(arrays) != manifest["domain_arrays_sha256"]:
+                return None
+            with np.load(arrays, allow_pickle=False) as loaded:
+                meta.domain_state = {key: loaded[key] for key in loaded.files}
+        meta.validate()
+    except (OSError, ValueError, KeyError, TypeError, CheckpointError):
+        return None
+    return meta, sha256, str(manifest.get("domain_problem", ""))

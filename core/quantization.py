@@ -16,7 +16,7 @@ import torch
 
 from core.calibration import fit_temperature
 from core.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
-from core.inference import Predictor
+from core.inference import Predictor, write_serving_files
 from core.onnx_runtime import PIXELS_INPUT, OnnxNetwork, int8_path, onnx_path
 from core.operating_point import OperatingPoint, checkpoint_operating_point, probability_midway
 
@@ -141,6 +141,7 @@ def quantize_int8(
         )
     meta.int8 = record
     save_checkpoint(checkpoint, model, meta)
+    write_serving_files(checkpoint, model, meta)  # the checkpoint's hash changed: keep its manifest current
     return record
 
 

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from PIL import Image, ImageOps
+
+if TYPE_CHECKING:  # torch is imported where a tensor is made: the ONNX call path never needs it
+    import torch
 
 INTENSITY_MODES = ("none", "equalize")
 """Per-image intensity normalisation a checkpoint can ask for (``CheckpointMeta.intensity``)."""
@@ -105,6 +107,8 @@ class EvalTransform:
         return out
 
     def __call__(self, image: Image.Image) -> torch.Tensor:
+        import torch
+
         return torch.from_numpy(self.array(image))
 
 
@@ -181,4 +185,6 @@ def _three_channels(tensor: torch.Tensor) -> torch.Tensor:
 
 def to_batch(images: Sequence[Image.Image], transform: Callable[[Image.Image], torch.Tensor]) -> torch.Tensor:
     """Stack transformed PIL images into one ``(N, 3, H, W)`` tensor."""
+    import torch
+
     return torch.stack([transform(image) for image in images])

@@ -33,8 +33,9 @@ from core.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from core.cli import report_error, report_warning
 from core.data import XrayDataset, collate_readable, load_split
 from core.domain import feature_layers
-from core.inference import resolve_device
+from core.inference import resolve_device, write_serving_files
 from core.metrics import choose_threshold, classification_report
+from core.onnx_runtime import onnx_path
 from core.shifts import stress_names
 from core.site_adaptation import DEFAULT_MIN_PER_CLASS
 from core.transforms import eval_transform
@@ -90,6 +91,8 @@ def calibrate_checkpoint(
             tqdm.write(f"out-of-domain statistics not fitted: {error}")
     meta.created_at = datetime.now(UTC).isoformat(timespec="seconds")
     save_checkpoint(path, model, meta)
+    if meta.onnx_sha256 and onnx_path(path).is_file():  # same weights: the export stands, its manifest follows
+        write_serving_files(path, model, meta)
     tqdm.write(
         f"calibrated: temperature={meta.temperature:.3f} threshold={meta.threshold:.4f} ({goal}) "
         f"val_acc={report['accuracy']:.4f} sens={report['sensitivity']:.4f} "

@@ -119,9 +119,11 @@ _WARM_UPS_LOCK = threading.Lock()
 
 
 def _load_predictor(path: str) -> Predictor:
-    from core.inference import Predictor  # torch is imported here, never by a page that does not need the model
+    from core.inference import Predictor
 
-    return Predictor.from_checkpoint(path, "auto")
+    # On the CPU a checkpoint with an ONNX export and a serving manifest answers calls without torch; the
+    # torch network loads on first use (a heat map), or in the background right after a warm-up.
+    return Predictor.from_checkpoint(path, "cpu")
 
 
 def warm_up_model(engine: Store) -> None:
@@ -150,8 +152,10 @@ def warm_up_model(engine: Store) -> None:
         except BaseException as error:  # noqa: BLE001 - handed to the page that waits for it
             future.set_exception(error)
             return
-        with contextlib.suppress(Exception):
-            import core.explain  # noqa: F401 - Grad-CAM's imports too, so the first heat map does not pay them
+        with contextlib.suppress(Exception):  # then torch, the network and Grad-CAM, for the first heat map
+            import core.explain  # noqa: F401
+
+            future.result().model  # noqa: B018 - loads the lazy torch network
 
     threading.Thread(target=load, name="model-warm-up", daemon=True).start()
 
