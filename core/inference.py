@@ -398,20 +398,13 @@ class Predictor:
         import torch
 
         logit_chunks, feature_chunks = [], []
-        for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
-            views = self.empty_views(len(chunk))
-            for image, slot in zip(chunk, views, strict=True):
-                self.view_arrays(image, slot)
+        for views in self._view_batches(images):
             logits, chunk_features = self.outputs_from_views(torch.from_numpy(views), features)
             logit_chunks.append(logits)
             feature_chunks.append(chunk_features)
         if not logit_chunks:
             return torch.empty(0, len(self.class_names)), None
-        logits = torch.cat(logit_chunks)
-        if any(f is None for f in feature_chunks):
-            return logits, None
-        return logits, np.concatenate([f for f in feature_chunks if f is not None])
+        return torch.cat(logit_chunks), _joined(feature_chunks)
 
     def output_arrays(self, images: Sequence[Image.Image]) -> tuple[np.ndarray, np.ndarray | None]:
         """:meth:`outputs` as NumPy arrays, run by ONNX Runtime without importing torch (the dashboard's and
@@ -419,20 +412,23 @@ class Predictor:
         assert self.onnx is not None, "output_arrays needs an ONNX backend"
         want = self.domain is not None
         logit_chunks, feature_chunks = [], []
-        for start in range(0, len(images), self.batch_size):
-            chunk = images[start : start + self.batch_size]
-            views = self.empty_views(len(chunk))
-            for image, slot in zip(chunk, views, strict=True):
-                self.view_arrays(image, slot)
+        for views in self._view_batches(images):
             n, v = views.shape[:2]
             logits, found = self.onnx.run(views.reshape(n * v, *views.shape[2:]), features=want)  # type: ignore[attr-defined]
             logit_chunks.append(logits.reshape(n, v, -1).mean(1))
             feature_chunks.append(None if found is None else np.asarray(found, np.float32).reshape(n, v, -1).mean(1))
         if not logit_chunks:
             return np.empty((0, len(self.class_names)), np.float32), None
-        if any(f is None for f in feature_chunks):
-            return np.concatenate(logit_chunks), None
-        return np.concatenate(logit_chunks), np.concatenate([f for f in feature_chunks if f is not None])
+        return np.concatenate(logit_chunks), _joined(feature_chunks)
+
+    def _view_batches(self, images: Sequence[Image.Image]) -> Iterable[np.ndarray]:
+        """The images' views (:meth:`view_arrays`) in batches of :attr:`batch_size` images."""
+        for start in range(0, len(images), self.batch_size):
+            chunk = images[start : start + self.batch_size]
+            views = self.empty_views(len(chunk))
+            for image, slot in zip(chunk, views, strict=True):
+                self.view_arrays(image, slot)
+            yield views
 
     def logits(self, images: Sequence[Image.Image]) -> torch.Tensor:
         """Raw (uncalibrated) logits ``(N, 2)`` for PIL images."""
@@ -505,6 +501,13 @@ def _domain_detector(model: nn.Module, meta: CheckpointMeta) -> tuple[DomainDete
     if detector.network_sha256 and detector.network_sha256 != network_sha256(model):
         return None, "the out-of-domain statistics were fitted on other weights; refit with python -m training.domain"
     return detector, ""
+
+
+def _joined(chunks: list[np.ndarray | None]) -> np.ndarray | None:
+    """Per-batch features joined, or ``None`` when any batch has none."""
+    if any(chunk is None for chunk in chunks):
+        return None
+    return np.concatenate([chunk for chunk in chunks if chunk is not None])
 
 
 def write_serving_files(checkpoint: str | Path, model: nn.Module, meta: CheckpointMeta) -> Path:

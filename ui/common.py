@@ -114,7 +114,7 @@ def access_gate() -> None:
 _WARM_UPS: dict[str, Future[Predictor]] = {}
 """Loads started by :func:`warm_up_model`, until :func:`get_predictor` takes them."""
 _WARMED: set[str] = set()
-"""Checkpoints warmed up once already in this process (never again: a cleared cache loads afresh)."""
+"""The checkpoint warmed up in this process: one warm-up per process (a cleared cache loads afresh)."""
 _WARM_UPS_LOCK = threading.Lock()
 
 
@@ -133,14 +133,14 @@ def warm_up_model(engine: Store) -> None:
     first upload does not wait for all of it. ``PNEUMONIA_MODEL_WARM_UP=0`` turns it off (the tests do:
     each AppTest would load the model in the background).
     """
-    if os.environ.get("PNEUMONIA_MODEL_WARM_UP", "1") == "0":
-        return
+    if _WARMED or os.environ.get("PNEUMONIA_MODEL_WARM_UP", "1") == "0":
+        return  # every script run calls this: after the first warm-up, no store query and no file hash
     try:
         path = str(model_versions.checkpoint_in_force(engine)[0])
     except Exception:  # noqa: BLE001 - a page says what is wrong; warming up is only an optimisation
         return
     with _WARM_UPS_LOCK:
-        if path in _WARMED:
+        if _WARMED:
             return
         _WARMED.add(path)
         future: Future[Predictor] = Future()

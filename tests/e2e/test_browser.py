@@ -5,6 +5,7 @@ Set SAVE_SCREENSHOTS=1 to refresh the README's screenshots in docs/screenshots/.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -12,7 +13,9 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -76,6 +79,26 @@ def start_dashboard(data_dir: Path, **settings: str) -> tuple[subprocess.Popen, 
             raise RuntimeError(log_path.read_text()[-2000:])
     process.kill()
     raise RuntimeError(f"streamlit did not become healthy in 240 s: {log_path.read_text()[-2000:]}")
+
+
+@contextlib.contextmanager
+def seeded_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: Callable[[Path], Any], **settings: str):
+    """A dashboard over a store that ``seed(data_dir)`` filled first (its images go where the server looks);
+    yields ``(url, data_dir, what seed returned)``. Skips without Debian's chromium."""
+    skip_unless_available(
+        Path(CHROMIUM).exists(), "Debian's chromium", "enable with 'apt-get install chromium' (.ci/run does)"
+    )
+    data_dir = tmp_path / "data"
+    monkeypatch.setenv("PNEUMONIA_DATA_DIR", str(data_dir))
+    monkeypatch.delenv("IMAGE_STORE_DIR", raising=False)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    seeded = seed(data_dir)
+    process, url, _ = start_dashboard(data_dir, **settings)
+    try:
+        yield url, data_dir, seeded
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 @pytest.fixture()

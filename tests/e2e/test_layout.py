@@ -16,8 +16,8 @@ import pytest
 
 from db import repository
 from db.engine import init_db, make_engine, session_scope
-from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, _wait_idle, start_dashboard
-from tests.helpers import REPO_ROOT, skip_unless_available, xray_like
+from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, _wait_idle, seeded_server
+from tests.helpers import REPO_ROOT, xray_like
 from ui.common import NAVIGATION
 
 VIEWPORTS = [(1024, 768), (1400, 1000), (1920, 1080)]
@@ -64,18 +64,9 @@ def _seed(data_dir: Path) -> None:
 
 @pytest.fixture()
 def seeded_dashboard(tmp_path, monkeypatch):
-    skip_unless_available(
-        Path(CHROMIUM).exists(), "Debian's chromium", "enable with 'apt-get install chromium' (.ci/run does)"
-    )
-    data_dir = tmp_path / "data"
-    monkeypatch.setenv("PNEUMONIA_DATA_DIR", str(data_dir))  # the seeded images go where the server looks
-    monkeypatch.delenv("IMAGE_STORE_DIR", raising=False)
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    _seed(data_dir)
-    process, url, _ = start_dashboard(data_dir, PNEUMONIA_ADJUDICATORS="Dr Lead", PNEUMONIA_TYPED_ADJUDICATORS="1")
-    yield url
-    process.terminate()
-    process.wait(timeout=30)
+    settings = {"PNEUMONIA_ADJUDICATORS": "Dr Lead", "PNEUMONIA_TYPED_ADJUDICATORS": "1"}
+    with seeded_server(tmp_path, monkeypatch, _seed, **settings) as (url, _, _):
+        yield url
 
 
 def _name(page, name: str) -> None:

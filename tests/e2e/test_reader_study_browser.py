@@ -15,8 +15,8 @@ import pytest
 from db import repository
 from db.engine import init_db, make_engine, session_scope
 from service import reader_studies
-from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, _wait_idle, start_dashboard
-from tests.helpers import skip_unless_available, xray_like
+from tests.e2e.test_browser import CHROMIUM, CHROMIUM_ARGS, _wait_idle, seeded_server
+from tests.helpers import xray_like
 
 CASES = 4
 READERS = ("Dr Ana", "Dr Ben")
@@ -56,18 +56,8 @@ def _rating(reader: int, modality: str, label: str, position: int) -> int:
 
 @pytest.fixture()
 def study_dashboard(tmp_path, monkeypatch):
-    skip_unless_available(
-        Path(CHROMIUM).exists(), "Debian's chromium", "enable with 'apt-get install chromium' (.ci/run does)"
-    )
-    data_dir = tmp_path / "data"
-    monkeypatch.setenv("PNEUMONIA_DATA_DIR", str(data_dir))
-    monkeypatch.delenv("IMAGE_STORE_DIR", raising=False)
-    monkeypatch.delenv("DATABASE_URL", raising=False)
-    truth = _seed(data_dir)
-    process, url, _ = start_dashboard(data_dir)
-    yield url, data_dir, truth
-    process.terminate()
-    process.wait(timeout=30)
+    with seeded_server(tmp_path, monkeypatch, _seed) as served:
+        yield served
 
 
 def _sign(page, name: str) -> None:
