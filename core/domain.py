@@ -253,7 +253,7 @@ class FeatureTap:
         for name in self.layers:
             if name == HEAD_INPUT or name.endswith("." + HEAD_INPUT):
                 prefix = name[: -len(HEAD_INPUT)].rstrip(".")
-                module = _final_linear(modules[prefix] if prefix else self.model)
+                module = final_linear(modules[prefix] if prefix else self.model)
                 self._handles.append(
                     module.register_forward_pre_hook(lambda _m, inputs, n=name: self._keep(n, inputs[0]))
                 )
@@ -280,7 +280,7 @@ class FeatureTap:
         return self.take_tensor().detach().cpu().numpy()
 
 
-def _final_linear(module: nn.Module) -> nn.Module:
+def final_linear(module: nn.Module) -> nn.Module:
     from torch import nn as torch_nn
 
     linears = [m for m in module.modules() if isinstance(m, torch_nn.Linear)]

@@ -1,7 +1,9 @@
 """Explanations: Grad-CAM heat maps for the predicted class, overlaid on the X-ray.
 
-Uses the maintained ``grad-cam`` package; the target layer comes from the model
-factory's spec, so every architecture the factory builds is covered.
+An ONNX export made since :mod:`core.cam` computes Grad-CAM in its forward pass, so a
+served model draws heat maps without torch. Otherwise the maintained ``grad-cam``
+package runs on the torch network; the target layer comes from the model factory's
+spec, so every architecture the factory builds is covered.
 """
 
 from __future__ import annotations
@@ -9,11 +11,8 @@ from __future__ import annotations
 import numpy as np
 from matplotlib import colormaps
 from PIL import Image
-from pytorch_grad_cam import GradCAM
-from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from core.inference import Predictor
-from core.networks import get_spec
 
 
 def gradcam(predictor: Predictor, image: Image.Image, class_name: str | None = None) -> np.ndarray:
@@ -29,6 +28,18 @@ def gradcam(predictor: Predictor, image: Image.Image, class_name: str | None = N
     """
     if class_name is None:
         class_name = predictor.predict_one(image).label
+    if predictor.serves_grad_cam:  # the same map, from the ONNX file: no torch, no lock, one forward pass
+        return predictor.grad_cam(image, class_name)
+    return _torch_gradcam(predictor, image, class_name)
+
+
+def _torch_gradcam(predictor: Predictor, image: Image.Image, class_name: str) -> np.ndarray:
+    """Grad-CAM by the ``grad-cam`` package on the predictor's torch network (see :func:`gradcam`)."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from core.networks import get_spec
+
     target = predictor.class_names.index(class_name)
     tensor = predictor.input_tensor(image).unsqueeze(0).to(predictor.device)
     # An ensemble names every member's last stage: grad-cam averages their maps, all driven by the averaged logits.

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
+from core.cam import grad_cam_heat_map
 from core.checkpoint import CheckpointError, CheckpointMeta, file_sha256, load_checkpoint, model_version
 from core.domain import WARNING as OUT_OF_DOMAIN_WARNING
 from core.domain import DomainDetector, FeatureTap, network_sha256
@@ -343,6 +344,25 @@ class Predictor:
         for slot, view in zip(out, views, strict=True):
             fill(view(image), slot)
         return out
+
+    @property
+    def serves_grad_cam(self) -> bool:
+        """True when the ONNX file computes Grad-CAM in its forward pass (:meth:`grad_cam`, no torch)."""
+        return bool(getattr(self.onnx, "has_cam", False))
+
+    def grad_cam(self, image: Image.Image, class_name: str) -> np.ndarray:
+        """Grad-CAM of ``class_name`` for one image from the ONNX file's own output (:mod:`core.cam`): the
+        map the ``grad-cam`` package draws on the torch network, without torch or a lock.
+
+        Returns:
+            ``(H, W)`` float32 in [0, 1] at the model's input resolution.
+
+        Raises:
+            ValueError: the file has no Grad-CAM output (:attr:`serves_grad_cam` is false).
+        """
+        array = self.transform.array(image)[None]  # the plain view: Grad-CAM explains the unaugmented image
+        raw = self.onnx.cams(array)[0, :, self.class_names.index(class_name)]  # type: ignore[union-attr]
+        return grad_cam_heat_map(raw, (self.meta.image_size, self.meta.image_size))
 
     def empty_views(self, count: int) -> np.ndarray:
         """An uninitialised batch of ``count`` images' views for :meth:`view_arrays` to fill."""

@@ -38,6 +38,10 @@ class ModelSpec:
     domain_layers: tuple[str, ...] = ()
     """Modules whose channel means the out-of-domain score reads (``core.domain``): the last block, chosen by
     ``benchmarks/out_of_domain.py`` (earlier blocks flag even faint noise; the pooled features miss textures)."""
+    cam_clip: tuple[float, float] | None = None
+    """Bounds of the clipping activation between the CAM layer and the pooled linear head (ReLU6 for
+    EfficientNet-Lite), ``None`` when the head pools the layer's output directly. Grad-CAM's gradient is zero
+    outside them, which lets the ONNX export compute Grad-CAM in the forward pass (``core.cam``)."""
 
 
 def _load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
@@ -128,6 +132,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {
             "_bn1",
             ("_conv_stem.", "_bn0.", *(f"_blocks.{i}." for i in range(blocks))),
             (f"_blocks.{blocks - 1}",),
+            cam_clip=(0.0, 6.0),  # _bn1 -> ReLU6 -> average pool -> _fc
         )
         # variant, native input side, number of blocks
         for variant, size, blocks in ((0, 224, 16), (1, 240, 21), (2, 260, 21))
@@ -186,7 +191,9 @@ def get_spec(name: str) -> ModelSpec:
 
         cam_layers = ",".join(f"members.{i}.{spec.cam_layer}" for i in range(count))
         domain_layers = tuple(f"members.{i}.{name}" for i in range(count) for name in spec.domain_layers)
-        return ModelSpec(build, spec.image_size, spec.mean, spec.std, cam_layers, domain_layers=domain_layers)
+        return ModelSpec(
+            build, spec.image_size, spec.mean, spec.std, cam_layers, domain_layers=domain_layers, cam_clip=spec.cam_clip
+        )
     try:
         return MODEL_SPECS[name]
     except KeyError:

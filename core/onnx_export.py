@@ -20,33 +20,91 @@ from typing import Any
 
 import torch
 
+from core.cam import CAM_OUTPUT
 from core.checkpoint import CheckpointError, file_sha256, load_checkpoint, save_checkpoint
 from core.cli import report_error
 from core.data import load_split
-from core.domain import FeatureTap, feature_layers
+from core.domain import FeatureTap, feature_layers, final_linear
 from core.images import load_image
 from core.inference import write_serving_files
+from core.networks import get_spec
 from core.onnx_runtime import FEATURES_OUTPUT, int8_path, onnx_path
 from core.quantization import quantize_int8
 
 
-class _WithFeatures(torch.nn.Module):
-    """The network returning its logits and the out-of-domain features of the same pass (``core.domain``)."""
+class _CamTap:
+    """Forward hooks that keep the CAM layers' activations of one pass (traceable, for the export)."""
 
     def __init__(self, model: torch.nn.Module, layers: list[str]):
-        super().__init__()
         self.model, self.layers = model, layers
+        self.activations: dict[str, torch.Tensor] = {}
+        self._handles: list[Any] = []
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        with FeatureTap(self.model, self.layers) as tap:
+    def __enter__(self) -> _CamTap:
+        for name in self.layers:
+            hook = self.model.get_submodule(name).register_forward_hook(
+                lambda _m, _i, output, n=name: self.activations.__setitem__(n, output)
+            )
+            self._handles.append(hook)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
+def grad_cam_maps(
+    activations: torch.Tensor, weight: torch.Tensor, clip: tuple[float, float] | None, scale: float = 1.0
+) -> torch.Tensor:
+    """Raw Grad-CAM maps ``sum_k alpha_ck A_k`` of every class ``c``, ``(N, classes, h, w)``, from one pass.
+
+    With the CAM layer followed only by ``clip`` (an activation clipping to those bounds, or none), a
+    global average pool and a linear head of ``weight`` ``W`` ``(classes, k)``, Grad-CAM's weight
+    ``alpha_ck`` (the spatial mean of d logit_c / d A_k) is ``scale * W_ck / hw`` times the share of
+    positions where the activation passes the gradient.
+
+    Args:
+        scale: d logits / d member logits (``1 / members`` for a logit-averaging ensemble).
+    """
+    n, k, h, w = activations.shape
+    if clip is None:
+        share = torch.ones(n, k, dtype=activations.dtype)
+    else:  # hardtanh's backward passes the gradient strictly inside the bounds
+        share = ((activations > clip[0]) & (activations < clip[1])).to(activations.dtype).mean((2, 3))
+    alpha = weight.unsqueeze(0) * share.unsqueeze(1) * (scale / (h * w))
+    return torch.bmm(alpha, activations.reshape(n, k, h * w)).reshape(n, -1, h, w)
+
+
+class _ServingGraph(torch.nn.Module):
+    """The network returning its logits, the out-of-domain features (``core.domain``) and the raw Grad-CAM
+    maps (``core.cam``) of the same pass."""
+
+    def __init__(self, model: torch.nn.Module, arch: str):
+        super().__init__()
+        spec = get_spec(arch)
+        self.model, self.feature_layers = model, feature_layers(arch)
+        self.cam_layers, self.cam_clip = spec.cam_layer.split(","), spec.cam_clip
+        # Each CAM layer's own linear head: the network's, or its ensemble member's.
+        heads = [final_linear(model.get_submodule(name.rpartition(".")[0])) for name in self.cam_layers]
+        self.head_weights: list[torch.Tensor] = [head.weight for head in heads]  # type: ignore[misc]
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with FeatureTap(self.model, self.feature_layers) as features, _CamTap(self.model, self.cam_layers) as cams:
             logits = self.model(images)
-        return logits, tap.take_tensor()
+        scale = 1.0 / len(self.cam_layers)  # one layer, or an ensemble averaging its members' logits
+        maps = [
+            grad_cam_maps(cams.activations[name], weight, self.cam_clip, scale)
+            for name, weight in zip(self.cam_layers, self.head_weights, strict=True)
+        ]
+        outputs = (logits, features.take_tensor()) if self.feature_layers else (logits,)
+        return (*outputs, torch.stack(maps, 1))
 
 
 def export_onnx(checkpoint: str | Path) -> Path:
     """Export the checkpoint's network (dynamic batch) and record the file's hash in the checkpoint.
 
-    The file has two outputs: ``logits`` and, for the out-of-domain score, ``features``.
+    The file's outputs: ``logits``; for the out-of-domain score, ``features`` (when the architecture has
+    domain layers); and the raw Grad-CAM maps ``cam`` ``(N, layers, classes, h, w)`` (:mod:`core.cam`).
 
     Returns:
         The ONNX file's path.
@@ -54,8 +112,8 @@ def export_onnx(checkpoint: str | Path) -> Path:
     model, meta = load_checkpoint(checkpoint)
     target = onnx_path(checkpoint)
     example = torch.zeros(1, 3, meta.image_size, meta.image_size)
-    layers = feature_layers(meta.arch)
-    network = _WithFeatures(model, layers) if layers else model
+    network = _ServingGraph(model, meta.arch)
+    names = ["logits", FEATURES_OUTPUT] if network.feature_layers else ["logits"]
     with warnings.catch_warnings():  # the TorchScript exporter is deprecated but exact for these CNNs
         warnings.simplefilter("ignore")
         torch.onnx.export(
@@ -64,8 +122,8 @@ def export_onnx(checkpoint: str | Path) -> Path:
             str(target),
             dynamo=False,
             input_names=["images"],
-            output_names=["logits", FEATURES_OUTPUT] if layers else ["logits"],
-            dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}, FEATURES_OUTPUT: {0: "batch"}},
+            output_names=[*names, CAM_OUTPUT],
+            dynamic_axes={name: {0: "batch"} for name in ["images", *names, CAM_OUTPUT]},
             opset_version=17,
         )
     meta.onnx_sha256 = file_sha256(target)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.cam import CAM_OUTPUT
 from core.checkpoint import CheckpointError, file_sha256
 
 if TYPE_CHECKING:  # the serving path runs on NumPy arrays; torch only converts for its callers
@@ -60,8 +61,11 @@ class OnnxNetwork:
         self.input_name = self.session.get_inputs()[0].name
         self.takes_pixels = self.input_name == PIXELS_INPUT
         """True for an int8 model given ``(N, H, W, 3)`` uint8 pixels rather than normalised float images."""
-        self.has_features = FEATURES_OUTPUT in {output.name for output in self.session.get_outputs()}
+        names = {output.name for output in self.session.get_outputs()}
+        self.has_features = FEATURES_OUTPUT in names
         """True when the file also returns the out-of-domain features (exports made since ``core.domain``)."""
+        self.has_cam = CAM_OUTPUT in names and not self.takes_pixels
+        """True when the file also returns the raw Grad-CAM maps (exports made since ``core.cam``)."""
 
     def __call__(self, batch: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, 2)`` (see :meth:`outputs`)."""
@@ -92,6 +96,17 @@ class OnnxNetwork:
         names = ["logits", FEATURES_OUTPUT] if features and self.has_features else ["logits"]
         results = self.session.run(names, {self.input_name: array})
         return results[0], (results[1] if len(results) > 1 else None)
+
+    def cams(self, array: np.ndarray) -> np.ndarray:
+        """The raw Grad-CAM maps ``(N, layers, classes, h, w)`` of ``(N, 3, H, W)`` normalised images
+        (:mod:`core.cam`), without torch.
+
+        Raises:
+            ValueError: the file has no Grad-CAM output.
+        """
+        if not self.has_cam:
+            raise ValueError(f"{self.path.name} has no Grad-CAM output; re-export with python -m core.onnx_export")
+        return self.session.run([CAM_OUTPUT], {self.input_name: np.ascontiguousarray(array, dtype=np.float32)})[0]
 
 
 def load_onnx_network(checkpoint: str | Path, meta: Any) -> OnnxNetwork | None:

@@ -121,16 +121,16 @@ _WARM_UPS_LOCK = threading.Lock()
 def _load_predictor(path: str) -> Predictor:
     from core.inference import Predictor
 
-    # On the CPU a checkpoint with an ONNX export and a serving manifest answers calls without torch; the
-    # torch network loads on first use (a heat map), or in the background right after a warm-up.
+    # On the CPU a checkpoint with an ONNX export and a serving manifest answers calls and draws heat maps
+    # without torch; the torch network loads on first use (fine-tuning, the site head, an older export's map).
     return Predictor.from_checkpoint(path, "cpu")
 
 
 def warm_up_model(engine: Store) -> None:
     """Start loading the checkpoint in force in a background thread, once per server process.
 
-    The first page a browser opens draws while torch and the weights load on the other core, so the
-    first upload does not wait for all of it. ``PNEUMONIA_MODEL_WARM_UP=0`` turns it off (the tests do:
+    The first page a browser opens draws while the model loads on the other core, so the first upload
+    does not wait for it. ``PNEUMONIA_MODEL_WARM_UP=0`` turns it off (the tests do:
     each AppTest would load the model in the background).
     """
     if _WARMED or os.environ.get("PNEUMONIA_MODEL_WARM_UP", "1") == "0":
@@ -152,12 +152,26 @@ def warm_up_model(engine: Store) -> None:
         except BaseException as error:  # noqa: BLE001 - handed to the page that waits for it
             future.set_exception(error)
             return
-        with contextlib.suppress(Exception):  # then torch, the network and Grad-CAM, for the first heat map
-            import core.explain  # noqa: F401
-
-            future.result().model  # noqa: B018 - loads the lazy torch network
+        with contextlib.suppress(Exception):  # then what the first heat map needs
+            _warm_up_heat_maps(future.result())
 
     threading.Thread(target=load, name="model-warm-up", daemon=True).start()
+
+
+def _warm_up_heat_maps(predictor: Predictor) -> None:
+    """Ready the first heat map: one Grad-CAM pass on a blank image when the ONNX file computes Grad-CAM
+    (ONNX Runtime's first run allocates its buffers; OpenCV and matplotlib load), else torch and the network."""
+    import core.explain
+
+    if predictor.serves_grad_cam:
+        from PIL import Image
+
+        size = predictor.meta.image_size
+        core.explain.overlay(
+            Image.new("RGB", (size, size)), predictor.grad_cam(Image.new("RGB", (size, size)), "NORMAL")
+        )
+    else:
+        predictor.model  # noqa: B018 - loads the lazy torch network
 
 
 @st.cache_resource(show_spinner="Loading the model…")
