@@ -122,7 +122,7 @@ def test_the_onnx_export_returns_the_same_features_as_the_torch_pass(tiny_checkp
     checkpoint = tmp_path / "tiny.pth"
     shutil.copy(tiny_checkpoint, checkpoint)
     session = ort.InferenceSession(str(export_onnx(checkpoint)), providers=["CPUExecutionProvider"])
-    assert [o.name for o in session.get_outputs()] == ["logits", "features"]
+    assert [o.name for o in session.get_outputs()] == ["logits", "features", "cam"]
     model, meta = load_checkpoint(checkpoint)
     batch = torch.rand(3, 3, meta.image_size, meta.image_size)
     with torch.no_grad(), FeatureTap(model, meta.domain.get("layers") or ["layer4"]) as tap:
