@@ -127,5 +127,5 @@ def test_the_onnx_export_returns_the_same_features_as_the_torch_pass(tiny_checkp
     batch = torch.rand(3, 3, meta.image_size, meta.image_size)
     with torch.no_grad(), FeatureTap(model, meta.domain.get("layers") or ["layer4"]) as tap:
         model(batch)
-    logits, features = session.run(None, {"images": batch.numpy()})
+    logits, features = session.run(["logits", "features"], {"images": batch.numpy()})
     assert np.allclose(features, tap.take(), atol=1e-4) and features.shape == (3, 512)
