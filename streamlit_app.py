@@ -1,10 +1,8 @@
 """Dashboard router: ``streamlit run streamlit_app.py`` (or ``make run``)."""
 
-import contextlib
-
 import streamlit as st
 
-from ui.common import NAVIGATION, get_engine, warm_up_model
+from ui.common import NAVIGATION, warm_up_model
 
 PAGES = [st.Page(entry.path, title=entry.title, icon=entry.icon, url_path=entry.url_path) for entry in NAVIGATION]
 
@@ -18,8 +16,7 @@ def _home() -> None:
     st.switch_page(PAGES[0], query_params=st.query_params.to_dict())  # a link's parameters go along
 
 
-with contextlib.suppress(Exception):  # the page itself says what is wrong with the store
-    warm_up_model(get_engine())  # the model loads in the background while the first page draws
+warm_up_model()  # the store opens and the model loads in the background while the first page draws
 st.navigation(
     [st.Page(_home, title=NAVIGATION[0].title, url_path="home", default=True), *PAGES], position="hidden"
 ).run()

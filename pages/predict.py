@@ -5,17 +5,16 @@ from __future__ import annotations
 import streamlit as st
 
 from service import predictions, store
-from ui.common import engine_or_stop, page_header, predictor_or_stop, show_problem, show_store_error
-from ui.viewer import HEAT_LEGEND
+from ui.common import HEAT_LEGEND, engine_or_stop, page_header, predictor_or_stop, show_problem, show_store_error
 
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "dcm"]
 
 page_header("Predict")
-engine = engine_or_stop()
-# The upload box first: the model (torch and its weights, seconds on a first visit) loads after it is drawn.
+# The upload box first: on a first visit the store opens and the model loads (page_header's warm-up) meanwhile.
 files = st.file_uploader("Chest X-rays (PNG, JPEG or DICOM)", type=UPLOAD_TYPES, accept_multiple_files=True)
 show_heatmap = st.toggle("Show Grad-CAM heat map", value=True)
 opacity = st.slider("Heat-map opacity", 0.0, 1.0, 0.4, 0.05, disabled=not show_heatmap)
+engine = engine_or_stop()
 predictor = predictor_or_stop(engine)
 if predictor.domain_problem:
     st.warning(f"No out-of-domain check for this model: {predictor.domain_problem}")

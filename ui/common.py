@@ -59,12 +59,19 @@ def page_header(title: str) -> None:
     to ``/review`` before the router has run).
     """
     st.set_page_config(page_title=f"{title} · Pneumonia X-ray review", page_icon=":material/radiology:", layout="wide")
+    warm_up_model()  # before anything is drawn: the store and the model load while the page draws
     with st.sidebar:
         for entry in NAVIGATION:
             st.page_link(entry.path, label=entry.title, icon=entry.icon)
         st.divider()
     st.title(title)
     access_gate()
+
+
+HEAT_LEGEND = (
+    "Grad-CAM colours: red and yellow mark the regions that drove the model's call most, blue the least. "
+    "It shows where the model looked, not where the disease is."
+)
 
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
@@ -111,11 +118,12 @@ def access_gate() -> None:
     st.stop()
 
 
-_WARM_UPS: dict[str, Future[Predictor]] = {}
-"""Loads started by :func:`warm_up_model`, until :func:`get_predictor` takes them."""
+_WARM_UP: list[Future[tuple[str, Predictor]]] = []
+"""The load :func:`warm_up_model` started (the checkpoint in force and its predictor), until
+:func:`get_predictor` takes it."""
 _WARMED: set[str] = set()
-"""The checkpoint warmed up in this process: one warm-up per process (a cleared cache loads afresh)."""
-_WARM_UPS_LOCK = threading.Lock()
+"""Not empty once this process started its one warm-up (a cleared cache loads afresh)."""
+_WARM_UP_LOCK = threading.Lock()
 
 
 def _load_predictor(path: str) -> Predictor:
@@ -126,34 +134,32 @@ def _load_predictor(path: str) -> Predictor:
     return Predictor.from_checkpoint(path, "cpu")
 
 
-def warm_up_model(engine: Store) -> None:
-    """Start loading the checkpoint in force in a background thread, once per server process.
+def warm_up_model() -> None:
+    """Start opening the store and loading the checkpoint in force in a background thread, once per process.
 
-    The first page a browser opens draws while the model loads on the other core, so the first upload
-    does not wait for it. ``PNEUMONIA_MODEL_WARM_UP=0`` turns it off (the tests do:
-    each AppTest would load the model in the background).
+    Every page calls this first (:func:`page_header`; a first visit straight to a page runs that page
+    without the router), so the page draws while the store opens and the model loads on the other
+    core, and the first upload does not wait for all of it. ``PNEUMONIA_MODEL_WARM_UP=0`` turns it off
+    (the tests do: each AppTest would load the model in the background).
     """
     if _WARMED or os.environ.get("PNEUMONIA_MODEL_WARM_UP", "1") == "0":
-        return  # every script run calls this: after the first warm-up, no store query and no file hash
-    try:
-        path = str(model_versions.checkpoint_in_force(engine)[0])
-    except Exception:  # noqa: BLE001 - a page says what is wrong; warming up is only an optimisation
-        return
-    with _WARM_UPS_LOCK:
+        return  # every script run calls this: after the first warm-up it costs one set lookup
+    with _WARM_UP_LOCK:
         if _WARMED:
             return
-        _WARMED.add(path)
-        future: Future[Predictor] = Future()
-        _WARM_UPS[path] = future
+        _WARMED.add("started")
+        future: Future[tuple[str, Predictor]] = Future()
+        _WARM_UP.append(future)
 
     def load() -> None:
         try:
-            future.set_result(_load_predictor(path))
-        except BaseException as error:  # noqa: BLE001 - handed to the page that waits for it
+            path = str(model_versions.checkpoint_in_force(get_engine())[0])
+            future.set_result((path, _load_predictor(path)))
+        except BaseException as error:  # noqa: BLE001 - the page that waits loads again and says what is wrong
             future.set_exception(error)
             return
         with contextlib.suppress(Exception):  # then what the first heat map needs
-            _warm_up_heat_maps(future.result())
+            _warm_up_heat_maps(future.result()[1])
 
     threading.Thread(target=load, name="model-warm-up", daemon=True).start()
 
@@ -179,13 +185,13 @@ def get_predictor(path: str | None = None) -> Predictor:
     """The checkpoint, loaded once per server process (at the checkpoint's own operating point); a load that
     :func:`warm_up_model` started is waited for, not repeated (its error, if any, is raised by a fresh load)."""
     path = str(path or default_checkpoint())
-    with _WARM_UPS_LOCK:
-        warming = _WARM_UPS.pop(path, None)
+    with _WARM_UP_LOCK:
+        warming = _WARM_UP.pop() if _WARM_UP else None
     if warming is not None:
-        try:
-            return warming.result()
-        except Exception:  # noqa: BLE001 - load again here, so the page shows this run's error
-            pass
+        with contextlib.suppress(Exception):  # a failed warm-up: load again here, so the page shows this run's error
+            warmed_path, predictor = warming.result()
+            if warmed_path == path:
+                return predictor
     return _load_predictor(path)
 
 

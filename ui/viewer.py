@@ -16,16 +16,12 @@ from PIL import Image
 from core.images import ImageLoadError, apply_window, load_image
 from service.store import Store
 from ui.charts import VIEWER_CONFIG, xray_figure
-from ui.common import predictor_or_stop
+from ui.common import HEAT_LEGEND, predictor_or_stop
 
 if TYPE_CHECKING:
     from core.inference import Predictor
 
 HEAT_MODES = ["off", "side by side", "overlay"]
-HEAT_LEGEND = (
-    "Grad-CAM colours: red and yellow mark the regions that drove the model's call most, blue the least. "
-    "It shows where the model looked, not where the disease is."
-)
 
 
 def show_stored_xray(path: Path, file_name: str, key: str, engine: Store, explain_label: str | None) -> None:

@@ -138,15 +138,15 @@ def test_an_image_outside_the_training_images_is_called_behind_a_warning_and_sto
 
 
 def test_the_model_warms_up_once_in_the_background_and_the_page_takes_that_load(app_env, monkeypatch):
-    """The router starts loading the model in force while the first page draws; the page waits for that
-    load instead of starting its own, and later runs never start another."""
+    """The first page starts loading the model in force while it draws; the page waits for that load
+    instead of starting its own, and later runs never start another."""
     import threading
 
     from ui import common
 
     monkeypatch.setenv("PNEUMONIA_MODEL_WARM_UP", "1")
     monkeypatch.setattr(common, "_WARMED", set())
-    monkeypatch.setattr(common, "_WARM_UPS", {})
+    monkeypatch.setattr(common, "_WARM_UP", [])
     loads: list[str] = []
     real = common._load_predictor
 
@@ -159,3 +159,32 @@ def test_the_model_warms_up_once_in_the_background_and_the_page_takes_that_load(
     assert not at.exception
     at.run()  # a rerun warms nothing up again
     assert loads == ["model-warm-up"]
+
+
+def test_a_first_visit_straight_to_the_page_warms_the_model_up_too(app_env, monkeypatch):
+    """Streamlit runs ``pages/predict.py`` without the router on a first visit to ``/predict``: the page
+    itself starts the warm-up (before this, only the router did, so such a visit loaded nothing ahead)."""
+    import threading
+
+    from streamlit.testing.v1 import AppTest
+
+    from tests.helpers import REPO_ROOT
+    from ui import common
+
+    monkeypatch.setenv("PNEUMONIA_MODEL_WARM_UP", "1")
+    monkeypatch.setattr(common, "_WARMED", set())
+    monkeypatch.setattr(common, "_WARM_UP", [])
+    loads: list[str] = []
+    real = common._load_predictor
+
+    def spy(path: str):
+        loads.append(threading.current_thread().name)
+        return real(path)
+
+    monkeypatch.setattr(common, "_load_predictor", spy)
+    # AppTest cannot resolve the sidebar's links of a page run alone (the real server can): the page stops
+    # there, after page_header has started the warm-up.
+    AppTest.from_file(str(REPO_ROOT / "pages" / "predict.py"), default_timeout=180).run()
+    assert len(common._WARM_UP) == 1
+    path, predictor = common._WARM_UP[0].result(timeout=120)
+    assert loads == ["model-warm-up"] and path.endswith("best_model.pth") and predictor.backend == "onnxruntime"
