@@ -1,22 +1,30 @@
-"""Dashboard router: ``streamlit run streamlit_app.py`` (or ``make run``)."""
+"""Dashboard router: ``streamlit run streamlit_app.py`` (or ``make run``).
+
+``streamlit run`` finds ``app`` below and serves this file as an ``st.App``, whose start-up hook
+(:mod:`ui.startup`) opens the store, loads the model and imports the pages' modules before the
+first browser connects. Every session then runs this file as ``__main__``: the router.
+"""
 
 import streamlit as st
 
-from ui.common import NAVIGATION, warm_up_model
+if __name__ == "__main__":  # a session's script run (Streamlit runs the file as __main__, as AppTest does)
+    from ui.common import NAVIGATION, warm_up_model
 
-PAGES = [st.Page(entry.path, title=entry.title, icon=entry.icon, url_path=entry.url_path) for entry in NAVIGATION]
+    PAGES = [st.Page(entry.path, title=entry.title, icon=entry.icon, url_path=entry.url_path) for entry in NAVIGATION]
 
+    def _home() -> None:
+        """The app root opens the first page under its own address (``/`` -> ``/metrics``).
 
-def _home() -> None:
-    """The app root opens the first page under its own address (``/`` -> ``/metrics``).
+        Streamlit serves the default page at ``/`` only, so a default Metrics page answered ``/metrics``
+        (its sidebar link, a bookmark) with "Page not found".
+        """
+        st.switch_page(PAGES[0], query_params=st.query_params.to_dict())  # a link's parameters go along
 
-    Streamlit serves the default page at ``/`` only, so a default Metrics page answered ``/metrics``
-    (its sidebar link, a bookmark) with "Page not found".
-    """
-    st.switch_page(PAGES[0], query_params=st.query_params.to_dict())  # a link's parameters go along
+    warm_up_model()  # started at server start already (ui.startup); here for a server started otherwise
+    st.navigation(
+        [st.Page(_home, title=NAVIGATION[0].title, url_path="home", default=True), *PAGES], position="hidden"
+    ).run()
+else:  # imported by the server that `streamlit run` starts for an st.App
+    from ui.startup import lifespan
 
-
-warm_up_model()  # the store opens and the model loads in the background while the first page draws
-st.navigation(
-    [st.Page(_home, title=NAVIGATION[0].title, url_path="home", default=True), *PAGES], position="hidden"
-).run()
+    app = st.App(__file__, lifespan=lifespan)

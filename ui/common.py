@@ -9,12 +9,14 @@ import contextlib
 import json
 import os
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import streamlit as st
+from streamlit.logger import get_logger
 
 from core.checkpoint import CheckpointError
 from core.registry import default_checkpoint
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from core.inference import Predictor
 
 REPORT_SUFFIX = ".json"
+_LOGGER = get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -152,6 +155,7 @@ def warm_up_model() -> None:
         _WARM_UP.append(future)
 
     def load() -> None:
+        began = time.monotonic()
         try:
             path = str(model_versions.checkpoint_in_force(get_engine())[0])
             future.set_result((path, _load_predictor(path)))
@@ -160,6 +164,9 @@ def warm_up_model() -> None:
             return
         with contextlib.suppress(Exception):  # then what the first heat map needs
             _warm_up_heat_maps(future.result()[1])
+        _LOGGER.info(
+            "Warm-up: store open, model %s ready in %.2f s", future.result()[1].version, time.monotonic() - began
+        )
 
     threading.Thread(target=load, name="model-warm-up", daemon=True).start()
 
