@@ -8,7 +8,7 @@ first browser connects. Every session then runs this file as ``__main__``: the r
 import streamlit as st
 
 if __name__ == "__main__":  # a session's script run (Streamlit runs the file as __main__, as AppTest does)
-    from ui.common import NAVIGATION, warm_up_model
+    from ui.common import NAVIGATION
 
     PAGES = [st.Page(entry.path, title=entry.title, icon=entry.icon, url_path=entry.url_path) for entry in NAVIGATION]
 
@@ -20,7 +20,6 @@ if __name__ == "__main__":  # a session's script run (Streamlit runs the file as
         """
         st.switch_page(PAGES[0], query_params=st.query_params.to_dict())  # a link's parameters go along
 
-    warm_up_model()  # started at server start already (ui.startup); here for a server started otherwise
     st.navigation(
         [st.Page(_home, title=NAVIGATION[0].title, url_path="home", default=True), *PAGES], position="hidden"
     ).run()

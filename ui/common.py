@@ -179,10 +179,8 @@ def _warm_up_heat_maps(predictor: Predictor) -> None:
     if predictor.serves_grad_cam:
         from PIL import Image
 
-        size = predictor.meta.image_size
-        core.explain.overlay(
-            Image.new("RGB", (size, size)), predictor.grad_cam(Image.new("RGB", (size, size)), "NORMAL")
-        )
+        blank = Image.new("RGB", (predictor.meta.image_size,) * 2)
+        core.explain.overlay(blank, predictor.grad_cam(blank, "NORMAL"))
     else:
         predictor.model  # noqa: B018 - loads the lazy torch network
 

@@ -1,5 +1,6 @@
 import io
 
+import pytest
 from PIL import Image
 from sqlalchemy import text
 
@@ -137,9 +138,9 @@ def test_an_image_outside_the_training_images_is_called_behind_a_warning_and_sto
         assert connection.execute(text("SELECT out_of_domain FROM predictions")).scalar() in (True, 1)
 
 
-def test_the_model_warms_up_once_in_the_background_and_the_page_takes_that_load(app_env, monkeypatch):
-    """The first page starts loading the model in force while it draws; the page waits for that load
-    instead of starting its own, and later runs never start another."""
+@pytest.fixture()
+def warm_up_loads(app_env, monkeypatch) -> list[str]:
+    """Warm-up on, as on a server, in a fresh process state; the names of the threads that load the model."""
     import threading
 
     from ui import common
@@ -155,36 +156,29 @@ def test_the_model_warms_up_once_in_the_background_and_the_page_takes_that_load(
         return real(path)
 
     monkeypatch.setattr(common, "_load_predictor", spy)
+    return loads
+
+
+def test_the_model_warms_up_once_in_the_background_and_the_page_takes_that_load(warm_up_loads):
+    """The first page starts loading the model in force while it draws; the page waits for that load
+    instead of starting its own, and later runs never start another."""
     at = open_page("predict")
     assert not at.exception
     at.run()  # a rerun warms nothing up again
-    assert loads == ["model-warm-up"]
+    assert warm_up_loads == ["model-warm-up"]
 
 
-def test_a_first_visit_straight_to_the_page_warms_the_model_up_too(app_env, monkeypatch):
+def test_a_first_visit_straight_to_the_page_warms_the_model_up_too(warm_up_loads):
     """Streamlit runs ``pages/predict.py`` without the router on a first visit to ``/predict``: the page
     itself starts the warm-up (before this, only the router did, so such a visit loaded nothing ahead)."""
-    import threading
-
     from streamlit.testing.v1 import AppTest
 
     from tests.helpers import REPO_ROOT
     from ui import common
 
-    monkeypatch.setenv("PNEUMONIA_MODEL_WARM_UP", "1")
-    monkeypatch.setattr(common, "_WARMED", set())
-    monkeypatch.setattr(common, "_WARM_UP", [])
-    loads: list[str] = []
-    real = common._load_predictor
-
-    def spy(path: str):
-        loads.append(threading.current_thread().name)
-        return real(path)
-
-    monkeypatch.setattr(common, "_load_predictor", spy)
     # AppTest cannot resolve the sidebar's links of a page run alone (the real server can): the page stops
     # there, after page_header has started the warm-up.
     AppTest.from_file(str(REPO_ROOT / "pages" / "predict.py"), default_timeout=180).run()
     assert len(common._WARM_UP) == 1
     path, predictor = common._WARM_UP[0].result(timeout=120)
-    assert loads == ["model-warm-up"] and path.endswith("best_model.pth") and predictor.backend == "onnxruntime"
+    assert warm_up_loads == ["model-warm-up"] and path.endswith("best_model.pth") and predictor.backend == "onnxruntime"
