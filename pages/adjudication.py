@@ -11,9 +11,11 @@ import streamlit as st
 from service import reader_study, store
 from service.reviews import LABELS, MAX_NOTES
 from ui.common import current_identity, engine_or_stop, page_header, show_problem, show_store_error, user_text_table
-from ui.viewer import show_stored_xray
 
 page_header("Adjudication")
+# The title is drawn before the viewer is imported (plotly, pandas: about 0.5 s on a fresh server).
+from ui.viewer import show_stored_xray
+
 if st.session_state.get("last_adjudicated"):
     st.success(st.session_state.pop("last_adjudicated"))
     for recorded in ("final_label", "adjudication_reason"):  # the next case starts with an empty form

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import streamlit as st
 
-from service.evaluation import report_beside
 from ui.common import engine_or_stop, load_report, page_header, predictor_or_stop
+
+page_header("Model performance on held-out patients")
+# The title is drawn before the sections are imported (pandas, plotly: about 0.5 s on a fresh server).
+from service.evaluation import report_beside
 from ui.monitor_section import monitoring_section
 from ui.report_view import (
     DATA_CARD,
@@ -18,7 +21,6 @@ from ui.report_view import (
 from ui.site_sections import point_change_section, restore_section, reviewed_cases_section, site_proposal_section
 from ui.versions_section import versions_section
 
-page_header("Model performance on held-out patients")
 engine = engine_or_stop()
 predictor = predictor_or_stop(engine)
 st.caption(

@@ -8,9 +8,11 @@ import streamlit as st
 
 from service import reader_studies, store, study_report
 from ui.common import current_identity, engine_or_stop, page_header, show_store_error, user_text_table
-from ui.viewer import show_stored_xray
 
 page_header("Reader study")
+# The title is drawn before the viewer is imported (plotly, pandas: about 0.5 s on a fresh server).
+from ui.viewer import show_stored_xray
+
 engine = engine_or_stop()
 identity = current_identity()
 

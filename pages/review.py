@@ -16,11 +16,13 @@ from service import known_models, reader_study, reviews, store
 from service.reviews import CONFIDENCE_LEVELS, MAX_NOTES, OUT_OF_DOMAIN_WARNING, UNUSABLE
 from ui.case_pick import pick_case
 from ui.common import current_identity, engine_or_stop, page_header, show_store_error, user_text_table
-from ui.viewer import show_stored_xray
 
 CONFIDENCE = list(reversed(CONFIDENCE_LEVELS))  # unsure ... high, for the slider
 
 page_header("Review")
+# The title is drawn before the viewer is imported (plotly, pandas: about 0.5 s on a fresh server).
+from ui.viewer import show_stored_xray
+
 if st.session_state.get("last_saved"):
     st.success(st.session_state.pop("last_saved"))
 engine = engine_or_stop()
