@@ -23,6 +23,20 @@ def _min_max(array: np.ndarray) -> np.ndarray:
     return array / (1e-7 + np.max(array))  # the grad-cam package's epsilon: an all-zero map stays zero
 
 
+def _upsample(layer: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear upsampling of a float map to ``size`` (width, height).
+
+    The grad-cam package resizes with OpenCV; for upsampling (a CAM grid is always coarser than the
+    input) Pillow's bilinear filter gives the same pixels to 1e-7 (``tests/core/test_cam.py``) without
+    OpenCV's 0.2-0.4 s import in the server.
+    """
+    from PIL import Image
+
+    if layer.shape[1] > size[0] or layer.shape[0] > size[1]:
+        raise ValueError(f"a CAM map {layer.shape} larger than the input {size} is not upsampled")
+    return np.asarray(Image.fromarray(layer, mode="F").resize(size, Image.Resampling.BILINEAR))
+
+
 def grad_cam_heat_map(raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """One image's Grad-CAM heat map for one class from its raw maps, scaled as ``grad-cam`` scales them.
 
@@ -35,8 +49,6 @@ def grad_cam_heat_map(raw: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         ``(height, width)`` float32 in [0, 1]: each layer's map rectified, min-max scaled and resized
         bilinearly, then the layers averaged and scaled again.
     """
-    import cv2  # OpenCV's resize is what the grad-cam package uses: the same pixels, not just a similar map
-
-    layers = [cv2.resize(_min_max(np.maximum(layer, 0)).astype(np.float32), size) for layer in raw]
+    layers = [_upsample(_min_max(np.maximum(layer, 0)).astype(np.float32), size) for layer in raw]
     joined = _min_max(np.maximum(np.stack(layers), 0).mean(0))
     return np.clip(np.nan_to_num(joined.astype(np.float32)), 0.0, 1.0)

@@ -9,7 +9,6 @@ spec, so every architecture the factory builds is covered.
 from __future__ import annotations
 
 import numpy as np
-from matplotlib import colormaps
 from PIL import Image
 
 from core.inference import Predictor
@@ -52,6 +51,32 @@ def _torch_gradcam(predictor: Predictor, image: Image.Image, class_name: str) ->
     return np.clip(heat, 0.0, 1.0)
 
 
+JET_SEGMENTS: dict[str, tuple[tuple[float, float], ...]] = {
+    "red": ((0.0, 0.0), (0.35, 0.0), (0.66, 1.0), (0.89, 1.0), (1.0, 0.5)),
+    "green": ((0.0, 0.0), (0.125, 0.0), (0.375, 1.0), (0.64, 1.0), (0.91, 0.0), (1.0, 0.0)),
+    "blue": ((0.0, 0.5), (0.11, 1.0), (0.34, 1.0), (0.65, 0.0), (1.0, 0.0)),
+}
+"""Matplotlib's "jet" as (position, value) knots per channel (``matplotlib._cm._jet_data``)."""
+_JET_LEVELS = 256
+_JET_TABLE = np.stack(
+    [
+        np.interp(np.linspace(0.0, 1.0, _JET_LEVELS), *zip(*JET_SEGMENTS[c], strict=True))
+        for c in ("red", "green", "blue")
+    ],
+    axis=-1,
+)
+
+
+def jet(values: np.ndarray) -> np.ndarray:
+    """Matplotlib's "jet" colours (RGB in [0, 1]) of values in [0, 1], the same 256-level table and lookup.
+
+    Written out rather than imported: matplotlib's import (0.15-0.4 s) was the largest part of the
+    server's first heat map. ``tests/core/test_explain.py`` checks every level against matplotlib.
+    """
+    index = (np.asarray(values, dtype=np.float32) * _JET_LEVELS).astype(int)  # matplotlib's lookup
+    return _JET_TABLE[np.clip(index, 0, _JET_LEVELS - 1)]
+
+
 def overlay(image: Image.Image, heat: np.ndarray, opacity: float = 0.4) -> Image.Image:
     """Blend a heat map (jet colours) over the image at its own size.
 
@@ -62,6 +87,6 @@ def overlay(image: Image.Image, heat: np.ndarray, opacity: float = 0.4) -> Image
         raise ValueError("opacity must lie in [0, 1]")
     base = image.convert("RGB")
     resized = Image.fromarray((heat * 255).astype(np.uint8)).resize(base.size, Image.Resampling.BILINEAR)
-    coloured = colormaps["jet"](np.asarray(resized, dtype=np.float32) / 255.0)[..., :3]
+    coloured = jet(np.asarray(resized, dtype=np.float32) / 255.0)
     blended = (1 - opacity) * np.asarray(base, dtype=np.float32) / 255.0 + opacity * coloured
     return Image.fromarray((np.clip(blended, 0, 1) * 255).astype(np.uint8))

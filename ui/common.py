@@ -173,7 +173,7 @@ def warm_up_model() -> None:
 
 def _warm_up_heat_maps(predictor: Predictor) -> None:
     """Ready the first heat map: one Grad-CAM pass on a blank image when the ONNX file computes Grad-CAM
-    (ONNX Runtime's first run allocates its buffers; OpenCV and matplotlib load), else torch and the network."""
+    (ONNX Runtime's first run allocates its buffers), else torch and the network."""
     import core.explain
 
     if predictor.serves_grad_cam:

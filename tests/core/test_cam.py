@@ -74,6 +74,19 @@ def test_scaling_follows_the_grad_cam_package():
     assert not grad_cam_heat_map(-np.abs(raw), (224, 224)).any()  # nothing positive: an all-zero map, no NaN
 
 
+@pytest.mark.parametrize(("shape", "size"), [((7, 7), (224, 224)), ((7, 7), (240, 240)), ((10, 13), (300, 260))])
+def test_upsampling_gives_opencvs_pixels(shape, size):
+    """The grad-cam package resizes with OpenCV; the server upsamples with Pillow, to the same pixels."""
+    import cv2
+
+    from core.cam import _upsample
+
+    layer = np.random.default_rng(2).random(shape).astype(np.float32)
+    assert np.abs(_upsample(layer, size) - cv2.resize(layer, size)).max() < 1e-6
+    with pytest.raises(ValueError, match="larger than the input"):
+        _upsample(layer, (5, 5))  # downsampling would filter differently: refused, not silently different
+
+
 def test_older_exports_without_the_cam_output_fall_back_to_the_grad_cam_package(tmp_path):
     """An export from before core.cam: calls from ONNX, the heat map from torch as before."""
     import onnx
@@ -108,7 +121,7 @@ def test_the_shipped_model_draws_a_heat_map_without_importing_torch():
         "image = xray_like(3, True, 256).convert('RGB')\n"
         "heat = gradcam(p, image)\n"
         "overlay(image, heat)\n"
-        "gone = [m for m in ('torch', 'pytorch_grad_cam') if m in sys.modules]\n"
+        "gone = [m for m in ('torch', 'pytorch_grad_cam', 'cv2', 'matplotlib') if m in sys.modules]\n"
         "print(heat.shape, round(float(heat.max()), 2), gone)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO_ROOT)

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from core.checkpoint import CheckpointMeta, save_checkpoint
-from core.explain import gradcam, overlay
+from core.explain import gradcam, jet, overlay
 from core.inference import Predictor
 from core.networks import get_model, get_spec
 from tests.helpers import REPO_ROOT, xray_like
@@ -34,6 +34,27 @@ def test_overlay_opacity_extremes():
     assert full.shape == (80, 80, 3) and full[..., 2].mean() > full[..., 0].mean()  # jet(0) is blue
     with pytest.raises(ValueError):
         overlay(image, heat, 1.5)
+
+
+def test_jet_is_matplotlibs_jet_at_every_level():
+    from matplotlib import colormaps
+
+    levels = np.arange(256, dtype=np.float32) / 255.0  # what overlay looks up: an 8-bit map
+    assert np.abs(jet(levels) - colormaps["jet"](levels)[..., :3]).max() < 1e-12  # float rounding only
+    fine = np.linspace(-0.1, 1.1, 5001).astype(np.float32)  # outside [0, 1]: the end colours, as matplotlib
+    assert np.abs(jet(fine) - colormaps["jet"](fine)[..., :3]).max() < 1e-12
+
+
+def test_overlay_draws_what_matplotlibs_jet_drew():
+    from matplotlib import colormaps
+
+    image = xray_like(5, True, 90).convert("RGB")
+    heat = np.random.default_rng(1).random((7, 7)).astype(np.float32)
+    resized = Image.fromarray((heat * 255).astype(np.uint8)).resize(image.size, Image.Resampling.BILINEAR)
+    coloured = colormaps["jet"](np.asarray(resized, dtype=np.float32) / 255.0)[..., :3]
+    blended = 0.6 * np.asarray(image, dtype=np.float32) / 255.0 + 0.4 * coloured
+    expected = (np.clip(blended, 0, 1) * 255).astype(np.uint8)
+    assert np.array_equal(np.asarray(overlay(image, heat, 0.4)), expected)
 
 
 def test_cli_heatmap(tiny_checkpoint, tmp_path):
