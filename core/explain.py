@@ -58,13 +58,18 @@ JET_SEGMENTS: dict[str, tuple[tuple[float, float], ...]] = {
 }
 """Matplotlib's "jet" as (position, value) knots per channel (``matplotlib._cm._jet_data``)."""
 _JET_LEVELS = 256
-_JET_TABLE = np.stack(
-    [
-        np.interp(np.linspace(0.0, 1.0, _JET_LEVELS), *zip(*JET_SEGMENTS[c], strict=True))
-        for c in ("red", "green", "blue")
-    ],
-    axis=-1,
-)
+
+
+def _jet_table() -> np.ndarray:
+    positions = np.linspace(0.0, 1.0, _JET_LEVELS)
+    channels = []
+    for name in ("red", "green", "blue"):
+        knots = np.asarray(JET_SEGMENTS[name])
+        channels.append(np.interp(positions, knots[:, 0], knots[:, 1]))
+    return np.stack(channels, axis=-1)
+
+
+_JET_TABLE = _jet_table()
 
 
 def jet(values: np.ndarray) -> np.ndarray:
