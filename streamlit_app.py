@@ -1,8 +1,8 @@
 """Dashboard router: ``streamlit run streamlit_app.py`` (or ``make run``).
 
 ``streamlit run`` finds ``app`` below and serves this file as an ``st.App``, whose start-up hook
-(:mod:`ui.startup`) opens the store, loads the model and imports the pages' modules before the
-first browser connects. Every session then runs this file as ``__main__``: the router.
+(:mod:`ui.startup`) imports what the Predict page needs, opens the store and loads the model before
+the first browser connects. Every session then runs this file as ``__main__``: the router.
 """
 
 import streamlit as st

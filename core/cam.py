@@ -13,6 +13,7 @@ package does (``tests/core/test_cam.py`` compares the two on real X-rays).
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 CAM_OUTPUT = "cam"
 """Output name of the raw Grad-CAM maps ``(N, layers, classes, h, w)`` in an export that has them."""
@@ -30,8 +31,6 @@ def _upsample(layer: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     input) Pillow's bilinear filter gives the same pixels to 1e-7 (``tests/core/test_cam.py``) without
     OpenCV's 0.2-0.4 s import in the server.
     """
-    from PIL import Image
-
     if layer.shape[1] > size[0] or layer.shape[0] > size[1]:
         raise ValueError(f"a CAM map {layer.shape} larger than the input {size} is not upsampled")
     return np.asarray(Image.fromarray(layer, mode="F").resize(size, Image.Resampling.BILINEAR))
