@@ -2,7 +2,8 @@
 
 ``streamlit run`` finds ``app`` below and serves this file as an ``st.App``, whose start-up hook
 (:mod:`ui.startup`) imports what the Predict page needs, opens the store and loads the model before
-the first browser connects. Every session then runs this file as ``__main__``: the router.
+the first browser connects, and whose middleware (:mod:`ui.first_paint`) tells the page where the server
+is and which scripts it draws first. Every session then runs this file as ``__main__``: the router.
 """
 
 import streamlit as st
@@ -24,6 +25,9 @@ if __name__ == "__main__":  # a session's script run (Streamlit runs the file as
         [st.Page(_home, title=NAVIGATION[0].title, url_path="home", default=True), *PAGES], position="hidden"
     ).run()
 else:  # imported by the server that `streamlit run` starts for an st.App
+    from starlette.middleware import Middleware
+
+    from ui.first_paint import FirstPaintHints
     from ui.startup import lifespan
 
-    app = st.App(__file__, lifespan=lifespan)
+    app = st.App(__file__, lifespan=lifespan, middleware=[Middleware(FirstPaintHints)])

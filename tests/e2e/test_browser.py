@@ -34,8 +34,9 @@ CHROMIUM_ARGS = [
 ]
 
 
-def start_dashboard(data_dir: Path, **settings: str) -> tuple[subprocess.Popen, str, float]:
-    """Start ``streamlit run`` on a free loopback port; returns (process, url, seconds to healthy)."""
+def start_dashboard(data_dir: Path, poll_s: float = 0.2, **settings: str) -> tuple[subprocess.Popen, str, float]:
+    """Start ``streamlit run`` on a free loopback port, asking for its health every ``poll_s`` seconds;
+    returns (process, url, seconds to healthy)."""
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "DATABASE_URL"}  # SQLite unless asked
     env.update({"PNEUMONIA_DATA_DIR": str(data_dir), **settings})
@@ -67,14 +68,16 @@ def start_dashboard(data_dir: Path, **settings: str) -> tuple[subprocess.Popen, 
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
+    base_path = settings.get("STREAMLIT_SERVER_BASE_URL_PATH", "").strip("/")
+    health = f"{url}/{base_path}/_stcore/health" if base_path else f"{url}/_stcore/health"
     direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback never goes through a proxy
-    for _ in range(1200):
+    while time.monotonic() - started < 240:
         try:
-            with direct.open(f"{url}/_stcore/health", timeout=1) as response:
+            with direct.open(health, timeout=1) as response:
                 if response.status == 200:
                     return process, url, time.monotonic() - started
         except OSError:
-            time.sleep(0.2)
+            time.sleep(poll_s)
         if process.poll() is not None:
             raise RuntimeError(log_path.read_text()[-2000:])
     process.kill()
@@ -109,21 +112,6 @@ def dashboard(tmp_path):
     yield url, tmp_path / "data"
     process.terminate()
     process.wait(timeout=30)
-
-
-@pytest.fixture()
-def browser_page():
-    skip_unless_available(
-        Path(CHROMIUM).exists(), "Debian's chromium", "enable with 'apt-get install chromium' (.ci/run does)"
-    )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(120_000)
-        yield page
-        browser.close()
 
 
 def _wait_for_rows(database: Path, table: str, count: int, timeout: float = 120.0) -> None:
