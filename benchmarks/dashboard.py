@@ -1,6 +1,10 @@
-"""Dashboard benchmark in a real headless Chromium: start-up to first prediction, and one prediction's round trip.
+"""Dashboard benchmark in a real headless Chromium: start-ups to the first prediction, then round trips.
 
-    python benchmarks/dashboard.py [--rounds 5]
+    python benchmarks/dashboard.py [--rounds 5] [--start-only]
+
+Three start-ups (median printed) with the browser open before ``streamlit run`` and launched once the
+server answers; then, on one server, ``--rounds`` uploads, fresh tabs, the viewer, 32 X-rays at once
+and the idle server.
 
 Prints figures; nothing is asserted.
 """
