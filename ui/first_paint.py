@@ -16,6 +16,7 @@ Only HTML responses are touched; a hint that no longer applies (another Streamli
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -71,11 +72,14 @@ def head_hints(page: str, base_path: str) -> bytes:
     for stem in FIRST_ELEMENTS[""] + FIRST_ELEMENTS.get(page, ()):
         chunks += [name for name in _chunk_with_imports(folder, stem, loaded) if name not in chunks]
     base = "/" + base_path.strip("/") + "/" if base_path.strip("/") else "/"
+    address = json.dumps(base).replace("<", "\\u003c")  # a JS string that cannot close the script
     script = (
         "<script>window.__streamlit=Object.assign("
-        f"{{BACKEND_BASE_URL:location.origin+{json.dumps(base)}}},window.__streamlit||{{}})</script>"
+        f"{{BACKEND_BASE_URL:location.origin+{address}}},window.__streamlit||{{}})</script>"
     )
-    links = "".join(f'<link rel="modulepreload" crossorigin href="{base}static/js/{name}">' for name in chunks)
+    links = "".join(
+        f'<link rel="modulepreload" crossorigin href="{html.escape(base + "static/js/" + name)}">' for name in chunks
+    )
     return (script + links).encode()
 
 

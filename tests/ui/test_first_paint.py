@@ -32,6 +32,8 @@ def test_the_hints_name_the_server_under_its_base_path():
     assert 'BACKEND_BASE_URL:location.origin+"/"' in root
     assert 'BACKEND_BASE_URL:location.origin+"/pneumonia/"' in based
     assert all(href.startswith("/pneumonia/static/js/") for href in _preloaded(based.encode()))
+    odd = head_hints("predict", '/a"</script>b/').decode()  # a setting cannot break out of the page's HTML
+    assert odd.count("</script>") == 1 and "\\u003c/script>b/" in odd and 'href="/a&quot;&lt;/script&gt;b/' in odd
     assert _page_of("/pneumonia/predict/", "pneumonia") == "predict"
     assert _page_of("/predict", "") == "predict"
     assert _page_of("/pneumonia", "/pneumonia") == ""
