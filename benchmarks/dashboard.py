@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -90,17 +91,17 @@ def _start_up(playwright: object, data_dir: Path, image: Path, browser_first: bo
     ``browser_first``: the browser is open with a blank tab before the server starts (a clinician's
     browser); else it is launched once the server answers.
     """
-    browser = page = None
-    if browser_first:
+
+    def open_tab() -> tuple[Any, Any]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)  # type: ignore[attr-defined]
-        page = browser.new_page()
+        return browser, browser.new_page()
+
+    browser, page = open_tab() if browser_first else (None, None)
     started = time.monotonic()
     process, url, healthy = start_dashboard(data_dir, poll_s=0.05)
     try:
         if browser is None:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)  # type: ignore[attr-defined]
-            page = browser.new_page()
-        assert page is not None
+            browser, page = open_tab()
         page.set_default_timeout(180_000)
         page.goto(f"{url}/predict")
         page.locator("input[type=file]").wait_for(state="attached")
@@ -113,7 +114,8 @@ def _start_up(playwright: object, data_dir: Path, image: Path, browser_first: bo
         heat_map = time.monotonic() - uploaded
         return {"healthy": healthy, "drawn": drawn, "first": first, "heat map": heat_map}
     finally:
-        browser.close()
+        if browser is not None:
+            browser.close()
         process.terminate()
         process.wait(timeout=30)
 

@@ -16,6 +16,7 @@ its write-ahead log of the old file over the new one.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import uuid
@@ -304,6 +305,7 @@ def init_db(engine: Engine) -> Engine:
 _REVISION_LINE = re.compile(r"^(down_revision|revision)\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|None)", re.MULTILINE)
 
 
+@functools.cache  # the files do not change while the process runs
 def _head_in_files() -> str | None:
     """The newest revision, read from the migration files' ``revision`` / ``down_revision`` lines.
 

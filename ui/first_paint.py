@@ -19,15 +19,10 @@ from __future__ import annotations
 import html
 import json
 import re
-from collections.abc import Awaitable, Callable, MutableMapping
 from functools import cache
 from pathlib import Path
-from typing import Any
 
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[MutableMapping[str, Any], Receive, Send], Awaitable[None]]
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 FIRST_ELEMENTS: dict[str, tuple[str, ...]] = {
     "": ("PageLink",),  # every page's header (ui.common.page_header)
@@ -64,7 +59,13 @@ def _chunk_with_imports(folder: Path, stem: str, loaded: set[str]) -> list[str]:
 
 @cache
 def head_hints(page: str, base_path: str) -> bytes:
-    """What goes before ``</head>`` on the page at ``page`` (its address without the base path)."""
+    """What goes before ``</head>`` on the page at ``page`` (its address without the base path).
+
+    Cached per page that has its own hints: any other address shares the common ones, so arbitrary
+    URLs neither grow the cache nor read Streamlit's files again.
+    """
+    if page not in FIRST_ELEMENTS:
+        return head_hints("", base_path)
     folder = _static_js()
     index = (folder.parent.parent / "index.html").read_text(encoding="utf-8", errors="replace")
     loaded = set(re.findall(r"static/js/([\w.$-]+\.js)", index))  # the page loads these already
@@ -98,7 +99,7 @@ class FirstPaintHints:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = dict(scope.get("headers") or [])
         if scope["type"] != "http" or scope.get("method") != "GET" or b"text/html" not in headers.get(b"accept", b""):
             await self.app(scope, receive, send)
@@ -123,11 +124,11 @@ class FirstPaintHints:
                 body.append(message.get("body", b""))
                 if message.get("more_body"):
                     return
-                html = b"".join(body).replace(b"</head>", hints + b"</head>", 1)
+                document = b"".join(body).replace(b"</head>", hints + b"</head>", 1)
                 start["headers"] = [(k, v) for k, v in start["headers"] if k != b"content-length"]
-                start["headers"].append((b"content-length", str(len(html)).encode()))
+                start["headers"].append((b"content-length", str(len(document)).encode()))
                 await send(start)
-                await send({"type": "http.response.body", "body": html})
+                await send({"type": "http.response.body", "body": document})
                 return
             await send(message)
 
